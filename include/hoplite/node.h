@@ -1,0 +1,91 @@
+// Node: one member of a Hoplite cluster, with its object store, its shard of
+// the object directory, its control plane and its data plane.
+//
+// create() joins the cluster (rank 0 collects every member's addresses and
+// hands out the table) and starts the node's single progress thread, which
+// owns all sockets. Public calls hand work to that thread and wait on
+// futures; no user code ever runs on it.
+//
+// Ownership: the caller owns the Node; ObjectViews pin store memory and must
+// be dropped before the Node is destroyed.
+// Thread-safety: thread-safe; every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "hoplite/object_id.h"
+#include "hoplite/object_view.h"
+#include "hoplite/object_writer.h"
+#include "hoplite/options.h"
+#include "hoplite/status.h"
+
+namespace hoplite {
+
+struct GetOptions {
+  // Answer NotFound at once when no copy is known, instead of waiting for a
+  // put.
+  bool must_exist = false;
+};
+
+enum class RemoveScope { kLocal, kGlobal };
+
+struct NodeStats {
+  std::uint64_t objects = 0;
+  std::uint64_t store_used = 0;
+  std::uint64_t store_capacity = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t bytes_served = 0;
+  std::uint64_t rejected_connections = 0;
+  std::uint64_t protocol_errors = 0;
+};
+
+class Node {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Node>> create(const NodeOptions& options);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  int rank() const;
+  int world_size() const;
+  const NodeOptions& options() const;
+
+  // Copies `bytes` into the store and publishes the object. Returns once the
+  // directory knows it, so any node's get will find it.
+  [[nodiscard]] Status put(const ObjectID& id, std::span<const std::byte> bytes);
+  [[nodiscard]] Status put(const ObjectID& id, const void* data, std::size_t size) {
+    return put(id, {static_cast<const std::byte*>(data), size});
+  }
+  // Streaming put: reserve `size` bytes, write, publish progress, seal.
+  [[nodiscard]] Result<ObjectWriter> create(const ObjectID& id, std::uint64_t size);
+  // A future of the complete object in the local store; fetches it from a
+  // copy elsewhere if needed, waiting for a put if none exists yet.
+  ObjectFuture get(const ObjectID& id, GetOptions opts = {});
+  // kLocal drops this node's copy; kGlobal forgets the object everywhere and
+  // returns once the directory has dropped it.
+  [[nodiscard]] Status remove(const ObjectID& id, RemoveScope scope = RemoveScope::kGlobal);
+  // A complete copy is in the local store.
+  bool contains(const ObjectID& id) const;
+  // Bytes of `id` present locally (for progress displays and tests).
+  std::uint64_t local_progress(const ObjectID& id) const;
+  // Every member reaches the barrier before anyone leaves it.
+  [[nodiscard]] Status barrier(std::chrono::milliseconds timeout = std::chrono::minutes(10));
+
+  NodeStats stats() const;
+  // host:port of this node's control listener and data plane (for tools and
+  // tests that talk to a node directly).
+  std::string control_address(int rank) const;
+  std::string data_address(int rank) const;
+
+  class Impl;
+
+ private:
+  explicit Node(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hoplite

@@ -1,0 +1,92 @@
+// ObjectView: a pinned, read-only, zero-copy view of an object in the local
+// store, and ObjectFuture: the result of a get that may still be in flight.
+//
+// While an ObjectView lives, the object's memory cannot be freed or reused
+// (a remove only unlinks it). Copies share the pin.
+//
+// Thread-safety: ObjectView is a value type. ObjectFuture is thread-safe:
+// any thread may wait on it, and it is fulfilled by the node's progress thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+
+#include "hoplite/object_id.h"
+#include "hoplite/status.h"
+
+namespace hoplite {
+
+class ObjectView {
+ public:
+  ObjectView() = default;
+  ObjectView(ObjectID id, const std::byte* data, std::size_t size, std::shared_ptr<const void> pin, int source)
+      : id_(id), data_(data), size_(size), pin_(std::move(pin)), source_(source) {}
+
+  const ObjectID& id() const { return id_; }
+  const std::byte* data() const { return data_; }
+  std::size_t size() const { return size_; }
+  std::span<const std::byte> bytes() const { return {data_, size_}; }
+  // The rank this node received the bytes from; -1 when they were local
+  // (put here) or inline (served by the directory).
+  int source() const { return source_; }
+
+ private:
+  ObjectID id_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::shared_ptr<const void> pin_;
+  int source_ = -1;
+};
+
+namespace detail {
+// Shared between the caller's future and the node's progress thread.
+struct GetState {
+  ObjectID id;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<ObjectView>> result;  // guarded by mu
+
+  void fulfill(Result<ObjectView> r) {
+    {
+      std::lock_guard lock(mu);
+      if (result) return;
+      result.emplace(std::move(r));
+    }
+    cv.notify_all();
+  }
+};
+}  // namespace detail
+
+class ObjectFuture {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kForever{std::chrono::hours(24 * 365)};
+
+  ObjectFuture() = default;
+  explicit ObjectFuture(std::shared_ptr<detail::GetState> s) : s_(std::move(s)) {}
+
+  bool ready() const {
+    std::lock_guard lock(s_->mu);
+    return s_->result.has_value();
+  }
+  // The view, the get's error, or a timeout naming the object. A timed-out
+  // wait leaves the get running: a later wait may still succeed.
+  Result<ObjectView> wait(std::chrono::milliseconds timeout = kForever) const {
+    std::unique_lock lock(s_->mu);
+    if (!s_->cv.wait_for(lock, timeout, [&] { return s_->result.has_value(); })) {
+      return timeout_error("get of " + s_->id.short_hex() + ": no complete copy after " +
+                           std::to_string(timeout.count()) + " ms");
+    }
+    return *s_->result;
+  }
+
+ private:
+  std::shared_ptr<detail::GetState> s_;
+};
+
+}  // namespace hoplite

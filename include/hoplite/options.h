@@ -1,0 +1,49 @@
+// NodeOptions: everything a node needs to join a cluster.
+//
+// Filled by hand, or from the launcher's environment with
+// from_environment(): hoplite-run and torchrun (RANK, WORLD_SIZE,
+// MASTER_ADDR, MASTER_PORT), Open MPI (OMPI_COMM_WORLD_RANK/SIZE), PMI
+// (PMI_RANK/PMI_SIZE) and Slurm (SLURM_PROCID/SLURM_NTASKS). Launchers that
+// do not provide a rendezvous address (mpirun, srun) need HOPLITE_BOOTSTRAP
+// (host:port of rank 0's control port). HOPLITE_* variables override the
+// defaults below; docs/architecture.md lists them.
+//
+// Thread-safety: value type.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "hoplite/status.h"
+
+namespace hoplite {
+
+struct NodeOptions {
+  int rank = -1;
+  int world_size = -1;
+  // host:port where rank 0 listens for control connections (rank 0 binds it).
+  std::string bootstrap_address;
+  // Address this node binds and advertises. Empty: the address that routes
+  // to the bootstrap host (127.0.0.1 on loopback, the node's own IP in a
+  // namespace cluster).
+  std::string listen_host;
+  std::uint64_t store_capacity = 2ull << 30;
+  std::uint64_t chunk_size = 1u << 20;
+  // Objects up to this size live in the directory itself.
+  std::uint64_t inline_threshold = 64u << 10;
+  // Chunk gets in flight per incoming object.
+  unsigned pipeline_depth = 8;
+  std::string transport = "tcp";
+  // Shared secret; a peer presenting another one is refused.
+  std::string token;
+  std::chrono::milliseconds bootstrap_timeout{60000};
+
+  [[nodiscard]] static Result<NodeOptions> from_environment();
+  [[nodiscard]] Status validate() const;
+};
+
+// "4096", "64K", "16M", "2G" (binary units) -> bytes.
+[[nodiscard]] Result<std::uint64_t> parse_size(const std::string& s);
+
+}  // namespace hoplite

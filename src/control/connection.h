@@ -1,0 +1,62 @@
+// Connection: one control-plane TCP connection, framed.
+//
+// Reads frames (validating the header and the payload against its type) and
+// hands decoded messages to its owner's handler; queues outgoing frames and
+// writes them in order. The first bad frame is answered with an Error frame
+// and the connection is closed: the peer is out of sync with us and nothing
+// it sends afterwards can be trusted. Other connections are unaffected.
+//
+// Ownership: shared by the handlers in flight; the node keeps the ones it
+// routes messages through. Thread-safety: thread-bound to the progress thread.
+#pragma once
+
+#include "common/asio.h"
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "control/messages.h"
+
+namespace hoplite::control {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using MessageHandler = std::function<void(const std::shared_ptr<Connection>&, Message)>;
+  using CloseHandler = std::function<void(const std::shared_ptr<Connection>&, const Status&)>;
+
+  Connection(boost::asio::ip::tcp::socket sock, MessageHandler on_message, CloseHandler on_close);
+
+  // Accepted connections: starts reading.
+  void start();
+  // Outbound connections: sends queue until connected; then the queue is
+  // written and reading starts. A failed connect closes the connection.
+  void connect(const boost::asio::ip::tcp::endpoint& to);
+  void send(std::vector<std::uint8_t> frame);
+  void send(const Message& m) { send(encode(m)); }
+  // Sends an Error frame, then closes.
+  void reject(const Status& why);
+  void close(const Status& why);
+  bool open() const { return open_; }
+  const std::string& name() const { return name_; }
+
+  // Set by the node after a valid Hello: which rank this is, if a member.
+  Rank peer = kNoRank;
+  bool authenticated = false;
+
+ private:
+  void read_header();
+  void write_next();
+
+  boost::asio::ip::tcp::socket sock_;
+  MessageHandler on_message_;
+  CloseHandler on_close_;
+  std::string name_;
+  bool open_ = true;
+  bool writing_ = false;
+  std::array<std::uint8_t, wire::kHeaderSize> hdr_{};
+  std::vector<std::uint8_t> body_;
+  std::deque<std::vector<std::uint8_t>> outq_;
+};
+
+}  // namespace hoplite::control

@@ -1,0 +1,318 @@
+#include "control/messages.h"
+
+#include <cstring>
+
+namespace hoplite::control {
+namespace {
+
+using wire::WireReader;
+using wire::WireWriter;
+
+#define TRY(expr) HOPLITE_RETURN_IF_ERROR(expr)
+
+void put_peer(WireWriter& w, const PeerInfo& p) {
+  w.str(p.host);
+  w.u16(p.control_port);
+  w.str(p.transport_address);
+  w.bytes(p.remote_key);
+}
+Status get_peer(WireReader& r, PeerInfo& p) {
+  TRY(r.str(p.host, kMaxString));
+  TRY(r.u16(p.control_port));
+  TRY(r.str(p.transport_address, kMaxString));
+  return r.bytes(p.remote_key, kMaxString);
+}
+
+Status get_bool(WireReader& r, bool& b) {
+  std::uint8_t v;
+  TRY(r.u8(v));
+  if (v > 1) return protocol_error("boolean field holds " + std::to_string(v));
+  b = v != 0;
+  return {};
+}
+
+template <typename E>
+Status get_enum(WireReader& r, E& e, std::uint8_t max) {
+  std::uint8_t v;
+  TRY(r.u8(v));
+  if (v > max) return protocol_error("enum field out of range: " + std::to_string(v));
+  e = static_cast<E>(v);
+  return {};
+}
+
+// One encoder per message; MsgType comes from the overload chosen.
+MsgType write(WireWriter& w, const Hello& m) {
+  w.u32(m.protocol);
+  w.u32(m.rank);
+  w.u8(static_cast<std::uint8_t>(m.channel));
+  w.str(m.token);
+  return MsgType::kHello;
+}
+MsgType write(WireWriter& w, const HelloAck& m) {
+  w.u32(m.rank);
+  return MsgType::kHelloAck;
+}
+MsgType write(WireWriter& w, const Error& m) {
+  w.u16(m.code);
+  w.str(m.message);
+  return MsgType::kError;
+}
+MsgType write(WireWriter& w, const Register& m) {
+  w.u32(m.rank);
+  put_peer(w, m.info);
+  return MsgType::kRegister;
+}
+MsgType write(WireWriter& w, const Table& m) {
+  w.u32(static_cast<std::uint32_t>(m.peers.size()));
+  for (const auto& p : m.peers) put_peer(w, p);
+  return MsgType::kTable;
+}
+MsgType write(WireWriter& w, const Barrier& m) {
+  w.u64(m.epoch);
+  w.u32(m.rank);
+  return MsgType::kBarrier;
+}
+MsgType write(WireWriter& w, const BarrierDone& m) {
+  w.u64(m.epoch);
+  return MsgType::kBarrierDone;
+}
+MsgType write(WireWriter& w, const Publish& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  w.u64(m.size);
+  w.u32(m.rank);
+  w.u8(static_cast<std::uint8_t>(m.state));
+  w.u8(m.has_inline ? 1 : 0);
+  if (m.has_inline) w.bytes(m.inline_data);
+  return MsgType::kPublish;
+}
+MsgType write(WireWriter& w, const PublishAck& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  return MsgType::kPublishAck;
+}
+MsgType write(WireWriter& w, const Unpublish& m) {
+  w.id(m.id);
+  w.u32(m.rank);
+  return MsgType::kUnpublish;
+}
+MsgType write(WireWriter& w, const Lookup& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  w.u32(m.requester);
+  w.u8(m.must_exist ? 1 : 0);
+  return MsgType::kLookup;
+}
+MsgType write(WireWriter& w, const LookupReply& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  w.u8(static_cast<std::uint8_t>(m.result));
+  w.u64(m.size);
+  w.u32(m.sender);
+  w.bytes(m.inline_data);
+  return MsgType::kLookupReply;
+}
+MsgType write(WireWriter& w, const Remove& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  w.u32(m.requester);
+  return MsgType::kRemove;
+}
+MsgType write(WireWriter& w, const RemoveAck& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  return MsgType::kRemoveAck;
+}
+MsgType write(WireWriter& w, const Delete& m) {
+  w.id(m.id);
+  return MsgType::kDelete;
+}
+MsgType write(WireWriter& w, const Watch& m) {
+  w.id(m.id);
+  w.u32(m.requester);
+  return MsgType::kWatch;
+}
+MsgType write(WireWriter& w, const Progress& m) {
+  w.id(m.id);
+  w.u8(m.present ? 1 : 0);
+  w.u64(m.offset);
+  w.u64(m.size);
+  w.u64(m.ready);
+  return MsgType::kProgress;
+}
+MsgType write(WireWriter& w, const Unwatch& m) {
+  w.id(m.id);
+  w.u32(m.requester);
+  return MsgType::kUnwatch;
+}
+
+Result<Message> read(MsgType type, WireReader& r) {
+  switch (type) {
+    case MsgType::kHello: {
+      Hello m;
+      TRY(r.u32(m.protocol));
+      TRY(r.u32(m.rank));
+      TRY(get_enum(r, m.channel, 1));
+      TRY(r.str(m.token, kMaxString));
+      return Message{m};
+    }
+    case MsgType::kHelloAck: {
+      HelloAck m;
+      TRY(r.u32(m.rank));
+      return Message{m};
+    }
+    case MsgType::kError: {
+      Error m;
+      TRY(r.u16(m.code));
+      TRY(r.str(m.message, kMaxString));
+      return Message{m};
+    }
+    case MsgType::kRegister: {
+      Register m;
+      TRY(r.u32(m.rank));
+      TRY(get_peer(r, m.info));
+      return Message{m};
+    }
+    case MsgType::kTable: {
+      Table m;
+      std::uint32_t n;
+      TRY(r.u32(n));
+      if (n == 0 || n > kMaxWorld) return protocol_error("table of " + std::to_string(n) + " peers");
+      m.peers.resize(n);
+      for (auto& p : m.peers) TRY(get_peer(r, p));
+      return Message{m};
+    }
+    case MsgType::kBarrier: {
+      Barrier m;
+      TRY(r.u64(m.epoch));
+      TRY(r.u32(m.rank));
+      return Message{m};
+    }
+    case MsgType::kBarrierDone: {
+      BarrierDone m;
+      TRY(r.u64(m.epoch));
+      return Message{m};
+    }
+    case MsgType::kPublish: {
+      Publish m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      TRY(r.u64(m.size));
+      TRY(r.u32(m.rank));
+      TRY(get_enum(r, m.state, 1));
+      TRY(get_bool(r, m.has_inline));
+      if (m.has_inline) {
+        TRY(r.bytes(m.inline_data, kMaxInline));
+        if (m.inline_data.size() != m.size) {
+          return protocol_error("inline payload of " + std::to_string(m.inline_data.size()) +
+                                " bytes for an object of " + std::to_string(m.size));
+        }
+      }
+      return Message{m};
+    }
+    case MsgType::kPublishAck: {
+      PublishAck m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      return Message{m};
+    }
+    case MsgType::kUnpublish: {
+      Unpublish m;
+      TRY(r.id(m.id));
+      TRY(r.u32(m.rank));
+      return Message{m};
+    }
+    case MsgType::kLookup: {
+      Lookup m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      TRY(r.u32(m.requester));
+      TRY(get_bool(r, m.must_exist));
+      return Message{m};
+    }
+    case MsgType::kLookupReply: {
+      LookupReply m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      TRY(get_enum(r, m.result, 2));
+      TRY(r.u64(m.size));
+      TRY(r.u32(m.sender));
+      TRY(r.bytes(m.inline_data, kMaxInline));
+      if (m.result == LookupResult::kInline && m.inline_data.size() != m.size) {
+        return protocol_error("inline reply size mismatch");
+      }
+      return Message{m};
+    }
+    case MsgType::kRemove: {
+      Remove m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      TRY(r.u32(m.requester));
+      return Message{m};
+    }
+    case MsgType::kRemoveAck: {
+      RemoveAck m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      return Message{m};
+    }
+    case MsgType::kDelete: {
+      Delete m;
+      TRY(r.id(m.id));
+      return Message{m};
+    }
+    case MsgType::kWatch: {
+      Watch m;
+      TRY(r.id(m.id));
+      TRY(r.u32(m.requester));
+      return Message{m};
+    }
+    case MsgType::kProgress: {
+      Progress m;
+      TRY(r.id(m.id));
+      TRY(get_bool(r, m.present));
+      TRY(r.u64(m.offset));
+      TRY(r.u64(m.size));
+      TRY(r.u64(m.ready));
+      if (m.ready > m.size) return protocol_error("progress beyond the object size");
+      return Message{m};
+    }
+    case MsgType::kUnwatch: {
+      Unwatch m;
+      TRY(r.id(m.id));
+      TRY(r.u32(m.requester));
+      return Message{m};
+    }
+  }
+  return protocol_error("unknown control message type " + std::to_string(static_cast<int>(type)));
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> encode(const Message& m) {
+  WireWriter w;
+  w.buffer().resize(wire::kHeaderSize);
+  MsgType type = std::visit([&](const auto& msg) { return write(w, msg); }, m);
+  auto& buf = w.buffer();
+  wire::encode_header(static_cast<std::uint8_t>(type),
+                      static_cast<std::uint32_t>(buf.size() - wire::kHeaderSize), buf.data());
+  return std::move(buf);
+}
+
+Result<Message> decode(std::uint8_t type, std::span<const std::uint8_t> payload) {
+  WireReader r(payload);
+  auto m = read(static_cast<MsgType>(type), r);
+  if (!m.is_ok()) return m.status();
+  TRY(r.finish());
+  return m;
+}
+
+const char* type_name(const Message& m) {
+  static constexpr const char* kNames[] = {
+      "Hello",  "HelloAck",    "Error",  "Register",  "Table",  "Barrier",
+      "BarrierDone", "Publish", "PublishAck", "Unpublish", "Lookup", "LookupReply",
+      "Remove", "RemoveAck",   "Delete", "Watch",     "Progress", "Unwatch"};
+  return kNames[m.index()];
+}
+
+}  // namespace hoplite::control

@@ -1,0 +1,154 @@
+// Control-plane messages: the typed view of every control frame.
+//
+// encode() turns a message into a complete frame (header + payload);
+// decode() validates a payload against its type and returns the message or a
+// protocol Status; it never trusts a length it has not checked. The layouts
+// are documented byte by byte in docs/wire-protocol.md.
+//
+// Thread-safety: pure functions over value types.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/wire.h"
+#include "hoplite/object_id.h"
+#include "hoplite/status.h"
+
+namespace hoplite::control {
+
+using Rank = std::uint32_t;
+inline constexpr Rank kNoRank = 0xffffffffu;
+inline constexpr std::uint32_t kMaxString = 4096;
+inline constexpr std::uint32_t kMaxInline = 4u << 20;
+inline constexpr std::uint32_t kMaxWorld = 65536;
+
+enum class MsgType : std::uint8_t {
+  kHello = 1,
+  kHelloAck = 2,
+  kError = 3,
+  kRegister = 4,
+  kTable = 5,
+  kBarrier = 6,
+  kBarrierDone = 7,
+  kPublish = 10,
+  kPublishAck = 11,
+  kUnpublish = 12,
+  kLookup = 13,
+  kLookupReply = 14,
+  kRemove = 15,
+  kRemoveAck = 16,
+  kDelete = 17,
+  kWatch = 20,
+  kProgress = 21,
+  kUnwatch = 22,
+};
+
+enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
+
+struct Hello {
+  std::uint32_t protocol = 1;
+  Rank rank = kNoRank;  // kNoRank: not a member (tools, tests)
+  Channel channel = Channel::kControl;
+  std::string token;
+};
+struct HelloAck {
+  Rank rank = kNoRank;
+};
+struct Error {
+  std::uint16_t code = 0;  // a StatusCode
+  std::string message;
+};
+struct PeerInfo {
+  std::string host;
+  std::uint16_t control_port = 0;
+  std::string transport_address;        // backend-specific, opaque here
+  std::vector<std::uint8_t> remote_key;  // the peer's store region
+};
+struct Register {
+  Rank rank = kNoRank;
+  PeerInfo info;
+};
+struct Table {
+  std::vector<PeerInfo> peers;  // index = rank
+};
+struct Barrier {
+  std::uint64_t epoch = 0;
+  Rank rank = kNoRank;
+};
+struct BarrierDone {
+  std::uint64_t epoch = 0;
+};
+enum class LocationState : std::uint8_t { kPartial = 0, kComplete = 1 };
+struct Publish {
+  ObjectID id;
+  std::uint64_t request = 0;  // non-zero: the shard answers with PublishAck
+  std::uint64_t size = 0;
+  Rank rank = kNoRank;
+  LocationState state = LocationState::kComplete;
+  bool has_inline = false;
+  std::vector<std::uint8_t> inline_data;
+};
+struct PublishAck {
+  ObjectID id;
+  std::uint64_t request = 0;
+};
+struct Unpublish {
+  ObjectID id;
+  Rank rank = kNoRank;
+};
+struct Lookup {
+  ObjectID id;
+  std::uint64_t request = 0;
+  Rank requester = kNoRank;
+  bool must_exist = false;  // answer NotFound now instead of waiting
+};
+enum class LookupResult : std::uint8_t { kSender = 0, kInline = 1, kNotFound = 2 };
+struct LookupReply {
+  ObjectID id;
+  std::uint64_t request = 0;
+  LookupResult result = LookupResult::kNotFound;
+  std::uint64_t size = 0;
+  Rank sender = kNoRank;
+  std::vector<std::uint8_t> inline_data;
+};
+struct Remove {
+  ObjectID id;
+  std::uint64_t request = 0;
+  Rank requester = kNoRank;
+};
+struct RemoveAck {
+  ObjectID id;
+  std::uint64_t request = 0;
+};
+struct Delete {
+  ObjectID id;
+};
+struct Watch {
+  ObjectID id;
+  Rank requester = kNoRank;
+};
+struct Progress {
+  ObjectID id;
+  bool present = false;      // false: the sender has no copy (any more)
+  std::uint64_t offset = 0;  // of the object in the sender's store region
+  std::uint64_t size = 0;
+  std::uint64_t ready = 0;  // bytes [0, ready) are valid at the sender
+};
+struct Unwatch {
+  ObjectID id;
+  Rank requester = kNoRank;
+};
+
+using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone,
+                             Publish, PublishAck, Unpublish, Lookup, LookupReply, Remove,
+                             RemoveAck, Delete, Watch, Progress, Unwatch>;
+
+// A complete frame: header + payload.
+std::vector<std::uint8_t> encode(const Message& m);
+[[nodiscard]] Result<Message> decode(std::uint8_t type, std::span<const std::uint8_t> payload);
+const char* type_name(const Message& m);
+
+}  // namespace hoplite::control

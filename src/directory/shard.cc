@@ -1,0 +1,102 @@
+#include "directory/shard.h"
+
+namespace hoplite::directory {
+
+using control::LookupResult;
+
+std::optional<Reply> DirectoryShard::answer(const ObjectID& id, Record& rec, const control::Lookup& l) {
+  control::LookupReply r;
+  r.id = id;
+  r.request = l.request;
+  if (rec.has_size && rec.is_inline) {
+    r.result = LookupResult::kInline;
+    r.size = rec.size;
+    r.inline_data = rec.inline_data;
+    return Reply{l.requester, std::move(r)};
+  }
+  if (!rec.has_size) return std::nullopt;
+  auto sender = rec.planner.assign(l.requester);
+  if (!sender) return std::nullopt;
+  r.result = LookupResult::kSender;
+  r.size = rec.size;
+  r.sender = *sender;
+  return Reply{l.requester, std::move(r)};
+}
+
+std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
+  Record& rec = records_[p.id];
+  rec.has_size = true;
+  rec.size = p.size;
+  if (p.has_inline) {
+    rec.is_inline = true;
+    rec.inline_data = p.inline_data;
+  }
+  if (p.state == control::LocationState::kComplete) {
+    rec.planner.complete(p.rank);
+  } else {
+    rec.planner.add_source(p.rank);
+  }
+  std::vector<Reply> out;
+  std::vector<control::Lookup> still;
+  for (auto& w : rec.waiters) {
+    if (auto r = answer(p.id, rec, w)) {
+      out.push_back(std::move(*r));
+    } else {
+      still.push_back(w);
+    }
+  }
+  rec.waiters = std::move(still);
+  return out;
+}
+
+void DirectoryShard::unpublish(const ObjectID& id, Rank rank) {
+  auto it = records_.find(id);
+  if (it == records_.end()) return;
+  it->second.planner.remove(rank);
+  if (it->second.planner.empty() && it->second.waiters.empty() && !it->second.is_inline) {
+    records_.erase(it);
+  }
+}
+
+std::optional<Reply> DirectoryShard::lookup(const control::Lookup& l) {
+  auto it = records_.find(l.id);
+  if (it != records_.end()) {
+    if (auto r = answer(l.id, it->second, l)) return r;
+  }
+  if (l.must_exist) {
+    control::LookupReply r;
+    r.id = l.id;
+    r.request = l.request;
+    r.result = LookupResult::kNotFound;
+    return Reply{l.requester, std::move(r)};
+  }
+  records_[l.id].waiters.push_back(l);
+  return std::nullopt;
+}
+
+std::vector<Rank> DirectoryShard::remove(const ObjectID& id) {
+  auto it = records_.find(id);
+  if (it == records_.end()) return {};
+  std::vector<Rank> holders = it->second.planner.members();
+  auto waiters = std::move(it->second.waiters);
+  records_.erase(it);
+  if (!waiters.empty()) records_[id].waiters = std::move(waiters);
+  return holders;
+}
+
+bool DirectoryShard::knows(const ObjectID& id) const {
+  auto it = records_.find(id);
+  return it != records_.end() && it->second.has_size;
+}
+
+std::vector<Rank> DirectoryShard::locations(const ObjectID& id) const {
+  auto it = records_.find(id);
+  return it == records_.end() ? std::vector<Rank>{} : it->second.planner.members();
+}
+
+std::size_t DirectoryShard::waiting(const ObjectID& id) const {
+  auto it = records_.find(id);
+  return it == records_.end() ? 0 : it->second.waiters.size();
+}
+
+}  // namespace hoplite::directory

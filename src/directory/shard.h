@@ -1,0 +1,66 @@
+// DirectoryShard: the part of the object directory one node owns.
+//
+// Objects map to shards by hash(ObjectID) % world. Per object the shard keeps
+// its size, its locations as broadcast chains (complete and partial copies),
+// small objects' bytes inline, and the lookups waiting for a first copy.
+// Every call returns the replies it produced; the caller sends them. No
+// sockets, no clocks, so every rule here is unit-tested directly.
+//
+// Thread-safety: none; owned by the node's progress thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "control/messages.h"
+#include "hoplite/object_id.h"
+#include "scheduler/broadcast_planner.h"
+
+namespace hoplite::directory {
+
+using control::Rank;
+
+// A lookup answer addressed to the rank that asked.
+struct Reply {
+  Rank to;
+  control::LookupReply reply;
+};
+
+class DirectoryShard {
+ public:
+  // `rank` holds a copy (complete or, for an origin still being written,
+  // partial). Inline objects carry their bytes. Returns the waiting lookups
+  // this publish answers.
+  std::vector<Reply> publish(const control::Publish& p);
+  // `rank` dropped its copy.
+  void unpublish(const ObjectID& id, Rank rank);
+  // Answers now, or parks the lookup until a copy is published (unless
+  // must_exist, which answers NotFound instead).
+  std::optional<Reply> lookup(const control::Lookup& l);
+  // Forgets the object; returns the ranks that hold copies (to be told to
+  // delete them). Parked lookups keep waiting for a new put.
+  std::vector<Rank> remove(const ObjectID& id);
+
+  // Introspection for tests and stats.
+  bool knows(const ObjectID& id) const;
+  std::vector<Rank> locations(const ObjectID& id) const;
+  std::size_t waiting(const ObjectID& id) const;
+  std::size_t size() const { return records_.size(); }
+
+ private:
+  struct Record {
+    bool has_size = false;
+    std::uint64_t size = 0;
+    bool is_inline = false;
+    std::vector<std::uint8_t> inline_data;
+    scheduler::BroadcastPlanner planner;
+    std::vector<control::Lookup> waiters;
+  };
+  std::optional<Reply> answer(const ObjectID& id, Record& rec, const control::Lookup& l);
+
+  std::unordered_map<ObjectID, Record> records_;
+};
+
+}  // namespace hoplite::directory

@@ -1,0 +1,902 @@
+#include "hoplite/node.h"
+
+#include "common/asio.h"
+#include <cstring>
+#include <future>
+#include <map>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/log.h"
+#include "control/connection.h"
+#include "control/messages.h"
+#include "directory/shard.h"
+#include "store/object_store.h"
+#include "transport/tcp/tcp_transport.h"
+
+namespace hoplite {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+using control::Connection;
+using control::Rank;
+namespace msg = control;
+
+namespace detail {
+// Shared by an ObjectWriter and the node; the node outlives every writer by
+// contract (documented on Node).
+struct WriterState {
+  Node::Impl* node = nullptr;
+  std::shared_ptr<store::ObjectEntry> entry;
+  bool done = false;
+};
+}  // namespace detail
+
+namespace {
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+Result<std::pair<std::string, std::uint16_t>> split_host_port(const std::string& a) {
+  auto colon = a.rfind(':');
+  if (colon == std::string::npos) return invalid_argument("'" + a + "' is not host:port");
+  unsigned long port = std::strtoul(a.c_str() + colon + 1, nullptr, 10);
+  if (port > 65535) return invalid_argument("bad port in '" + a + "'");
+  return std::make_pair(a.substr(0, colon), static_cast<std::uint16_t>(port));
+}
+
+// The local address that routes to `host`: connecting a UDP socket sends
+// nothing, it only makes the kernel pick a source address.
+std::string route_to(const std::string& host) {
+  error_code ec;
+  asio::io_context io;
+  asio::ip::udp::resolver res(io);
+  auto eps = res.resolve(host, "9", ec);
+  if (ec || eps.empty()) return "127.0.0.1";
+  asio::ip::udp::socket s(io);
+  s.connect(*eps.begin(), ec);
+  if (ec) return "127.0.0.1";
+  return s.local_endpoint(ec).address().to_string();
+}
+
+}  // namespace
+
+// Everything below runs on the progress thread unless a comment says
+// otherwise; the public methods hand work over with asio::post.
+class Node::Impl {
+ public:
+  explicit Impl(NodeOptions o) : opts(std::move(o)), acceptor(io) {}
+  ~Impl() { stop(); }
+
+  Status start();
+  void stop();
+
+  // ---- called from user threads ----
+  template <typename F>
+  auto run_sync(F&& f) {
+    std::packaged_task<decltype(f())()> task(std::forward<F>(f));
+    auto fut = task.get_future();
+    asio::post(io, [&task] { task(); });
+    return fut.get();
+  }
+  Status wait_ack(std::future<Status>& f, const std::string& what) {
+    if (f.wait_for(opts.bootstrap_timeout) != std::future_status::ready) {
+      return timeout_error(what + ": no answer from the directory after " +
+                           std::to_string(opts.bootstrap_timeout.count()) + " ms");
+    }
+    return f.get();
+  }
+  // Posts a message that expects an ack and waits for it.
+  template <typename M>
+  Status request(Rank to, M m, const std::string& what) {
+    auto p = std::make_shared<std::promise<Status>>();
+    auto f = p->get_future();
+    asio::post(io, [this, to, m, p]() mutable {
+      if (stopping) return p->set_value(Status(StatusCode::kCancelled, "node shutting down"));
+      m.request = next_request++;
+      acks[m.request] = [p](Status st) { p->set_value(std::move(st)); };
+      send_to(to, m);
+    });
+    return wait_ack(f, what);
+  }
+
+  // ---- progress thread ----
+  Rank shard_of(const ObjectID& id) const { return static_cast<Rank>(id.hash() % world); }
+  void send_to(Rank r, const msg::Message& m);
+  void accept();
+  void on_message(const std::shared_ptr<Connection>& c, msg::Message m);
+  void on_closed(const std::shared_ptr<Connection>& c, const Status& why);
+  void bootstrap_connect(std::chrono::steady_clock::time_point deadline);
+  void install_table(const msg::Table& t);
+
+  void start_get(const std::shared_ptr<detail::GetState>& st, GetOptions o);
+  void start_lookup(const ObjectID& id, bool must_exist);
+  void on_lookup_reply(const msg::LookupReply& r);
+  void on_watch(const msg::Watch& w);
+  void on_progress(const msg::Progress& p);
+  void pump(const ObjectID& id);
+  void on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t offset, std::uint64_t len, Status st);
+  void finish_inbound(const ObjectID& id);
+  void abort_inbound(const ObjectID& id, const Status& why, bool retry);
+  void notify_watchers(const ObjectID& id);
+  void on_local_sealed(const std::shared_ptr<store::ObjectEntry>& e);
+  void fulfill_waiters(const ObjectID& id, const Result<ObjectView>& r);
+  void delete_local(const ObjectID& id);
+  ObjectView view_of(const std::shared_ptr<store::ObjectEntry>& e) const {
+    auto it = source_of.find(e->id);
+    int src = it == source_of.end() ? -1 : it->second;
+    return ObjectView(e->id, e->data, e->size, e, src);
+  }
+  msg::Publish publish_msg(const store::ObjectEntry& e, msg::LocationState state) const {
+    msg::Publish p;
+    p.id = e.id;
+    p.size = e.size;
+    p.rank = me;
+    p.state = state;
+    if (state == msg::LocationState::kComplete && e.size <= opts.inline_threshold) {
+      p.has_inline = true;
+      auto* b = reinterpret_cast<const std::uint8_t*>(e.data);
+      p.inline_data.assign(b, b + e.size);
+    }
+    return p;
+  }
+
+  NodeOptions opts;
+  Rank me = 0;
+  std::uint32_t world = 1;
+  asio::io_context io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::thread progress;
+  bool stopping = false;
+
+  std::unique_ptr<store::ObjectStore> store;
+  std::unique_ptr<transport::tcp::TcpTransport> transport;
+  std::unique_ptr<transport::MemoryRegion> region;
+  tcp::acceptor acceptor;
+  std::string host;
+  std::uint16_t control_port = 0;
+
+  std::vector<msg::PeerInfo> peers;
+  std::vector<std::shared_ptr<Connection>> out;  // index = rank
+  std::vector<std::weak_ptr<Connection>> inbound;
+  std::promise<Status> joined;
+  bool joined_set = false;
+  std::map<Rank, std::pair<msg::PeerInfo, std::shared_ptr<Connection>>> registrations;  // rank 0
+
+  directory::DirectoryShard shard;
+  std::uint64_t next_request = 1;
+  std::unordered_map<std::uint64_t, std::function<void(Status)>> acks;
+
+  struct Inbound {
+    std::shared_ptr<store::ObjectEntry> entry;
+    Rank sender = 0;
+    std::uint64_t gen = 0;
+    std::uint64_t remote_offset = 0;
+    std::uint64_t sender_ready = 0;
+    std::uint64_t next = 0;        // first byte not yet requested
+    std::uint64_t contiguous = 0;  // all bytes below are received
+    unsigned in_flight = 0;
+    std::map<std::uint64_t, std::uint64_t> done;  // completed ranges above `contiguous`
+  };
+  std::uint64_t next_gen = 1;
+  std::unordered_map<ObjectID, Inbound> inbound_transfers;
+  std::unordered_set<ObjectID> lookups_pending;
+  std::unordered_map<ObjectID, std::vector<std::shared_ptr<detail::GetState>>> waiters;
+  struct Watcher {
+    std::shared_ptr<store::ObjectEntry> pin;
+    std::uint64_t sent = 0;
+  };
+  std::unordered_map<ObjectID, std::map<Rank, Watcher>> watchers;
+  std::unordered_map<ObjectID, int> source_of;
+
+  std::uint64_t barrier_epoch = 0;  // user side; guarded by barrier_mu
+  std::mutex barrier_mu;
+  std::map<std::uint64_t, std::uint32_t> barrier_counts;  // rank 0
+  std::map<std::uint64_t, std::shared_ptr<std::promise<Status>>> barrier_waits;
+
+  std::atomic<std::uint64_t> bytes_received{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> protocol_errors{0};
+};
+
+// ---------------------------------------------------------------- start/stop
+
+Status Node::Impl::start() {
+  HOPLITE_RETURN_IF_ERROR(opts.validate());
+  me = static_cast<Rank>(opts.rank);
+  world = static_cast<std::uint32_t>(opts.world_size);
+  log::set_rank(opts.rank);
+
+  auto s = store::ObjectStore::create(opts.store_capacity);
+  if (!s.is_ok()) return s.status();
+  store = std::move(s).value();
+
+  auto boot = split_host_port(opts.bootstrap_address);
+  if (!boot.is_ok()) return boot.status();
+  host = opts.listen_host.empty() ? route_to(boot->first) : opts.listen_host;
+
+  error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) return invalid_argument("listen host '" + host + "' is not an IP address");
+  // Rank 0's control port is the bootstrap port everyone dials.
+  tcp::endpoint ep(addr, me == 0 ? boot->second : 0);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return peer_failure("control plane: cannot listen on " + host + ":" + std::to_string(ep.port()) + ": " +
+                        ec.message());
+  }
+  control_port = acceptor.local_endpoint().port();
+
+  transport::tcp::TcpOptions to;
+  to.rank = me;
+  to.token = opts.token;
+  to.listen_host = host;
+  to.max_get = opts.chunk_size;
+  auto t = transport::tcp::TcpTransport::create(io, to);
+  if (!t.is_ok()) return t.status();
+  transport = std::move(t).value();
+  auto r = transport->register_memory(store->base(), store->capacity());
+  if (!r.is_ok()) return r.status();
+  region = std::move(r).value();
+  LOG_INFO("rank " << me << "/" << world << " control " << host << ":" << control_port << " data "
+                   << transport->address() << " store " << store->capacity() << " B (" << store->placement()
+                   << ")");
+
+  out.resize(world);
+  auto deadline = std::chrono::steady_clock::now() + opts.bootstrap_timeout;
+  work.emplace(io.get_executor());
+  progress = std::thread([this] { io.run(); });
+  auto joined_future = joined.get_future();
+  asio::post(io, [this, deadline] {
+    accept();
+    if (me == 0) {
+      if (world == 1) {
+        msg::Table t;
+        t.peers.push_back({host, control_port, transport->address(), region->remote_key()});
+        install_table(t);
+      }
+    } else {
+      bootstrap_connect(deadline);
+    }
+  });
+  if (joined_future.wait_until(deadline) != std::future_status::ready) {
+    return timeout_error("bootstrap: the cluster did not form within " +
+                         std::to_string(opts.bootstrap_timeout.count()) + " ms (rank 0 at " +
+                         opts.bootstrap_address + ")");
+  }
+  return joined_future.get();
+}
+
+void Node::Impl::stop() {
+  if (!progress.joinable()) return;
+  asio::post(io, [this] {
+    stopping = true;
+    for (auto& [id, list] : waiters) {
+      for (auto& w : list) w->fulfill(Status(StatusCode::kCancelled, "node shut down"));
+    }
+    waiters.clear();
+    for (auto& [epoch, p] : barrier_waits) p->set_value(Status(StatusCode::kCancelled, "node shut down"));
+    barrier_waits.clear();
+    for (auto& [req, ack] : acks) ack(Status(StatusCode::kCancelled, "node shut down"));
+    acks.clear();
+    error_code ec;
+    acceptor.close(ec);
+    for (auto& c : out) {
+      if (c) c->close(Status(StatusCode::kCancelled, "shutdown"));
+    }
+    for (auto& w : inbound) {
+      if (auto c = w.lock()) c->close(Status(StatusCode::kCancelled, "shutdown"));
+    }
+    transport->shutdown();
+    inbound_transfers.clear();
+    watchers.clear();
+    work.reset();
+    io.stop();
+  });
+  progress.join();
+}
+
+// ------------------------------------------------------------ connections
+
+void Node::Impl::accept() {
+  acceptor.async_accept([this](error_code ec, tcp::socket s) {
+    if (stopping) return;
+    if (!ec) {
+      auto c = std::make_shared<Connection>(
+          std::move(s), [this](const auto& conn, msg::Message m) { on_message(conn, std::move(m)); },
+          [this](const auto& conn, const Status& why) { on_closed(conn, why); });
+      inbound.push_back(c);
+      std::erase_if(inbound, [](const auto& w) { return w.expired(); });
+      c->start();
+    }
+    accept();
+  });
+}
+
+void Node::Impl::send_to(Rank r, const msg::Message& m) {
+  if (stopping) return;
+  if (r == me) {
+    // Same path as a remote message, minus the socket: keeps one code path
+    // for the shard and the transfer state machine.
+    asio::post(io, [this, m] {
+      if (!stopping) on_message(nullptr, m);
+    });
+    return;
+  }
+  if (r >= world || r >= peers.size()) {
+    LOG_ERROR("send to unknown rank " << r << " dropped (" << msg::type_name(m) << ")");
+    return;
+  }
+  auto& c = out[r];
+  if (!c || !c->open()) {
+    error_code ec;
+    auto addr = asio::ip::make_address(peers[r].host, ec);
+    if (ec) {
+      LOG_ERROR("rank " << r << " has a bad address " << peers[r].host);
+      return;
+    }
+    c = std::make_shared<Connection>(
+        tcp::socket(io), [this](const auto& conn, msg::Message mm) { on_message(conn, std::move(mm)); },
+        [this](const auto& conn, const Status& why) { on_closed(conn, why); });
+    c->peer = r;
+    c->authenticated = true;  // we dialed; the peer checks our hello
+    c->connect(tcp::endpoint(addr, peers[r].control_port));
+    c->send(msg::Hello{1, me, msg::Channel::kControl, opts.token});
+  }
+  c->send(m);
+}
+
+void Node::Impl::on_closed(const std::shared_ptr<Connection>& c, const Status& why) {
+  if (stopping) return;
+  if (c->peer != msg::kNoRank && c->peer < out.size() && out[c->peer] == c) {
+    LOG_INFO("connection to rank " << c->peer << " closed: " << why.to_string());
+    out[c->peer].reset();
+  }
+  if (!joined_set && me != 0 && c->peer == 0) {
+    LOG_DEBUG("bootstrap connection to rank 0 closed: " << why.to_string());
+  }
+}
+
+void Node::Impl::bootstrap_connect(std::chrono::steady_clock::time_point deadline) {
+  auto boot = split_host_port(opts.bootstrap_address).value();
+  auto sock = std::make_shared<tcp::socket>(io);
+  error_code ec;
+  auto addr = asio::ip::make_address(boot.first, ec);
+  if (ec) {
+    asio::ip::tcp::resolver res(io);
+    auto eps = res.resolve(boot.first, std::to_string(boot.second), ec);
+    if (ec || eps.empty()) {
+      joined_set = true;
+      joined.set_value(invalid_argument("bootstrap host '" + boot.first + "' does not resolve"));
+      return;
+    }
+    addr = eps.begin()->endpoint().address();
+  }
+  tcp::endpoint ep(addr, boot.second);
+  sock->async_connect(ep, [this, sock, deadline](error_code ec2) {
+    if (stopping || joined_set) return;
+    if (ec2) {
+      // Rank 0 may simply not be up yet: retry until the deadline.
+      if (std::chrono::steady_clock::now() > deadline) return;
+      auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(50));
+      timer->async_wait([this, timer, deadline](error_code) { bootstrap_connect(deadline); });
+      return;
+    }
+    auto c = std::make_shared<Connection>(
+        std::move(*sock), [this](const auto& conn, msg::Message m) { on_message(conn, std::move(m)); },
+        [this](const auto& conn, const Status& why) { on_closed(conn, why); });
+    c->peer = 0;
+    c->authenticated = true;
+    out[0] = c;
+    c->start();
+    c->send(msg::Hello{1, me, msg::Channel::kControl, opts.token});
+    c->send(msg::Register{me, {host, control_port, transport->address(), region->remote_key()}});
+  });
+}
+
+void Node::Impl::install_table(const msg::Table& t) {
+  if (joined_set) return;
+  if (t.peers.size() != world) {
+    joined_set = true;
+    joined.set_value(protocol_error("bootstrap table lists " + std::to_string(t.peers.size()) +
+                                    " ranks, this node was started for " + std::to_string(world)));
+    return;
+  }
+  peers = t.peers;
+  for (Rank r = 0; r < world; ++r) {
+    if (r == me) continue;
+    Status st = transport->add_peer(r, peers[r].transport_address, peers[r].remote_key);
+    if (!st.is_ok()) {
+      joined_set = true;
+      joined.set_value(Status(st.code(), "rank " + std::to_string(r) + ": " + st.message()));
+      return;
+    }
+  }
+  joined_set = true;
+  joined.set_value(Status::ok());
+}
+
+// ---------------------------------------------------------------- dispatch
+
+void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m) {
+  if (stopping) return;
+  if (c && !c->authenticated) {
+    const auto* h = std::get_if<msg::Hello>(&m);
+    if (!h) {
+      protocol_errors++;
+      return c->reject(protocol_error("expected a hello, got " + std::string(msg::type_name(m))));
+    }
+    if (h->protocol != 1) {
+      protocol_errors++;
+      return c->reject(protocol_error("protocol version " + std::to_string(h->protocol) + " not supported"));
+    }
+    if (h->token != opts.token) {
+      rejected++;
+      return c->reject(peer_failure("wrong cluster token"));
+    }
+    if (h->rank != msg::kNoRank && h->rank >= world) {
+      return c->reject(invalid_argument("rank " + std::to_string(h->rank) + " is not a member"));
+    }
+    c->authenticated = true;
+    c->peer = h->rank;
+    c->send(msg::HelloAck{me});
+    return;
+  }
+  std::visit(
+      Overloaded{
+          [&](const msg::Hello&) {
+            if (c) c->reject(protocol_error("second hello on a connection"));
+          },
+          [&](const msg::HelloAck&) {},
+          [&](const msg::Error& e) {
+            LOG_WARN("peer " << (c ? c->name() : "self") << " reported: " << e.message);
+            if (c) c->close(peer_failure(e.message));
+          },
+          [&](const msg::Register& r) {
+            if (me != 0 || !c || r.rank == 0 || r.rank >= world || registrations.count(r.rank)) {
+              if (c) c->reject(invalid_argument("bad registration for rank " + std::to_string(r.rank)));
+              return;
+            }
+            registrations[r.rank] = {r.info, c};
+            if (registrations.size() + 1 == world) {
+              msg::Table t;
+              t.peers.push_back({host, control_port, transport->address(), region->remote_key()});
+              for (auto& [rank, reg] : registrations) t.peers.push_back(reg.first);
+              for (auto& [rank, reg] : registrations) reg.second->send(t);
+              install_table(t);
+            }
+          },
+          [&](const msg::Table& t) { install_table(t); },
+          [&](const msg::Barrier& b) {
+            if (me != 0) return;
+            if (++barrier_counts[b.epoch] == world) {
+              barrier_counts.erase(b.epoch);
+              for (Rank r = 0; r < world; ++r) send_to(r, msg::BarrierDone{b.epoch});
+            }
+          },
+          [&](const msg::BarrierDone& d) {
+            auto it = barrier_waits.find(d.epoch);
+            if (it != barrier_waits.end()) {
+              it->second->set_value(Status::ok());
+              barrier_waits.erase(it);
+            }
+          },
+          [&](const msg::Publish& p) {
+            for (auto& r : shard.publish(p)) send_to(r.to, r.reply);
+            if (p.request) send_to(p.rank, msg::PublishAck{p.id, p.request});
+          },
+          [&](const msg::PublishAck& a) {
+            auto it = acks.find(a.request);
+            if (it != acks.end()) {
+              it->second(Status::ok());
+              acks.erase(it);
+            }
+          },
+          [&](const msg::Unpublish& u) { shard.unpublish(u.id, u.rank); },
+          [&](const msg::Lookup& l) {
+            if (auto r = shard.lookup(l)) send_to(r->to, r->reply);
+          },
+          [&](const msg::LookupReply& r) { on_lookup_reply(r); },
+          [&](const msg::Remove& r) {
+            for (Rank holder : shard.remove(r.id)) send_to(holder, msg::Delete{r.id});
+            send_to(r.requester, msg::RemoveAck{r.id, r.request});
+          },
+          [&](const msg::RemoveAck& a) {
+            auto it = acks.find(a.request);
+            if (it != acks.end()) {
+              it->second(Status::ok());
+              acks.erase(it);
+            }
+          },
+          [&](const msg::Delete& d) { delete_local(d.id); },
+          [&](const msg::Watch& w) { on_watch(w); },
+          [&](const msg::Progress& p) { on_progress(p); },
+          [&](const msg::Unwatch& u) {
+            auto it = watchers.find(u.id);
+            if (it == watchers.end()) return;
+            it->second.erase(u.requester);
+            if (it->second.empty()) watchers.erase(it);
+          },
+      },
+      m);
+}
+
+// --------------------------------------------------------------- get path
+
+void Node::Impl::start_get(const std::shared_ptr<detail::GetState>& st, GetOptions o) {
+  if (stopping) return st->fulfill(Status(StatusCode::kCancelled, "node shut down"));
+  auto e = store->find(st->id);
+  if (e && e->sealed()) return st->fulfill(view_of(e));
+  waiters[st->id].push_back(st);
+  if (e || lookups_pending.count(st->id)) return;  // already on its way here
+  start_lookup(st->id, o.must_exist);
+}
+
+void Node::Impl::start_lookup(const ObjectID& id, bool must_exist) {
+  lookups_pending.insert(id);
+  send_to(shard_of(id), msg::Lookup{id, 0, me, must_exist});
+}
+
+void Node::Impl::on_lookup_reply(const msg::LookupReply& r) {
+  lookups_pending.erase(r.id);
+  if (store->find(r.id)) {
+    // A local put or an earlier fetch got here first; the shard already
+    // counts us as a holder once that copy is published.
+    return;
+  }
+  switch (r.result) {
+    case msg::LookupResult::kNotFound:
+      fulfill_waiters(r.id, not_found("object " + r.id.short_hex() + " is not in the directory (shard on rank " +
+                                      std::to_string(shard_of(r.id)) + ")"));
+      return;
+    case msg::LookupResult::kInline: {
+      auto e = store->create_object(r.id, r.size);
+      if (!e.is_ok()) return fulfill_waiters(r.id, e.status());
+      if (r.size) std::memcpy(e.value()->data, r.inline_data.data(), r.size);
+      e.value()->seal();
+      return fulfill_waiters(r.id, view_of(e.value()));
+    }
+    case msg::LookupResult::kSender: {
+      auto e = store->create_object(r.id, r.size);
+      if (!e.is_ok()) {
+        send_to(shard_of(r.id), msg::Unpublish{r.id, me});
+        return fulfill_waiters(r.id, Status(e.status().code(), "get of " + r.id.short_hex() + ": " +
+                                                                   e.status().message()));
+      }
+      if (r.sender == me || r.sender >= world) {
+        send_to(shard_of(r.id), msg::Unpublish{r.id, me});
+        store->erase(r.id);
+        return fulfill_waiters(r.id, protocol_error("directory named an impossible sender " +
+                                                    std::to_string(r.sender)));
+      }
+      Inbound in;
+      in.entry = e.value();
+      in.sender = r.sender;
+      in.gen = next_gen++;
+      inbound_transfers[r.id] = std::move(in);
+      source_of[r.id] = static_cast<int>(r.sender);
+      if (r.size == 0) return finish_inbound(r.id);
+      send_to(r.sender, msg::Watch{r.id, me});
+      return;
+    }
+  }
+}
+
+void Node::Impl::on_watch(const msg::Watch& w) {
+  if (w.requester >= world) return;
+  auto e = store->find(w.id);
+  msg::Progress p;
+  p.id = w.id;
+  if (e) {
+    auto& wt = watchers[w.id][w.requester];
+    wt.pin = e;
+    wt.sent = e->ready();
+    p.present = true;
+    p.offset = e->offset;
+    p.size = e->size;
+    p.ready = wt.sent;
+  }
+  send_to(w.requester, p);
+}
+
+void Node::Impl::notify_watchers(const ObjectID& id) {
+  auto it = watchers.find(id);
+  if (it == watchers.end()) return;
+  for (auto& [rank, w] : it->second) {
+    std::uint64_t ready = w.pin->ready();
+    if (ready <= w.sent) continue;
+    w.sent = ready;
+    send_to(rank, msg::Progress{id, true, w.pin->offset, w.pin->size, ready});
+  }
+}
+
+void Node::Impl::on_progress(const msg::Progress& p) {
+  auto it = inbound_transfers.find(p.id);
+  if (it == inbound_transfers.end()) return;  // stale: the transfer ended
+  Inbound& in = it->second;
+  if (!p.present || p.size != in.entry->size) {
+    return abort_inbound(p.id,
+                         peer_failure("rank " + std::to_string(in.sender) + " no longer holds " + p.id.short_hex()),
+                         true);
+  }
+  in.remote_offset = p.offset;
+  in.sender_ready = std::max(in.sender_ready, p.ready);
+  pump(p.id);
+}
+
+void Node::Impl::pump(const ObjectID& id) {
+  Inbound& in = inbound_transfers.at(id);
+  auto* ep = transport->endpoint(in.sender);
+  if (!ep) return abort_inbound(id, peer_failure("no data path to rank " + std::to_string(in.sender)), false);
+  while (in.in_flight < opts.pipeline_depth && in.next < in.sender_ready) {
+    std::uint64_t off = in.next;
+    std::uint64_t len = std::min<std::uint64_t>(opts.chunk_size, in.sender_ready - off);
+    in.next += len;
+    in.in_flight++;
+    ep->get(in.entry->data + off, len, in.remote_offset + off,
+            [this, id, gen = in.gen, off, len, pin = in.entry](Status st) { on_chunk(id, gen, off, len, st); });
+  }
+}
+
+void Node::Impl::on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t offset, std::uint64_t len,
+                          Status st) {
+  if (stopping) return;
+  auto it = inbound_transfers.find(id);
+  if (it == inbound_transfers.end() || it->second.gen != gen) return;
+  Inbound& in = it->second;
+  in.in_flight--;
+  if (!st.is_ok()) {
+    return abort_inbound(id, Status(st.code(), "get of " + id.short_hex() + " from rank " +
+                                                   std::to_string(in.sender) + ": " + st.message()),
+                         false);
+  }
+  bytes_received += len;
+  in.done[offset] = len;
+  while (!in.done.empty() && in.done.begin()->first == in.contiguous) {
+    in.contiguous += in.done.begin()->second;
+    in.done.erase(in.done.begin());
+  }
+  in.entry->advance(in.contiguous);
+  notify_watchers(id);  // a partial copy serves what it has: chains stream
+  if (in.contiguous == in.entry->size) return finish_inbound(id);
+  pump(id);
+}
+
+void Node::Impl::finish_inbound(const ObjectID& id) {
+  auto node = inbound_transfers.extract(id);
+  Inbound& in = node.mapped();
+  in.entry->seal();
+  if (in.entry->size) send_to(in.sender, msg::Unwatch{id, me});
+  send_to(shard_of(id), publish_msg(*in.entry, msg::LocationState::kComplete));
+  notify_watchers(id);
+  fulfill_waiters(id, view_of(in.entry));
+}
+
+void Node::Impl::abort_inbound(const ObjectID& id, const Status& why, bool retry) {
+  auto it = inbound_transfers.find(id);
+  if (it == inbound_transfers.end()) return;
+  Rank sender = it->second.sender;
+  inbound_transfers.erase(it);
+  store->erase(id);
+  source_of.erase(id);
+  send_to(sender, msg::Unwatch{id, me});
+  send_to(shard_of(id), msg::Unpublish{id, me});
+  LOG_WARN("transfer of " << id.short_hex() << " aborted: " << why.to_string());
+  if (retry && waiters.count(id)) {
+    start_lookup(id, false);
+  } else {
+    fulfill_waiters(id, why);
+  }
+}
+
+void Node::Impl::on_local_sealed(const std::shared_ptr<store::ObjectEntry>& e) {
+  notify_watchers(e->id);
+  fulfill_waiters(e->id, view_of(e));
+}
+
+void Node::Impl::fulfill_waiters(const ObjectID& id, const Result<ObjectView>& r) {
+  auto it = waiters.find(id);
+  if (it == waiters.end()) return;
+  auto list = std::move(it->second);
+  waiters.erase(it);
+  for (auto& w : list) w->fulfill(r);
+}
+
+void Node::Impl::delete_local(const ObjectID& id) {
+  bool receiving = inbound_transfers.count(id) > 0;
+  if (receiving) {
+    auto node = inbound_transfers.extract(id);
+    send_to(node.mapped().sender, msg::Unwatch{id, me});
+  }
+  store->erase(id);
+  source_of.erase(id);
+  // Readers pulling from us keep their pins until they finish; new ones are
+  // told the copy is gone. Local gets still waiting wait for a new put.
+  if (receiving && waiters.count(id)) start_lookup(id, false);
+}
+
+// ------------------------------------------------------------- public API
+
+Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Node::~Node() = default;
+
+Result<std::unique_ptr<Node>> Node::create(const NodeOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  Status st = impl->start();
+  if (!st.is_ok()) {
+    LOG_ERROR("node start failed: " << st.to_string());
+    return st;
+  }
+  return std::unique_ptr<Node>(new Node(std::move(impl)));
+}
+
+int Node::rank() const { return static_cast<int>(impl_->me); }
+int Node::world_size() const { return static_cast<int>(impl_->world); }
+const NodeOptions& Node::options() const { return impl_->opts; }
+
+Status Node::put(const ObjectID& id, std::span<const std::byte> bytes) {
+  auto e = impl_->store->create_object(id, bytes.size());
+  if (!e.is_ok()) return e.status();
+  auto entry = std::move(e).value();
+  if (!bytes.empty()) std::memcpy(entry->data, bytes.data(), bytes.size());
+  entry->seal();
+  Status st = impl_->request(impl_->shard_of(id), impl_->publish_msg(*entry, msg::LocationState::kComplete),
+                             "put of " + id.short_hex());
+  asio::post(impl_->io, [impl = impl_.get(), entry] { impl->on_local_sealed(entry); });
+  return st;
+}
+
+Result<ObjectWriter> Node::create(const ObjectID& id, std::uint64_t size) {
+  auto e = impl_->store->create_object(id, size);
+  if (!e.is_ok()) return e.status();
+  auto state = std::make_shared<detail::WriterState>();
+  state->node = impl_.get();
+  state->entry = std::move(e).value();
+  Status st = impl_->request(impl_->shard_of(id), impl_->publish_msg(*state->entry, msg::LocationState::kPartial),
+                             "create of " + id.short_hex());
+  if (!st.is_ok()) {
+    impl_->store->erase(id);
+    return st;
+  }
+  return ObjectWriter(std::move(state));
+}
+
+ObjectFuture Node::get(const ObjectID& id, GetOptions opts) {
+  auto st = std::make_shared<detail::GetState>();
+  st->id = id;
+  // Fast path: a complete local copy needs no hop through the progress thread.
+  if (auto e = impl_->store->find(id); e && e->sealed()) {
+    st->fulfill(ObjectView(id, e->data, e->size, e, -1));
+    return ObjectFuture(st);
+  }
+  asio::post(impl_->io, [impl = impl_.get(), st, opts] { impl->start_get(st, opts); });
+  return ObjectFuture(st);
+}
+
+Status Node::remove(const ObjectID& id, RemoveScope scope) {
+  if (scope == RemoveScope::kLocal) {
+    impl_->run_sync([&] {
+      impl_->delete_local(id);
+      impl_->send_to(impl_->shard_of(id), msg::Unpublish{id, impl_->me});
+    });
+    return {};
+  }
+  impl_->run_sync([&] { impl_->delete_local(id); });
+  return impl_->request(impl_->shard_of(id), msg::Remove{id, 0, impl_->me}, "remove of " + id.short_hex());
+}
+
+bool Node::contains(const ObjectID& id) const {
+  auto e = impl_->store->find(id);
+  return e && e->sealed();
+}
+
+std::uint64_t Node::local_progress(const ObjectID& id) const {
+  auto e = impl_->store->find(id);
+  return e ? e->ready() : 0;
+}
+
+Status Node::barrier(std::chrono::milliseconds timeout) {
+  std::lock_guard lock(impl_->barrier_mu);
+  std::uint64_t epoch = ++impl_->barrier_epoch;
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  asio::post(impl_->io, [impl = impl_.get(), epoch, p] {
+    if (impl->stopping) return p->set_value(Status(StatusCode::kCancelled, "node shut down"));
+    impl->barrier_waits[epoch] = p;
+    impl->send_to(0, msg::Barrier{epoch, impl->me});
+  });
+  if (f.wait_for(timeout) != std::future_status::ready) {
+    return timeout_error("barrier " + std::to_string(epoch) + " not reached by every rank within " +
+                         std::to_string(timeout.count()) + " ms");
+  }
+  return f.get();
+}
+
+NodeStats Node::stats() const {
+  NodeStats s;
+  s.objects = impl_->store->count();
+  s.store_used = impl_->store->used();
+  s.store_capacity = impl_->store->capacity();
+  s.bytes_received = impl_->bytes_received.load();
+  auto ts = impl_->run_sync([&] { return impl_->transport->stats(); });
+  s.bytes_served = ts.bytes_served;
+  s.rejected_connections = impl_->rejected.load() + ts.rejected_connections;
+  s.protocol_errors = impl_->protocol_errors.load();
+  return s;
+}
+
+std::string Node::control_address(int rank) const {
+  const auto& p = impl_->peers.at(static_cast<std::size_t>(rank));
+  return p.host + ":" + std::to_string(p.control_port);
+}
+
+std::string Node::data_address(int rank) const {
+  return impl_->peers.at(static_cast<std::size_t>(rank)).transport_address;
+}
+
+// ------------------------------------------------------------ ObjectWriter
+
+ObjectWriter& ObjectWriter::operator=(ObjectWriter&& o) noexcept {
+  if (this != &o) {
+    abort();
+    s_ = std::move(o.s_);
+  }
+  return *this;
+}
+
+ObjectWriter::~ObjectWriter() { abort(); }
+
+const ObjectID& ObjectWriter::id() const { return s_->entry->id; }
+
+std::span<std::byte> ObjectWriter::data() const {
+  if (!s_ || !s_->entry) return {};
+  return {s_->entry->data, s_->entry->size};
+}
+
+Status ObjectWriter::publish(std::uint64_t bytes) {
+  if (!s_ || s_->done) return invalid_argument("publish on an empty writer");
+  if (bytes > s_->entry->size) {
+    return invalid_argument("publish of " + std::to_string(bytes) + " bytes beyond the object size " +
+                            std::to_string(s_->entry->size));
+  }
+  s_->entry->advance(bytes);
+  asio::post(s_->node->io, [node = s_->node, id = s_->entry->id] { node->notify_watchers(id); });
+  return {};
+}
+
+Status ObjectWriter::seal() {
+  if (!s_ || s_->done) return invalid_argument("seal on an empty writer");
+  auto entry = s_->entry;
+  entry->seal();
+  s_->done = true;
+  Node::Impl* node = s_->node;
+  s_.reset();
+  Status st = node->request(node->shard_of(entry->id), node->publish_msg(*entry, msg::LocationState::kComplete),
+                            "seal of " + entry->id.short_hex());
+  asio::post(node->io, [node, entry] { node->on_local_sealed(entry); });
+  return st;
+}
+
+void ObjectWriter::abort() {
+  if (!s_ || s_->done) return;
+  s_->done = true;
+  Node::Impl* node = s_->node;
+  ObjectID id = s_->entry->id;
+  s_.reset();
+  asio::post(node->io, [node, id] {
+    node->delete_local(id);
+    node->send_to(node->shard_of(id), msg::Unpublish{id, node->me});
+    node->fulfill_waiters(id, Status(StatusCode::kCancelled, "writer of " + id.short_hex() + " aborted"));
+  });
+}
+
+}  // namespace hoplite

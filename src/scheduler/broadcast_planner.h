@@ -1,0 +1,46 @@
+// BroadcastPlanner: receiver-driven chains for one object.
+//
+// Each chain's head holds a complete copy (or is the object's origin while it
+// is still being written); every other member holds a partial copy streaming
+// from its predecessor. A new receiver is given the tail of the shortest
+// chain and appended to it, so it is a valid sender from that moment. When a
+// member completes, it becomes the head of a chain of its own with its
+// successors, so later receivers fan out across copies.
+//
+// Pure: no sockets, no clocks; unit-tested over arrival sequences.
+// Thread-safety: none; owned by one directory shard.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace hoplite::scheduler {
+
+using Rank = std::uint32_t;
+
+class BroadcastPlanner {
+ public:
+  // A node holds a copy that can head a chain (an origin, or a completed
+  // receiver). Idempotent.
+  void add_source(Rank r);
+  // `receiver` wants the object: returns its sender and appends it to that
+  // sender's chain, or nullopt when no copy exists yet (the caller keeps the
+  // receiver waiting). A receiver already planned is re-planned.
+  std::optional<Rank> assign(Rank receiver);
+  // The receiver now holds the complete object.
+  void complete(Rank r) { add_source(r); }
+  // The node no longer holds (or will not get) the object.
+  void remove(Rank r);
+
+  bool empty() const { return chains_.empty(); }
+  std::vector<Rank> members() const;
+  const std::vector<std::vector<Rank>>& chains() const { return chains_; }
+
+ private:
+  // (chain index, position) of r, if it is planned.
+  std::optional<std::pair<std::size_t, std::size_t>> find(Rank r) const;
+  std::vector<std::vector<Rank>> chains_;
+};
+
+}  // namespace hoplite::scheduler

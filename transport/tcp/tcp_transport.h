@@ -1,0 +1,74 @@
+// TcpTransport: the always-available data plane over plain TCP sockets.
+//
+// One listening socket per node and one persistent connection per ordered
+// peer pair (opened by the reader on its first get). A get is a 32-byte
+// request; the serving side answers with a header and the bytes straight
+// from its registered region (one writev, no staging copy), and the reader
+// receives them straight into the destination extent. Responses on one
+// connection come back in request order, so completion is a FIFO. Every
+// connection starts with a hello carrying the protocol version and the
+// cluster token; a peer without the token is refused and logged. Malformed
+// frames close the offending connection only.
+//
+// Ownership: owns its acceptor and connections; runs on the io_context given
+// at creation, which must outlive it.
+// Thread-safety: thread-bound to that io_context's thread.
+#pragma once
+
+#include "common/asio.h"
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "transport/transport.h"
+
+namespace hoplite::transport::tcp {
+
+struct TcpOptions {
+  Rank rank = 0;
+  std::string token;
+  std::string listen_host = "127.0.0.1";  // bind address; "0.0.0.0" binds all
+  std::string advertise_host;             // what peers dial; defaults to listen_host
+  std::uint64_t max_get = 64u << 20;      // largest single get, also a frame bound
+};
+
+class TcpTransport final : public Transport {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<TcpTransport>> create(boost::asio::io_context& io,
+                                                                   TcpOptions opts);
+  ~TcpTransport() override;
+
+  const char* name() const override { return "tcp"; }
+  std::string address() const override;
+  Result<std::unique_ptr<MemoryRegion>> register_memory(std::byte* base, std::uint64_t length) override;
+  Status add_peer(Rank peer, const std::string& address, const std::vector<std::uint8_t>& remote_key) override;
+  Endpoint* endpoint(Rank peer) override;
+  TransportStats stats() const override { return stats_; }
+  void shutdown() override;
+
+  std::uint16_t port() const { return port_; }
+
+  class ServerConn;
+  class ClientEndpoint;
+
+ private:
+  TcpTransport(boost::asio::io_context& io, TcpOptions opts);
+  void accept();
+
+  boost::asio::io_context& io_;
+  TcpOptions opts_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  std::byte* region_base_ = nullptr;
+  std::uint64_t region_length_ = 0;
+  std::map<Rank, std::unique_ptr<ClientEndpoint>> endpoints_;
+  std::vector<std::weak_ptr<ServerConn>> servers_;
+  TransportStats stats_;
+  bool shut_down_ = false;
+
+  friend class ServerConn;
+  friend class ClientEndpoint;
+};
+
+}  // namespace hoplite::transport::tcp
