@@ -99,7 +99,8 @@ std::uint64_t count_wrong(const std::byte* p, std::uint64_t n, std::uint64_t see
   return wrong;
 }
 
-int run(int argc, char** argv, const std::string& name, const std::function<Collective(int world)>& make) {
+int run(int argc, char** argv, const std::string& name,
+        const std::function<Collective(const Args& args, int world)>& make) {
   Args args = parse_args(argc, argv, name.c_str());
   auto opts = NodeOptions::from_environment();
   if (!opts.is_ok()) {
@@ -114,7 +115,7 @@ int run(int argc, char** argv, const std::string& name, const std::function<Coll
     return 2;
   }
   Node& node = **node_r;
-  Collective coll = make(node.world_size());
+  Collective coll = make(args, node.world_size());
   const bool root = node.rank() == 0;
   if (root) {
     std::printf("# %s: %d ranks, transport %s, chunk %llu B, inline <= %llu B\n", name.c_str(), node.world_size(),
@@ -128,8 +129,10 @@ int run(int argc, char** argv, const std::string& name, const std::function<Coll
   }
   std::uint64_t total_wrong = 0;
   int iter_id = 0;
-  for (std::uint64_t bytes = args.min_bytes; bytes <= args.max_bytes;
-       bytes = std::max<std::uint64_t>(bytes + 1, static_cast<std::uint64_t>(static_cast<double>(bytes) * args.step_factor))) {
+  int step_id = 0;
+  for (std::uint64_t step = args.min_bytes; step <= args.max_bytes;
+       step = std::max<std::uint64_t>(step + 1, static_cast<std::uint64_t>(static_cast<double>(step) * args.step_factor))) {
+    const std::uint64_t bytes = step - step % 8;  // whole elements of every type
     double sum = 0;
     std::uint64_t wrong = 0;
     for (int i = 0; i < args.warmup + args.iters; ++i) {
@@ -147,7 +150,7 @@ int run(int argc, char** argv, const std::string& name, const std::function<Coll
       }
     }
     double mean = sum / args.iters;
-    Status st = reduce_stats(node, std::to_string(bytes), mean, wrong);
+    Status st = reduce_stats(node, std::to_string(step_id++), mean, wrong);
     if (!st.is_ok()) {
       std::fprintf(stderr, "%s: stats: %s\n", name.c_str(), st.to_string().c_str());
       return 1;
@@ -156,7 +159,7 @@ int run(int argc, char** argv, const std::string& name, const std::function<Coll
     if (root) {
       double algbw = static_cast<double>(bytes) / mean / 1e9;
       std::printf("  %10llu %12llu %8s %6s %6d %10.1f %8.3f %8.3f %6llu\n", static_cast<unsigned long long>(bytes),
-                  static_cast<unsigned long long>(bytes / 4), args.dtype.c_str(), coll.redop, args.root, mean * 1e6,
+                  static_cast<unsigned long long>(bytes / coll.element), coll.type.c_str(), coll.redop.c_str(), args.root, mean * 1e6,
                   algbw, algbw * coll.busbw_factor, static_cast<unsigned long long>(args.check ? wrong : 0));
       std::fflush(stdout);
     }

@@ -37,14 +37,17 @@ using IterFn = std::function<Status(Node& node, std::uint64_t bytes, int iter, d
 
 struct Collective {
   const char* name;
-  const char* redop;      // "none" for data movement
+  std::string redop;      // "none" for data movement
   double busbw_factor;    // busbw = algbw * factor(world)
   IterFn iteration;
+  std::string type = "float";
+  std::size_t element = 4;
 };
 
 // Joins the cluster from the environment, sweeps the sizes, prints the
 // table on rank 0. Returns the process exit code (non-zero on any #wrong).
-int run(int argc, char** argv, const std::string& name, const std::function<Collective(int world)>& make);
+int run(int argc, char** argv, const std::string& name,
+        const std::function<Collective(const Args& args, int world)>& make);
 
 // Deterministic, position-dependent test data.
 void fill_pattern(std::byte* p, std::uint64_t n, std::uint64_t seed);

@@ -9,7 +9,7 @@
 using namespace hoplite;
 
 int main(int argc, char** argv) {
-  return perf::run(argc, argv, "sendrecv_perf", [](int) {
+  return perf::run(argc, argv, "sendrecv_perf", [](const perf::Args&, int) {
     perf::Collective c{"sendrecv", "none", 1.0, nullptr};
     c.iteration = [](Node& node, std::uint64_t bytes, int iter, double& seconds, std::uint64_t& wrong) -> Status {
       const int world = node.world_size(), rank = node.rank();

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <span>
 #include <string>
@@ -21,6 +22,7 @@
 #include "hoplite/object_view.h"
 #include "hoplite/object_writer.h"
 #include "hoplite/options.h"
+#include "hoplite/reduce.h"
 #include "hoplite/status.h"
 
 namespace hoplite {
@@ -72,6 +74,14 @@ class Node {
   bool contains(const ObjectID& id) const;
   // Bytes of `id` present locally (for progress displays and tests).
   std::uint64_t local_progress(const ObjectID& id) const;
+  // Reduces the first k inputs to become complete into opts.target, which
+  // any node can then get (and may get while the reduce is still running:
+  // the result streams into the broadcast chains). This node coordinates;
+  // the reduction itself runs on the inputs' holders. Returns when the
+  // target is complete, with the inputs used in arrival order.
+  [[nodiscard]] Result<ReduceResult> reduce(const ReduceOptions& opts);
+  std::future<Result<ReduceResult>> reduce_async(const ReduceOptions& opts);
+
   // Every member reaches the barrier before anyone leaves it.
   [[nodiscard]] Status barrier(std::chrono::milliseconds timeout = std::chrono::minutes(10));
 

@@ -146,6 +146,43 @@ MsgType write(WireWriter& w, const Unwatch& m) {
   return MsgType::kUnwatch;
 }
 
+MsgType write(WireWriter& w, const Locate& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  w.u32(m.requester);
+  return MsgType::kLocate;
+}
+MsgType write(WireWriter& w, const LocateReply& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  w.u64(m.size);
+  w.u32(m.holder);
+  return MsgType::kLocateReply;
+}
+MsgType write(WireWriter& w, const ReduceTask& m) {
+  w.u64(m.task);
+  w.u32(m.coordinator);
+  w.id(m.output);
+  w.id(m.input);
+  w.u64(m.input_offset);
+  w.u64(m.size);
+  w.u8(m.op);
+  w.u8(m.dtype);
+  w.u32(static_cast<std::uint32_t>(m.upstreams.size()));
+  for (const auto& u : m.upstreams) {
+    w.id(u.id);
+    w.u32(u.holder);
+    w.u64(u.offset);
+  }
+  return MsgType::kReduceTask;
+}
+MsgType write(WireWriter& w, const ReduceDone& m) {
+  w.u64(m.task);
+  w.u16(m.code);
+  w.str(m.message);
+  return MsgType::kReduceDone;
+}
+
 Result<Message> read(MsgType type, WireReader& r) {
   switch (type) {
     case MsgType::kHello: {
@@ -283,6 +320,50 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u32(m.requester));
       return Message{m};
     }
+    case MsgType::kLocate: {
+      Locate m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      TRY(r.u32(m.requester));
+      return Message{m};
+    }
+    case MsgType::kLocateReply: {
+      LocateReply m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      TRY(r.u64(m.size));
+      TRY(r.u32(m.holder));
+      return Message{m};
+    }
+    case MsgType::kReduceTask: {
+      ReduceTask m;
+      TRY(r.u64(m.task));
+      TRY(r.u32(m.coordinator));
+      TRY(r.id(m.output));
+      TRY(r.id(m.input));
+      TRY(r.u64(m.input_offset));
+      TRY(r.u64(m.size));
+      TRY(r.u8(m.op));
+      TRY(r.u8(m.dtype));
+      if (m.op > 3 || m.dtype > 3) return protocol_error("reduce task with an unknown op or type");
+      std::uint32_t n;
+      TRY(r.u32(n));
+      if (n > kMaxUpstreams) return protocol_error("reduce task with " + std::to_string(n) + " upstreams");
+      m.upstreams.resize(n);
+      for (auto& u : m.upstreams) {
+        TRY(r.id(u.id));
+        TRY(r.u32(u.holder));
+        TRY(r.u64(u.offset));
+      }
+      return Message{m};
+    }
+    case MsgType::kReduceDone: {
+      ReduceDone m;
+      TRY(r.u64(m.task));
+      TRY(r.u16(m.code));
+      TRY(r.str(m.message, kMaxString));
+      return Message{m};
+    }
   }
   return protocol_error("unknown control message type " + std::to_string(static_cast<int>(type)));
 }
@@ -311,7 +392,8 @@ const char* type_name(const Message& m) {
   static constexpr const char* kNames[] = {
       "Hello",  "HelloAck",    "Error",  "Register",  "Table",  "Barrier",
       "BarrierDone", "Publish", "PublishAck", "Unpublish", "Lookup", "LookupReply",
-      "Remove", "RemoveAck",   "Delete", "Watch",     "Progress", "Unwatch"};
+      "Remove", "RemoveAck",   "Delete", "Watch",     "Progress", "Unwatch",
+      "Locate", "LocateReply", "ReduceTask", "ReduceDone"};
   return kNames[m.index()];
 }
 

@@ -44,6 +44,10 @@ enum class MsgType : std::uint8_t {
   kWatch = 20,
   kProgress = 21,
   kUnwatch = 22,
+  kLocate = 23,
+  kLocateReply = 24,
+  kReduceTask = 25,
+  kReduceDone = 26,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -142,9 +146,48 @@ struct Unwatch {
   Rank requester = kNoRank;
 };
 
+// "Tell me when a complete copy exists and where": how a reduce learns the
+// arrival order of its inputs without joining their broadcast chains.
+struct Locate {
+  ObjectID id;
+  std::uint64_t request = 0;
+  Rank requester = kNoRank;
+};
+struct LocateReply {
+  ObjectID id;
+  std::uint64_t request = 0;
+  std::uint64_t size = 0;
+  Rank holder = kNoRank;
+};
+struct Upstream {
+  ObjectID id;
+  Rank holder = kNoRank;
+  std::uint64_t offset = 0;  // where this task's range starts in that object
+};
+inline constexpr std::uint32_t kMaxUpstreams = 64;
+// One position of a reduce tree-chain: output = input[offset, offset+size)
+// op every upstream, streamed chunk by chunk.
+struct ReduceTask {
+  std::uint64_t task = 0;
+  Rank coordinator = kNoRank;
+  ObjectID output;
+  ObjectID input;
+  std::uint64_t input_offset = 0;
+  std::uint64_t size = 0;
+  std::uint8_t op = 0;     // a ReduceOp
+  std::uint8_t dtype = 0;  // a DataType
+  std::vector<Upstream> upstreams;
+};
+struct ReduceDone {
+  std::uint64_t task = 0;
+  std::uint16_t code = 0;  // a StatusCode; 0 = ok
+  std::string message;
+};
+
 using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone,
                              Publish, PublishAck, Unpublish, Lookup, LookupReply, Remove,
-                             RemoveAck, Delete, Watch, Progress, Unwatch>;
+                             RemoveAck, Delete, Watch, Progress, Unwatch, Locate, LocateReply,
+                             ReduceTask, ReduceDone>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

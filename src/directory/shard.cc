@@ -1,5 +1,7 @@
 #include "directory/shard.h"
 
+#include <algorithm>
+
 namespace hoplite::directory {
 
 using control::LookupResult;
@@ -33,12 +35,26 @@ std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
   }
   if (p.state == control::LocationState::kComplete) {
     rec.planner.complete(p.rank);
+    if (std::find(rec.complete.begin(), rec.complete.end(), p.rank) == rec.complete.end()) {
+      rec.complete.push_back(p.rank);
+    }
+    for (const auto& l : rec.locators) {
+      located_.push_back({l.requester, control::LocateReply{p.id, l.request, rec.size, rec.complete.front()}});
+    }
+    rec.locators.clear();
   } else {
     rec.planner.add_source(p.rank);
   }
   std::vector<Reply> out;
   std::vector<control::Lookup> still;
   for (auto& w : rec.waiters) {
+    if (w.requester == p.rank) {
+      // The publisher asked before it put: it holds the object now, so its
+      // lookup is answered with itself and it stays a source, not a receiver.
+      control::LookupReply self{p.id, w.request, control::LookupResult::kSender, rec.size, p.rank, {}};
+      out.push_back(Reply{p.rank, std::move(self)});
+      continue;
+    }
     if (auto r = answer(p.id, rec, w)) {
       out.push_back(std::move(*r));
     } else {
@@ -53,7 +69,9 @@ void DirectoryShard::unpublish(const ObjectID& id, Rank rank) {
   auto it = records_.find(id);
   if (it == records_.end()) return;
   it->second.planner.remove(rank);
-  if (it->second.planner.empty() && it->second.waiters.empty() && !it->second.is_inline) {
+  std::erase(it->second.complete, rank);
+  if (it->second.planner.empty() && it->second.waiters.empty() && it->second.locators.empty() &&
+      !it->second.is_inline) {
     records_.erase(it);
   }
 }
@@ -79,9 +97,22 @@ std::vector<Rank> DirectoryShard::remove(const ObjectID& id) {
   if (it == records_.end()) return {};
   std::vector<Rank> holders = it->second.planner.members();
   auto waiters = std::move(it->second.waiters);
+  auto locators = std::move(it->second.locators);
   records_.erase(it);
-  if (!waiters.empty()) records_[id].waiters = std::move(waiters);
+  if (!waiters.empty() || !locators.empty()) {
+    records_[id].waiters = std::move(waiters);
+    records_[id].locators = std::move(locators);
+  }
   return holders;
+}
+
+std::optional<LocateAnswer> DirectoryShard::locate(const control::Locate& l) {
+  Record& rec = records_[l.id];
+  if (!rec.complete.empty()) {
+    return LocateAnswer{l.requester, control::LocateReply{l.id, l.request, rec.size, rec.complete.front()}};
+  }
+  rec.locators.push_back(l);
+  return std::nullopt;
 }
 
 bool DirectoryShard::knows(const ObjectID& id) const {

@@ -27,6 +27,10 @@ struct Reply {
   Rank to;
   control::LookupReply reply;
 };
+struct LocateAnswer {
+  Rank to;
+  control::LocateReply reply;
+};
 
 class DirectoryShard {
  public:
@@ -34,11 +38,16 @@ class DirectoryShard {
   // partial). Inline objects carry their bytes. Returns the waiting lookups
   // this publish answers.
   std::vector<Reply> publish(const control::Publish& p);
+  // Locate requests answered by the last publish (taken by the caller).
+  std::vector<LocateAnswer> take_located() { return std::move(located_); }
   // `rank` dropped its copy.
   void unpublish(const ObjectID& id, Rank rank);
   // Answers now, or parks the lookup until a copy is published (unless
   // must_exist, which answers NotFound instead).
   std::optional<Reply> lookup(const control::Lookup& l);
+  // Answers with a rank holding a complete copy, now or when one is
+  // published; never joins a broadcast chain.
+  std::optional<LocateAnswer> locate(const control::Locate& l);
   // Forgets the object; returns the ranks that hold copies (to be told to
   // delete them). Parked lookups keep waiting for a new put.
   std::vector<Rank> remove(const ObjectID& id);
@@ -57,10 +66,13 @@ class DirectoryShard {
     std::vector<std::uint8_t> inline_data;
     scheduler::BroadcastPlanner planner;
     std::vector<control::Lookup> waiters;
+    std::vector<Rank> complete;  // holders of a complete copy, oldest first
+    std::vector<control::Locate> locators;
   };
   std::optional<Reply> answer(const ObjectID& id, Record& rec, const control::Lookup& l);
 
   std::unordered_map<ObjectID, Record> records_;
+  std::vector<LocateAnswer> located_;
 };
 
 }  // namespace hoplite::directory

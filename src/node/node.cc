@@ -1,38 +1,10 @@
 #include "hoplite/node.h"
 
-#include "common/asio.h"
 #include <cstring>
-#include <future>
-#include <map>
-#include <thread>
-#include <unordered_map>
-#include <unordered_set>
 
-#include "common/log.h"
-#include "control/connection.h"
-#include "control/messages.h"
-#include "directory/shard.h"
-#include "store/object_store.h"
-#include "transport/tcp/tcp_transport.h"
+#include "node/node_impl.h"
 
 namespace hoplite {
-
-namespace asio = boost::asio;
-using asio::ip::tcp;
-using boost::system::error_code;
-using control::Connection;
-using control::Rank;
-namespace msg = control;
-
-namespace detail {
-// Shared by an ObjectWriter and the node; the node outlives every writer by
-// contract (documented on Node).
-struct WriterState {
-  Node::Impl* node = nullptr;
-  std::shared_ptr<store::ObjectEntry> entry;
-  bool done = false;
-};
-}  // namespace detail
 
 namespace {
 
@@ -66,144 +38,6 @@ std::string route_to(const std::string& host) {
 }
 
 }  // namespace
-
-// Everything below runs on the progress thread unless a comment says
-// otherwise; the public methods hand work over with asio::post.
-class Node::Impl {
- public:
-  explicit Impl(NodeOptions o) : opts(std::move(o)), acceptor(io) {}
-  ~Impl() { stop(); }
-
-  Status start();
-  void stop();
-
-  // ---- called from user threads ----
-  template <typename F>
-  auto run_sync(F&& f) {
-    std::packaged_task<decltype(f())()> task(std::forward<F>(f));
-    auto fut = task.get_future();
-    asio::post(io, [&task] { task(); });
-    return fut.get();
-  }
-  Status wait_ack(std::future<Status>& f, const std::string& what) {
-    if (f.wait_for(opts.bootstrap_timeout) != std::future_status::ready) {
-      return timeout_error(what + ": no answer from the directory after " +
-                           std::to_string(opts.bootstrap_timeout.count()) + " ms");
-    }
-    return f.get();
-  }
-  // Posts a message that expects an ack and waits for it.
-  template <typename M>
-  Status request(Rank to, M m, const std::string& what) {
-    auto p = std::make_shared<std::promise<Status>>();
-    auto f = p->get_future();
-    asio::post(io, [this, to, m, p]() mutable {
-      if (stopping) return p->set_value(Status(StatusCode::kCancelled, "node shutting down"));
-      m.request = next_request++;
-      acks[m.request] = [p](Status st) { p->set_value(std::move(st)); };
-      send_to(to, m);
-    });
-    return wait_ack(f, what);
-  }
-
-  // ---- progress thread ----
-  Rank shard_of(const ObjectID& id) const { return static_cast<Rank>(id.hash() % world); }
-  void send_to(Rank r, const msg::Message& m);
-  void accept();
-  void on_message(const std::shared_ptr<Connection>& c, msg::Message m);
-  void on_closed(const std::shared_ptr<Connection>& c, const Status& why);
-  void bootstrap_connect(std::chrono::steady_clock::time_point deadline);
-  void install_table(const msg::Table& t);
-
-  void start_get(const std::shared_ptr<detail::GetState>& st, GetOptions o);
-  void start_lookup(const ObjectID& id, bool must_exist);
-  void on_lookup_reply(const msg::LookupReply& r);
-  void on_watch(const msg::Watch& w);
-  void on_progress(const msg::Progress& p);
-  void pump(const ObjectID& id);
-  void on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t offset, std::uint64_t len, Status st);
-  void finish_inbound(const ObjectID& id);
-  void abort_inbound(const ObjectID& id, const Status& why, bool retry);
-  void notify_watchers(const ObjectID& id);
-  void on_local_sealed(const std::shared_ptr<store::ObjectEntry>& e);
-  void fulfill_waiters(const ObjectID& id, const Result<ObjectView>& r);
-  void delete_local(const ObjectID& id);
-  ObjectView view_of(const std::shared_ptr<store::ObjectEntry>& e) const {
-    auto it = source_of.find(e->id);
-    int src = it == source_of.end() ? -1 : it->second;
-    return ObjectView(e->id, e->data, e->size, e, src);
-  }
-  msg::Publish publish_msg(const store::ObjectEntry& e, msg::LocationState state) const {
-    msg::Publish p;
-    p.id = e.id;
-    p.size = e.size;
-    p.rank = me;
-    p.state = state;
-    if (state == msg::LocationState::kComplete && e.size <= opts.inline_threshold) {
-      p.has_inline = true;
-      auto* b = reinterpret_cast<const std::uint8_t*>(e.data);
-      p.inline_data.assign(b, b + e.size);
-    }
-    return p;
-  }
-
-  NodeOptions opts;
-  Rank me = 0;
-  std::uint32_t world = 1;
-  asio::io_context io;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::thread progress;
-  bool stopping = false;
-
-  std::unique_ptr<store::ObjectStore> store;
-  std::unique_ptr<transport::tcp::TcpTransport> transport;
-  std::unique_ptr<transport::MemoryRegion> region;
-  tcp::acceptor acceptor;
-  std::string host;
-  std::uint16_t control_port = 0;
-
-  std::vector<msg::PeerInfo> peers;
-  std::vector<std::shared_ptr<Connection>> out;  // index = rank
-  std::vector<std::weak_ptr<Connection>> inbound;
-  std::promise<Status> joined;
-  bool joined_set = false;
-  std::map<Rank, std::pair<msg::PeerInfo, std::shared_ptr<Connection>>> registrations;  // rank 0
-
-  directory::DirectoryShard shard;
-  std::uint64_t next_request = 1;
-  std::unordered_map<std::uint64_t, std::function<void(Status)>> acks;
-
-  struct Inbound {
-    std::shared_ptr<store::ObjectEntry> entry;
-    Rank sender = 0;
-    std::uint64_t gen = 0;
-    std::uint64_t remote_offset = 0;
-    std::uint64_t sender_ready = 0;
-    std::uint64_t next = 0;        // first byte not yet requested
-    std::uint64_t contiguous = 0;  // all bytes below are received
-    unsigned in_flight = 0;
-    std::map<std::uint64_t, std::uint64_t> done;  // completed ranges above `contiguous`
-  };
-  std::uint64_t next_gen = 1;
-  std::unordered_map<ObjectID, Inbound> inbound_transfers;
-  std::unordered_set<ObjectID> lookups_pending;
-  std::unordered_map<ObjectID, std::vector<std::shared_ptr<detail::GetState>>> waiters;
-  struct Watcher {
-    std::shared_ptr<store::ObjectEntry> pin;
-    std::uint64_t sent = 0;
-  };
-  std::unordered_map<ObjectID, std::map<Rank, Watcher>> watchers;
-  std::unordered_map<ObjectID, int> source_of;
-
-  std::uint64_t barrier_epoch = 0;  // user side; guarded by barrier_mu
-  std::mutex barrier_mu;
-  std::map<std::uint64_t, std::uint32_t> barrier_counts;  // rank 0
-  std::map<std::uint64_t, std::shared_ptr<std::promise<Status>>> barrier_waits;
-
-  std::atomic<std::uint64_t> bytes_received{0};
-  std::atomic<std::uint64_t> rejected{0};
-  std::atomic<std::uint64_t> protocol_errors{0};
-};
 
 // ---------------------------------------------------------------- start/stop
 
@@ -492,6 +326,7 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
           },
           [&](const msg::Publish& p) {
             for (auto& r : shard.publish(p)) send_to(r.to, r.reply);
+            for (auto& a : shard.take_located()) send_to(a.to, a.reply);
             if (p.request) send_to(p.rank, msg::PublishAck{p.id, p.request});
           },
           [&](const msg::PublishAck& a) {
@@ -526,6 +361,12 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
             it->second.erase(u.requester);
             if (it->second.empty()) watchers.erase(it);
           },
+          [&](const msg::Locate& l) {
+            if (auto a = shard.locate(l)) send_to(a->to, a->reply);
+          },
+          [&](const msg::LocateReply& r) { on_locate_reply(r); },
+          [&](const msg::ReduceTask& t) { on_reduce_task(t); },
+          [&](const msg::ReduceDone& d) { on_reduce_done(d); },
       },
       m);
 }
@@ -548,6 +389,13 @@ void Node::Impl::start_lookup(const ObjectID& id, bool must_exist) {
 
 void Node::Impl::on_lookup_reply(const msg::LookupReply& r) {
   lookups_pending.erase(r.id);
+  handle_lookup_reply(r);
+  // Watches that arrived while we waited: served now if we have the object,
+  // told "not here" otherwise.
+  replay_parked(r.id);
+}
+
+void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
   if (store->find(r.id)) {
     // A local put or an earlier fetch got here first; the shard already
     // counts us as a holder once that copy is published.
@@ -594,6 +442,12 @@ void Node::Impl::on_lookup_reply(const msg::LookupReply& r) {
 void Node::Impl::on_watch(const msg::Watch& w) {
   if (w.requester >= world) return;
   auto e = store->find(w.id);
+  if (!e && lookups_pending.count(w.id)) {
+    // The directory made us this reader's sender before our own lookup
+    // reply arrived: the copy exists in a moment, so hold the watch.
+    parked_watches[w.id].push_back(w.requester);
+    return;
+  }
   msg::Progress p;
   p.id = w.id;
   if (e) {
@@ -606,6 +460,23 @@ void Node::Impl::on_watch(const msg::Watch& w) {
     p.ready = wt.sent;
   }
   send_to(w.requester, p);
+}
+
+void Node::Impl::replay_parked(const ObjectID& id) {
+  auto it = parked_watches.find(id);
+  if (it == parked_watches.end()) return;
+  auto ranks = std::move(it->second);
+  parked_watches.erase(it);
+  for (Rank r : ranks) on_watch(msg::Watch{id, r});
+}
+
+void Node::Impl::drop_watchers(const ObjectID& id) {
+  auto it = watchers.find(id);
+  if (it == watchers.end()) return;
+  auto list = std::move(it->second);
+  watchers.erase(it);
+  // They re-plan through the directory and find another copy.
+  for (auto& [rank, w] : list) send_to(rank, msg::Progress{id, false, 0, 0, 0});
 }
 
 void Node::Impl::notify_watchers(const ObjectID& id) {
@@ -621,7 +492,7 @@ void Node::Impl::notify_watchers(const ObjectID& id) {
 
 void Node::Impl::on_progress(const msg::Progress& p) {
   auto it = inbound_transfers.find(p.id);
-  if (it == inbound_transfers.end()) return;  // stale: the transfer ended
+  if (it == inbound_transfers.end()) return on_reduce_progress(p);
   Inbound& in = it->second;
   if (!p.present || p.size != in.entry->size) {
     return abort_inbound(p.id,
@@ -690,7 +561,8 @@ void Node::Impl::abort_inbound(const ObjectID& id, const Status& why, bool retry
   source_of.erase(id);
   send_to(sender, msg::Unwatch{id, me});
   send_to(shard_of(id), msg::Unpublish{id, me});
-  LOG_WARN("transfer of " << id.short_hex() << " aborted: " << why.to_string());
+  drop_watchers(id);
+  LOG_INFO("transfer of " << id.short_hex() << " aborted: " << why.to_string());
   if (retry && waiters.count(id)) {
     start_lookup(id, false);
   } else {
@@ -699,6 +571,8 @@ void Node::Impl::abort_inbound(const ObjectID& id, const Status& why, bool retry
 }
 
 void Node::Impl::on_local_sealed(const std::shared_ptr<store::ObjectEntry>& e) {
+  lookups_pending.erase(e->id);
+  replay_parked(e->id);
   notify_watchers(e->id);
   fulfill_waiters(e->id, view_of(e));
 }
@@ -719,8 +593,8 @@ void Node::Impl::delete_local(const ObjectID& id) {
   }
   store->erase(id);
   source_of.erase(id);
-  // Readers pulling from us keep their pins until they finish; new ones are
-  // told the copy is gone. Local gets still waiting wait for a new put.
+  drop_watchers(id);
+  // Local gets still waiting wait for a new put.
   if (receiving && waiters.count(id)) start_lookup(id, false);
 }
 
@@ -802,6 +676,39 @@ bool Node::contains(const ObjectID& id) const {
 std::uint64_t Node::local_progress(const ObjectID& id) const {
   auto e = impl_->store->find(id);
   return e ? e->ready() : 0;
+}
+
+std::future<Result<ReduceResult>> Node::reduce_async(const ReduceOptions& opts) {
+  auto p = std::make_shared<std::promise<Result<ReduceResult>>>();
+  auto f = p->get_future();
+  if (opts.inputs.empty()) {
+    p->set_value(invalid_argument("reduce needs at least one input"));
+    return f;
+  }
+  if (opts.k > opts.inputs.size()) {
+    p->set_value(invalid_argument("reduce of the first " + std::to_string(opts.k) + " of only " +
+                                  std::to_string(opts.inputs.size()) + " inputs"));
+    return f;
+  }
+  std::unordered_set<ObjectID> seen(opts.inputs.begin(), opts.inputs.end());
+  if (seen.size() != opts.inputs.size() || seen.count(opts.target)) {
+    p->set_value(invalid_argument("reduce inputs must be distinct and differ from the target"));
+    return f;
+  }
+  asio::post(impl_->io, [impl = impl_.get(), opts, p] {
+    if (impl->stopping) return p->set_value(Status(StatusCode::kCancelled, "node shut down"));
+    impl->start_reduce(opts, p);
+  });
+  return f;
+}
+
+Result<ReduceResult> Node::reduce(const ReduceOptions& opts) {
+  auto f = reduce_async(opts);
+  if (f.wait_for(opts.timeout) != std::future_status::ready) {
+    return timeout_error("reduce into " + opts.target.short_hex() + " not complete after " +
+                         std::to_string(opts.timeout.count()) + " ms");
+  }
+  return f.get();
 }
 
 Status Node::barrier(std::chrono::milliseconds timeout) {
@@ -900,3 +807,4 @@ void ObjectWriter::abort() {
 }
 
 }  // namespace hoplite
+

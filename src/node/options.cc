@@ -1,3 +1,4 @@
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -31,6 +32,7 @@ Result<long long> parse_int(const char* name, const char* v) {
 // "64M", "2G", "4096", "1KiB" -> bytes.
 Result<std::uint64_t> parse_size(const std::string& s) {
   if (s.empty()) return invalid_argument("empty size");
+  if (s[0] < '0' || s[0] > '9') return invalid_argument("'" + s + "' is not a size");
   std::size_t pos = 0;
   unsigned long long n = 0;
   try {
@@ -51,6 +53,7 @@ Result<std::uint64_t> parse_size(const std::string& s) {
   } else {
     return invalid_argument("'" + s + "': unknown size suffix '" + suffix + "'");
   }
+  if (n > UINT64_MAX / mult) return invalid_argument("'" + s + "' overflows 64 bits");
   return static_cast<std::uint64_t>(n) * mult;
 }
 

@@ -1,2 +1,638 @@
+// DirectoryShard and BroadcastPlanner: who answers a lookup, with which
+// sender, and how chains form and split as copies complete.
+//
+// The expected senders follow the rule in broadcast_planner.h: a receiver is
+// given the tail of the shortest chain, ties going to the earliest chain.
+
 #include <gtest/gtest.h>
-TEST(Placeholder, Builds) { SUCCEED(); }
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "control/messages.h"
+#include "directory/shard.h"
+#include "hoplite/object_id.h"
+#include "scheduler/broadcast_planner.h"
+
+namespace hoplite {
+
+void PrintTo(const ObjectID& id, std::ostream* os) { *os << id.hex(); }
+
+namespace {
+
+using control::LocationState;
+using control::LookupResult;
+using control::Rank;
+using directory::DirectoryShard;
+using directory::Reply;
+using scheduler::BroadcastPlanner;
+using Chains = std::vector<std::vector<Rank>>;
+
+control::Publish Pub(const ObjectID& id, Rank rank, std::uint64_t size,
+                     LocationState state = LocationState::kComplete) {
+  control::Publish p;
+  p.id = id;
+  p.rank = rank;
+  p.size = size;
+  p.state = state;
+  return p;
+}
+
+control::Publish InlinePub(const ObjectID& id, Rank rank, std::vector<std::uint8_t> data) {
+  control::Publish p = Pub(id, rank, data.size());
+  p.has_inline = true;
+  p.inline_data = std::move(data);
+  return p;
+}
+
+control::Lookup Look(const ObjectID& id, Rank requester, std::uint64_t request = 0,
+                     bool must_exist = false) {
+  return control::Lookup{id, request, requester, must_exist};
+}
+
+std::vector<Rank> Sorted(std::vector<Rank> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+bool HasDuplicates(std::vector<Rank> v) {
+  std::sort(v.begin(), v.end());
+  return std::adjacent_find(v.begin(), v.end()) != v.end();
+}
+
+// Looks `requester` up and expects an immediate sender reply; returns the
+// sender (kNoRank on failure, which the expectations then report).
+Rank SenderFor(DirectoryShard& shard, const ObjectID& id, Rank requester, std::uint64_t size) {
+  auto r = shard.lookup(Look(id, requester, 1000 + requester));
+  EXPECT_TRUE(r.has_value()) << "lookup from " << requester << " was parked";
+  if (!r) return control::kNoRank;
+  EXPECT_EQ(r->to, requester);
+  EXPECT_EQ(r->reply.id, id);
+  EXPECT_EQ(r->reply.request, 1000 + requester);
+  EXPECT_EQ(r->reply.result, LookupResult::kSender);
+  EXPECT_EQ(r->reply.size, size);
+  EXPECT_NE(r->reply.sender, requester);
+  return r->reply.sender;
+}
+
+// --------------------------------------------------------- DirectoryShard
+
+TEST(DirectoryShard, LookupBeforePublishWaitsForThePublish) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("late");
+  EXPECT_FALSE(shard.lookup(Look(id, 1, 7)).has_value());
+  EXPECT_EQ(shard.waiting(id), 1u);
+  EXPECT_FALSE(shard.knows(id));
+
+  std::vector<Reply> replies = shard.publish(Pub(id, 0, 4096));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].to, 1u);
+  EXPECT_EQ(replies[0].reply.id, id);
+  EXPECT_EQ(replies[0].reply.request, 7u);
+  EXPECT_EQ(replies[0].reply.result, LookupResult::kSender);
+  EXPECT_EQ(replies[0].reply.size, 4096u);
+  EXPECT_EQ(replies[0].reply.sender, 0u);
+  EXPECT_EQ(shard.waiting(id), 0u);
+  EXPECT_TRUE(shard.knows(id));
+  EXPECT_EQ(Sorted(shard.locations(id)), (std::vector<Rank>{0, 1}));
+}
+
+TEST(DirectoryShard, PublishAnswersEveryWaiterAsAChain) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("waiters");
+  for (Rank r : {1, 2, 3}) EXPECT_FALSE(shard.lookup(Look(id, r, 10 + r)).has_value());
+  EXPECT_EQ(shard.waiting(id), 3u);
+
+  std::vector<Reply> replies = shard.publish(Pub(id, 0, 100));
+  ASSERT_EQ(replies.size(), 3u);
+  // Waiters are planned in arrival order, each behind the previous one.
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(replies[i].to, i + 1);
+    EXPECT_EQ(replies[i].reply.request, 10 + i + 1);
+    EXPECT_EQ(replies[i].reply.sender, i);
+    EXPECT_EQ(replies[i].reply.size, 100u);
+  }
+  EXPECT_EQ(shard.waiting(id), 0u);
+}
+
+TEST(DirectoryShard, WaitersOnOtherObjectsKeepWaiting) {
+  DirectoryShard shard;
+  const ObjectID a = ObjectID::from_name("a");
+  const ObjectID b = ObjectID::from_name("b");
+  EXPECT_FALSE(shard.lookup(Look(b, 1)).has_value());
+  EXPECT_TRUE(shard.publish(Pub(a, 0, 8)).empty());
+  EXPECT_EQ(shard.waiting(b), 1u);
+  EXPECT_FALSE(shard.knows(b));
+}
+
+TEST(DirectoryShard, MustExistLookupOfUnknownIdIsNotFound) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("nobody");
+  auto r = shard.lookup(Look(id, 5, 42, /*must_exist=*/true));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->to, 5u);
+  EXPECT_EQ(r->reply.id, id);
+  EXPECT_EQ(r->reply.request, 42u);
+  EXPECT_EQ(r->reply.result, LookupResult::kNotFound);
+  // Nothing is parked, so a later publish answers nobody.
+  EXPECT_EQ(shard.waiting(id), 0u);
+  EXPECT_TRUE(shard.publish(Pub(id, 0, 1)).empty());
+}
+
+TEST(DirectoryShard, MustExistLookupOfKnownIdGetsASender) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("known");
+  shard.publish(Pub(id, 2, 64));
+  auto r = shard.lookup(Look(id, 3, 1, /*must_exist=*/true));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->reply.result, LookupResult::kSender);
+  EXPECT_EQ(r->reply.sender, 2u);
+}
+
+TEST(DirectoryShard, InlineObjectsAreAnsweredWithTheirBytes) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("small");
+  const std::vector<std::uint8_t> bytes = {1, 2, 3, 4, 5};
+  EXPECT_FALSE(shard.lookup(Look(id, 2, 9)).has_value());
+
+  std::vector<Reply> replies = shard.publish(InlinePub(id, 0, bytes));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].to, 2u);
+  EXPECT_EQ(replies[0].reply.request, 9u);
+  EXPECT_EQ(replies[0].reply.result, LookupResult::kInline);
+  EXPECT_EQ(replies[0].reply.size, bytes.size());
+  EXPECT_EQ(replies[0].reply.inline_data, bytes);
+
+  auto r = shard.lookup(Look(id, 3, 10));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->to, 3u);
+  EXPECT_EQ(r->reply.result, LookupResult::kInline);
+  EXPECT_EQ(r->reply.inline_data, bytes);
+  // Inline readers copy from the directory, not from a peer, so they join
+  // no chain.
+  EXPECT_EQ(shard.locations(id), (std::vector<Rank>{0}));
+}
+
+TEST(DirectoryShard, EmptyInlineObjectIsAnsweredInline) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("empty");
+  shard.publish(InlinePub(id, 0, {}));
+  auto r = shard.lookup(Look(id, 1));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->reply.result, LookupResult::kInline);
+  EXPECT_EQ(r->reply.size, 0u);
+  EXPECT_TRUE(r->reply.inline_data.empty());
+}
+
+TEST(DirectoryShard, ChainsFormAndSplitOnCompletion) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("chain");
+  constexpr std::uint64_t kSize = 1 << 20;
+  EXPECT_TRUE(shard.publish(Pub(id, 0, kSize)).empty());
+
+  // One chain [0]: each receiver streams from the one before it.
+  EXPECT_EQ(SenderFor(shard, id, 1, kSize), 0u);  // [0 1]
+  EXPECT_EQ(SenderFor(shard, id, 2, kSize), 1u);  // [0 1 2]
+  EXPECT_EQ(SenderFor(shard, id, 3, kSize), 2u);  // [0 1 2 3]
+
+  // 1 completes: [0] and [1 2 3].
+  EXPECT_TRUE(shard.publish(Pub(id, 1, kSize)).empty());
+  EXPECT_EQ(Sorted(shard.locations(id)), (std::vector<Rank>{0, 1, 2, 3}));
+  EXPECT_EQ(SenderFor(shard, id, 4, kSize), 0u);  // shortest [0] -> [0 4], [1 2 3]
+  EXPECT_EQ(SenderFor(shard, id, 5, kSize), 4u);  // shortest [0 4] -> [0 4 5], [1 2 3]
+  EXPECT_EQ(SenderFor(shard, id, 6, kSize), 5u);  // tie at 3, earliest chain [0 4 5]
+  EXPECT_EQ(SenderFor(shard, id, 7, kSize), 3u);  // shortest [1 2 3]
+  EXPECT_FALSE(HasDuplicates(shard.locations(id)));
+  EXPECT_EQ(shard.locations(id).size(), 8u);
+}
+
+TEST(DirectoryShard, PartialOriginServesReceivers) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("streaming");
+  EXPECT_FALSE(shard.lookup(Look(id, 1, 3)).has_value());
+  std::vector<Reply> replies = shard.publish(Pub(id, 0, 500, LocationState::kPartial));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].reply.result, LookupResult::kSender);
+  EXPECT_EQ(replies[0].reply.sender, 0u);
+  EXPECT_EQ(SenderFor(shard, id, 2, 500), 1u);
+
+  // The origin finishing changes nothing: it already heads the chain.
+  EXPECT_TRUE(shard.publish(Pub(id, 0, 500)).empty());
+  EXPECT_EQ(SenderFor(shard, id, 3, 500), 2u);
+}
+
+TEST(DirectoryShard, RemoveReturnsEveryHolder) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("doomed");
+  shard.publish(Pub(id, 0, 64));
+  SenderFor(shard, id, 1, 64);
+  SenderFor(shard, id, 2, 64);
+  shard.publish(Pub(id, 1, 64));  // complete, now heads its own chain
+  shard.publish(Pub(id, 3, 64, LocationState::kPartial));
+
+  EXPECT_EQ(Sorted(shard.remove(id)), (std::vector<Rank>{0, 1, 2, 3}));
+  EXPECT_FALSE(shard.knows(id));
+  EXPECT_TRUE(shard.locations(id).empty());
+  EXPECT_EQ(shard.size(), 0u);
+  EXPECT_TRUE(shard.remove(id).empty());
+  EXPECT_TRUE(shard.remove(ObjectID::from_name("never")).empty());
+
+  // Gone means gone: a must_exist lookup is NotFound, a plain one waits.
+  auto r = shard.lookup(Look(id, 4, 1, /*must_exist=*/true));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->reply.result, LookupResult::kNotFound);
+}
+
+TEST(DirectoryShard, LookupsWaitingAcrossRemoveAreAnsweredByTheNextPublish) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("reput");
+  EXPECT_FALSE(shard.lookup(Look(id, 2, 20)).has_value());
+  EXPECT_TRUE(shard.remove(id).empty());
+  EXPECT_EQ(shard.waiting(id), 1u);
+
+  // A put, a delete, and a lookup that arrives after the delete.
+  shard.publish(Pub(id, 0, 10));
+  ASSERT_EQ(shard.waiting(id), 0u);
+  EXPECT_EQ(Sorted(shard.remove(id)), (std::vector<Rank>{0, 2}));
+  EXPECT_FALSE(shard.lookup(Look(id, 3, 30)).has_value());
+  EXPECT_FALSE(shard.lookup(Look(id, 4, 40)).has_value());
+  EXPECT_TRUE(shard.remove(id).empty());
+  EXPECT_EQ(shard.waiting(id), 2u);
+  EXPECT_FALSE(shard.knows(id));
+
+  std::vector<Reply> replies = shard.publish(Pub(id, 5, 11));
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[0].to, 3u);
+  EXPECT_EQ(replies[0].reply.request, 30u);
+  EXPECT_EQ(replies[0].reply.sender, 5u);
+  EXPECT_EQ(replies[0].reply.size, 11u);
+  EXPECT_EQ(replies[1].to, 4u);
+  EXPECT_EQ(replies[1].reply.request, 40u);
+  EXPECT_EQ(replies[1].reply.sender, 3u);
+  EXPECT_EQ(shard.waiting(id), 0u);
+}
+
+TEST(DirectoryShard, RemoveForgetsInlineBytes) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("inline-doomed");
+  shard.publish(InlinePub(id, 0, {7, 7}));
+  EXPECT_EQ(shard.remove(id), (std::vector<Rank>{0}));
+  EXPECT_FALSE(shard.lookup(Look(id, 1)).has_value());
+  EXPECT_EQ(shard.waiting(id), 1u);
+}
+
+TEST(DirectoryShard, UnpublishedReceiverLeavesItsChain) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("leaver");
+  shard.publish(Pub(id, 0, 64));
+  SenderFor(shard, id, 1, 64);
+  SenderFor(shard, id, 2, 64);
+  SenderFor(shard, id, 3, 64);  // [0 1 2 3]
+
+  shard.unpublish(id, 2);
+  EXPECT_EQ(Sorted(shard.locations(id)), (std::vector<Rank>{0, 1, 3}));
+  EXPECT_EQ(SenderFor(shard, id, 4, 64), 3u);  // [0 1 3 4]
+  shard.unpublish(id, 4);
+  EXPECT_EQ(SenderFor(shard, id, 5, 64), 3u);  // the tail is 3 again
+
+  // Unknown ranks and ids are ignored.
+  shard.unpublish(id, 99);
+  shard.unpublish(ObjectID::from_name("unknown"), 0);
+  EXPECT_EQ(Sorted(shard.locations(id)), (std::vector<Rank>{0, 1, 3, 5}));
+}
+
+TEST(DirectoryShard, UnpublishingTheLastCopyForgetsTheObject) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("last");
+  shard.publish(Pub(id, 0, 64));
+  shard.unpublish(id, 0);
+  EXPECT_FALSE(shard.knows(id));
+  EXPECT_EQ(shard.size(), 0u);
+  auto r = shard.lookup(Look(id, 1, 1, /*must_exist=*/true));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->reply.result, LookupResult::kNotFound);
+}
+
+TEST(DirectoryShard, InlineObjectOutlivesItsLastCopy) {
+  // Its bytes live in the directory, so holders leaving does not lose it.
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("inline-kept");
+  shard.publish(InlinePub(id, 0, {1, 2, 3}));
+  shard.unpublish(id, 0);
+  EXPECT_TRUE(shard.knows(id));
+  auto r = shard.lookup(Look(id, 1));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->reply.result, LookupResult::kInline);
+  EXPECT_EQ(r->reply.inline_data, (std::vector<std::uint8_t>{1, 2, 3}));
+}
+
+TEST(DirectoryShard, RepeatedLookupIsReplannedNotDuplicated) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("again");
+  shard.publish(Pub(id, 0, 64));
+  EXPECT_EQ(SenderFor(shard, id, 1, 64), 0u);  // [0 1]
+  EXPECT_EQ(SenderFor(shard, id, 2, 64), 1u);  // [0 1 2]
+  // 1 asks again (its transfer failed): it leaves its place and joins the
+  // tail, behind 2.
+  EXPECT_EQ(SenderFor(shard, id, 1, 64), 2u);  // [0 2 1]
+  EXPECT_EQ(Sorted(shard.locations(id)), (std::vector<Rank>{0, 1, 2}));
+  EXPECT_EQ(SenderFor(shard, id, 1, 64), 2u);  // asking twice in a row is stable
+  EXPECT_EQ(Sorted(shard.locations(id)), (std::vector<Rank>{0, 1, 2}));
+  EXPECT_EQ(SenderFor(shard, id, 3, 64), 1u);
+}
+
+TEST(DirectoryShard, RepeatedPublishDoesNotDuplicateAHolder) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("twice");
+  shard.publish(Pub(id, 0, 64, LocationState::kPartial));
+  shard.publish(Pub(id, 0, 64));
+  shard.publish(Pub(id, 0, 64));
+  EXPECT_EQ(shard.locations(id), (std::vector<Rank>{0}));
+}
+
+// A get() parks a lookup, then the same rank puts the object itself (the
+// node drops the late reply because it has a local copy). The put must still
+// make the rank a holder other ranks can fetch from.
+TEST(DirectoryShard, PublisherWhoseOwnLookupIsParkedStaysAHolder) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("self-put");
+  EXPECT_FALSE(shard.lookup(Look(id, 1, 5)).has_value());
+  auto self = shard.publish(Pub(id, 1, 64));
+  ASSERT_EQ(self.size(), 1u) << "the publisher's parked lookup is answered";
+  EXPECT_EQ(self[0].to, 1u);
+  EXPECT_EQ(self[0].reply.sender, 1u);
+  EXPECT_EQ(shard.locations(id), (std::vector<Rank>{1}));
+
+  auto r = shard.lookup(Look(id, 2, 6));
+  ASSERT_TRUE(r.has_value()) << "rank 2 waits although rank 1 holds a complete copy";
+  EXPECT_EQ(r->reply.result, LookupResult::kSender);
+  EXPECT_EQ(r->reply.sender, 1u);
+
+  auto m = shard.lookup(Look(id, 3, 7, /*must_exist=*/true));
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->reply.result, LookupResult::kSender) << "an existing object reported NotFound";
+}
+
+TEST(DirectoryShard, ObjectsAreIndependent) {
+  DirectoryShard shard;
+  const ObjectID a = ObjectID::from_name("obj-a");
+  const ObjectID b = ObjectID::from_name("obj-b");
+  shard.publish(Pub(a, 0, 10));
+  shard.publish(Pub(b, 5, 20));
+  EXPECT_EQ(SenderFor(shard, a, 1, 10), 0u);
+  EXPECT_EQ(SenderFor(shard, b, 1, 20), 5u);
+  EXPECT_EQ(shard.size(), 2u);
+  EXPECT_EQ(Sorted(shard.remove(a)), (std::vector<Rank>{0, 1}));
+  EXPECT_EQ(Sorted(shard.locations(b)), (std::vector<Rank>{1, 5}));
+}
+
+// -------------------------------------------------------- BroadcastPlanner
+
+TEST(BroadcastPlanner, NoSenderBeforeACopyExists) {
+  BroadcastPlanner p;
+  EXPECT_TRUE(p.empty());
+  EXPECT_FALSE(p.assign(1).has_value());
+  EXPECT_TRUE(p.empty());  // the receiver is not planned without a sender
+}
+
+TEST(BroadcastPlanner, AddSourceIsIdempotent) {
+  BroadcastPlanner p;
+  p.add_source(0);
+  p.add_source(0);
+  p.complete(0);
+  EXPECT_EQ(p.chains(), (Chains{{0}}));
+}
+
+TEST(BroadcastPlanner, ShortestChainTailWithTiesToTheEarliest) {
+  BroadcastPlanner p;
+  p.add_source(0);
+  p.add_source(10);
+  EXPECT_EQ(p.assign(1), 0u);   // tie [0] vs [10]: earliest
+  EXPECT_EQ(p.assign(2), 10u);  // [0 1] vs [10]
+  EXPECT_EQ(p.assign(3), 1u);   // tie again
+  EXPECT_EQ(p.chains(), (Chains{{0, 1, 3}, {10, 2}}));
+  p.complete(1);  // [0] [10 2] [1 3]
+  EXPECT_EQ(p.chains(), (Chains{{0}, {10, 2}, {1, 3}}));
+  EXPECT_EQ(p.assign(4), 0u);  // [0 4] [10 2] [1 3]
+  EXPECT_EQ(p.assign(5), 4u);  // three-way tie at 2: earliest
+  EXPECT_EQ(p.chains(), (Chains{{0, 4, 5}, {10, 2}, {1, 3}}));
+}
+
+TEST(BroadcastPlanner, CompletingTheTailMakesItAChainOfItsOwn) {
+  BroadcastPlanner p;
+  p.add_source(0);
+  p.assign(1);
+  p.assign(2);
+  p.complete(2);
+  EXPECT_EQ(p.chains(), (Chains{{0, 1}, {2}}));
+  EXPECT_EQ(p.assign(3), 2u);
+}
+
+TEST(BroadcastPlanner, CompletingAnUnplannedRankAddsASource) {
+  BroadcastPlanner p;
+  p.add_source(0);
+  p.complete(7);  // e.g. it put the same object itself
+  EXPECT_EQ(p.chains(), (Chains{{0}, {7}}));
+}
+
+TEST(BroadcastPlanner, RemoveDropsEmptyChains) {
+  BroadcastPlanner p;
+  p.add_source(0);
+  p.add_source(1);
+  p.remove(0);
+  EXPECT_EQ(p.chains(), (Chains{{1}}));
+  p.remove(42);
+  EXPECT_EQ(p.chains(), (Chains{{1}}));
+  p.remove(1);
+  EXPECT_TRUE(p.empty());
+  EXPECT_FALSE(p.assign(2).has_value());
+}
+
+TEST(BroadcastPlanner, RemovingAMiddleReceiverKeepsTheRestOfTheChain) {
+  BroadcastPlanner p;
+  p.add_source(0);
+  p.assign(1);
+  p.assign(2);
+  p.assign(3);
+  p.remove(2);
+  EXPECT_EQ(p.chains(), (Chains{{0, 1, 3}}));
+}
+
+// ------------------------------------------------------- arrival sequences
+
+// Random publish / lookup / complete / receiver-unpublish sequences over 8
+// ranks, checked after every step. Lookups come only from ranks without a
+// copy of their own: a node that holds the object reads it locally.
+TEST(BroadcastPlannerProperty, RandomArrivalSequencesKeepInvariants) {
+  constexpr Rank kRanks = 8;
+  for (std::uint32_t seed = 1; seed <= 200; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<Rank> rank(0, kRanks - 1);
+    std::uniform_int_distribution<int> percent(0, 99);
+    BroadcastPlanner p;
+    std::set<Rank> sources;  // origins and completed receivers
+
+    for (int step = 0; step < 300; ++step) {
+      SCOPED_TRACE("step " + std::to_string(step));
+      const Rank r = rank(rng);
+      const int what = percent(rng);
+      const std::vector<Rank> before = p.members();
+      const bool planned = std::find(before.begin(), before.end(), r) != before.end();
+
+      if (what < 10) {  // publish by an origin (partial or complete)
+        p.add_source(r);
+        sources.insert(r);
+      } else if (what < 75) {  // lookup
+        if (sources.count(r)) continue;
+        // The rule, applied to the chains as they are without r.
+        std::optional<Rank> expected;
+        Chains without = p.chains();
+        for (auto& c : without) c.erase(std::remove(c.begin(), c.end(), r), c.end());
+        std::erase_if(without, [](const auto& c) { return c.empty(); });
+        std::size_t best = 0;
+        for (std::size_t c = 0; c < without.size(); ++c) {
+          if (without[c].size() < without[best].size()) best = c;
+        }
+        if (!without.empty()) expected = without[best].back();
+
+        std::optional<Rank> sender = p.assign(r);
+        ASSERT_EQ(sender, expected);
+        if (sender) {
+          ASSERT_NE(*sender, r);
+          ASSERT_NE(std::find(before.begin(), before.end(), *sender), before.end())
+              << "sender " << *sender << " was not a member";
+          bool is_tail = false;
+          for (const auto& c : p.chains()) is_tail = is_tail || c.back() == r;
+          ASSERT_TRUE(is_tail) << r << " was not appended to a chain";
+        }
+      } else if (what < 90) {  // a receiver completes
+        if (!planned) continue;
+        p.complete(r);
+        sources.insert(r);
+      } else {  // a receiver gives up its partial copy
+        if (!planned || sources.count(r)) continue;
+        p.remove(r);
+      }
+
+      const std::vector<Rank> members = p.members();
+      ASSERT_FALSE(HasDuplicates(members));
+      for (const auto& c : p.chains()) {
+        ASSERT_FALSE(c.empty());
+        ASSERT_TRUE(sources.count(c.front())) << "chain head " << c.front() << " is no source";
+      }
+      // Every source heads a chain: no copy is lost from the plan.
+      std::size_t heads = 0;
+      for (const auto& c : p.chains()) heads += sources.count(c.front());
+      ASSERT_EQ(heads, sources.size());
+      ASSERT_EQ(p.empty(), members.empty());
+    }
+  }
+}
+
+// The same kind of sequences through the shard, observed only through what
+// it exposes: replies and locations. Ranks behave as nodes do: one holding a
+// copy reads it locally instead of looking it up, but a rank may put an
+// object while its own earlier lookup of it is still parked.
+void RunShardSequence(std::uint32_t seed, bool allow_put_while_parked) {
+  constexpr Rank kRanks = 8;
+  constexpr std::uint64_t kSize = 12345;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<Rank> rank(0, kRanks - 1);
+  std::uniform_int_distribution<int> percent(0, 99);
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("property-" + std::to_string(seed));
+  std::map<std::uint64_t, Rank> parked;  // request -> requester
+  std::set<Rank> holders;                // published a copy, not unpublished
+  std::uint64_t next_request = 1;
+
+  auto check_reply = [&](const Reply& reply, const std::vector<Rank>& members) {
+    ASSERT_EQ(reply.reply.id, id);
+    ASSERT_EQ(reply.reply.result, LookupResult::kSender);
+    ASSERT_EQ(reply.reply.size, kSize);
+    // A publisher whose own lookup was parked is answered with itself: it
+    // reads its own copy.
+    if (!holders.count(reply.to)) {
+      ASSERT_NE(reply.reply.sender, reply.to);
+    }
+    ASSERT_NE(std::find(members.begin(), members.end(), reply.reply.sender), members.end())
+        << "sender " << reply.reply.sender << " holds no copy";
+    ASSERT_NE(std::find(members.begin(), members.end(), reply.to), members.end())
+        << "receiver " << reply.to << " was not planned";
+  };
+  auto is_parked = [&](Rank r) {
+    return std::any_of(parked.begin(), parked.end(), [r](const auto& e) { return e.second == r; });
+  };
+
+  for (int step = 0; step < 300; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const Rank r = rank(rng);
+    const int what = percent(rng);
+    if (what < 15) {
+      if (!allow_put_while_parked && is_parked(r)) continue;
+      const auto state = percent(rng) < 50 ? LocationState::kPartial : LocationState::kComplete;
+      std::vector<Reply> replies = shard.publish(Pub(id, r, kSize, state));
+      holders.insert(r);
+      const std::vector<Rank> members = shard.locations(id);
+      for (const auto& reply : replies) {
+        ASSERT_NO_FATAL_FAILURE(check_reply(reply, members));
+        auto it = parked.find(reply.reply.request);
+        ASSERT_NE(it, parked.end()) << "reply to a lookup that was not waiting";
+        ASSERT_EQ(it->second, reply.to);
+        parked.erase(it);
+      }
+      for (const auto& [request, requester] : parked) {
+        // The publisher's own lookup may stay parked; it reads its own copy.
+        ASSERT_EQ(requester, r) << "rank " << requester << " waits although " << r
+                                << " published a copy";
+      }
+    } else if (what < 80) {
+      if (holders.count(r)) continue;
+      const std::uint64_t request = next_request++;
+      auto reply = shard.lookup(Look(id, r, request));
+      const std::vector<Rank> members = shard.locations(id);
+      if (reply) {
+        ASSERT_EQ(reply->to, r);
+        ASSERT_EQ(reply->reply.request, request);
+        ASSERT_NO_FATAL_FAILURE(check_reply(*reply, members));
+      } else {
+        ASSERT_TRUE(holders.empty())
+            << "lookup parked although " << *holders.begin() << " holds a copy";
+        parked.emplace(request, r);
+      }
+    } else {
+      shard.unpublish(id, r);
+      holders.erase(r);
+    }
+    const std::vector<Rank> members = shard.locations(id);
+    ASSERT_FALSE(HasDuplicates(members));
+    for (Rank h : holders) {
+      ASSERT_NE(std::find(members.begin(), members.end(), h), members.end())
+          << "holder " << h << " dropped out of the directory";
+    }
+    ASSERT_EQ(shard.waiting(id), parked.size());
+  }
+}
+
+TEST(DirectoryShardProperty, RandomArrivalSequencesKeepInvariants) {
+  for (std::uint32_t seed = 1; seed <= 200; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    ASSERT_NO_FATAL_FAILURE(RunShardSequence(seed, /*allow_put_while_parked=*/false));
+  }
+}
+
+TEST(DirectoryShardProperty, RandomSequencesWithPutWhileOwnLookupIsParked) {
+  for (std::uint32_t seed = 1; seed <= 200; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    ASSERT_NO_FATAL_FAILURE(RunShardSequence(seed, /*allow_put_while_parked=*/true));
+  }
+}
+
+}  // namespace
+}  // namespace hoplite

@@ -340,6 +340,30 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
   std::vector<std::uint8_t> small_;
 };
 
+// Gets from this node's own region: a memcpy, completed through the
+// io_context like any other get so callers never see re-entrant completions.
+class TcpTransport::LocalEndpoint final : public Endpoint {
+ public:
+  explicit LocalEndpoint(TcpTransport& t) : t_(t) {}
+  void get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset, Completion done) override {
+    if (remote_offset > t_.region_length_ || length > t_.region_length_ - remote_offset) {
+      done(invalid_argument("local get outside the region"));
+      return;
+    }
+    std::memmove(local, t_.region_base_ + remote_offset, length);
+    in_flight_++;
+    asio::post(t_.io_, [this, done = std::move(done)] {
+      in_flight_--;
+      done(Status::ok());
+    });
+  }
+  std::size_t in_flight() const override { return in_flight_; }
+
+ private:
+  TcpTransport& t_;
+  std::size_t in_flight_ = 0;
+};
+
 namespace {
 
 class TcpRegion final : public MemoryRegion {
@@ -425,6 +449,10 @@ Status TcpTransport::add_peer(Rank peer, const std::string& address, const std::
 }
 
 Endpoint* TcpTransport::endpoint(Rank peer) {
+  if (peer == opts_.rank) {
+    if (!local_) local_ = std::make_unique<LocalEndpoint>(*this);
+    return local_.get();
+  }
   auto it = endpoints_.find(peer);
   return it == endpoints_.end() ? nullptr : it->second.get();
 }
@@ -438,6 +466,7 @@ void TcpTransport::shutdown() {
     if (auto s = w.lock()) s->close();
   }
   endpoints_.clear();
+  local_.reset();
 }
 
 }  // namespace hoplite::transport::tcp

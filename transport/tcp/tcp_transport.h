@@ -51,6 +51,7 @@ class TcpTransport final : public Transport {
 
   class ServerConn;
   class ClientEndpoint;
+  class LocalEndpoint;
 
  private:
   TcpTransport(boost::asio::io_context& io, TcpOptions opts);
@@ -63,12 +64,14 @@ class TcpTransport final : public Transport {
   std::byte* region_base_ = nullptr;
   std::uint64_t region_length_ = 0;
   std::map<Rank, std::unique_ptr<ClientEndpoint>> endpoints_;
+  std::unique_ptr<Endpoint> local_;
   std::vector<std::weak_ptr<ServerConn>> servers_;
   TransportStats stats_;
   bool shut_down_ = false;
 
   friend class ServerConn;
   friend class ClientEndpoint;
+  friend class LocalEndpoint;
 };
 
 }  // namespace hoplite::transport::tcp

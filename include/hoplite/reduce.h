@@ -1,0 +1,52 @@
+// Reduce: the operations, element types and options of reduce/allreduce.
+//
+// reduce() combines the first k of n input objects to become complete
+// (k = n by default), wherever they are, into a target object any node can
+// get. The schedule is a tree-chain built at run time in arrival order (see
+// docs/architecture.md). Every input must have the same size, a multiple of
+// the element size.
+//
+// Thread-safety: value types.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hoplite/object_id.h"
+#include "hoplite/status.h"
+
+namespace hoplite {
+
+enum class ReduceOp : std::uint8_t { kSum = 0, kProd = 1, kMin = 2, kMax = 3 };
+enum class DataType : std::uint8_t { kFloat32 = 0, kFloat64 = 1, kInt32 = 2, kInt64 = 3 };
+
+std::size_t element_size(DataType t);
+const char* to_string(ReduceOp op);
+const char* to_string(DataType t);
+[[nodiscard]] Result<ReduceOp> parse_reduce_op(const std::string& s);
+[[nodiscard]] Result<DataType> parse_data_type(const std::string& s);
+
+struct ReduceOptions {
+  std::vector<ObjectID> inputs;
+  ObjectID target;
+  ReduceOp op = ReduceOp::kSum;
+  DataType dtype = DataType::kFloat32;
+  // Use the first k inputs to arrive; 0 means all of them.
+  std::size_t k = 0;
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  // Force the tree depth (0 = chain); unset: chosen from size, bandwidth and
+  // latency.
+  std::optional<std::uint32_t> depth;
+};
+
+struct ReduceResult {
+  // The inputs the target combines, in arrival order.
+  std::vector<ObjectID> used;
+  std::uint32_t depth = 0;
+};
+
+}  // namespace hoplite

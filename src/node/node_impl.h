@@ -1,0 +1,245 @@
+// Node::Impl: the runtime's state, owned by the progress thread.
+//
+// Private to src/node/. Everything here runs on the progress thread unless a
+// comment says otherwise; the public methods (node.cc) hand work over with
+// asio::post. Reduce coordination and reduce tasks live in reduce.cc.
+#pragma once
+
+#include <future>
+#include <map>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/asio.h"
+#include "common/log.h"
+#include "control/connection.h"
+#include "control/messages.h"
+#include "directory/shard.h"
+#include "scheduler/reduce_planner.h"
+#include "hoplite/node.h"
+#include "hoplite/reduce.h"
+#include "store/object_store.h"
+#include "transport/tcp/tcp_transport.h"
+
+namespace hoplite {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+using control::Connection;
+using control::Rank;
+namespace msg = control;
+
+namespace detail {
+// Shared by an ObjectWriter and the node; the node outlives every writer by
+// contract (documented on Node).
+struct WriterState {
+  Node::Impl* node = nullptr;
+  std::shared_ptr<store::ObjectEntry> entry;
+  bool done = false;
+};
+}  // namespace detail
+
+// Everything below runs on the progress thread unless a comment says
+// otherwise; the public methods hand work over with asio::post.
+class Node::Impl {
+ public:
+  explicit Impl(NodeOptions o) : opts(std::move(o)), acceptor(io) {}
+  ~Impl() { stop(); }
+
+  Status start();
+  void stop();
+
+  // ---- called from user threads ----
+  template <typename F>
+  auto run_sync(F&& f) {
+    std::packaged_task<decltype(f())()> task(std::forward<F>(f));
+    auto fut = task.get_future();
+    asio::post(io, [&task] { task(); });
+    return fut.get();
+  }
+  Status wait_ack(std::future<Status>& f, const std::string& what) {
+    if (f.wait_for(opts.bootstrap_timeout) != std::future_status::ready) {
+      return timeout_error(what + ": no answer from the directory after " +
+                           std::to_string(opts.bootstrap_timeout.count()) + " ms");
+    }
+    return f.get();
+  }
+  // Posts a message that expects an ack and waits for it.
+  template <typename M>
+  Status request(Rank to, M m, const std::string& what) {
+    auto p = std::make_shared<std::promise<Status>>();
+    auto f = p->get_future();
+    asio::post(io, [this, to, m, p]() mutable {
+      if (stopping) return p->set_value(Status(StatusCode::kCancelled, "node shutting down"));
+      m.request = next_request++;
+      acks[m.request] = [p](Status st) { p->set_value(std::move(st)); };
+      send_to(to, m);
+    });
+    return wait_ack(f, what);
+  }
+
+  // ---- progress thread ----
+  Rank shard_of(const ObjectID& id) const { return static_cast<Rank>(id.hash() % world); }
+  void send_to(Rank r, const msg::Message& m);
+  void accept();
+  void on_message(const std::shared_ptr<Connection>& c, msg::Message m);
+  void on_closed(const std::shared_ptr<Connection>& c, const Status& why);
+  void bootstrap_connect(std::chrono::steady_clock::time_point deadline);
+  void install_table(const msg::Table& t);
+
+  void start_get(const std::shared_ptr<detail::GetState>& st, GetOptions o);
+  void start_lookup(const ObjectID& id, bool must_exist);
+  void on_lookup_reply(const msg::LookupReply& r);
+  void handle_lookup_reply(const msg::LookupReply& r);
+  void replay_parked(const ObjectID& id);
+  void drop_watchers(const ObjectID& id);
+  void on_watch(const msg::Watch& w);
+  void on_progress(const msg::Progress& p);
+  void pump(const ObjectID& id);
+  void on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t offset, std::uint64_t len, Status st);
+  void finish_inbound(const ObjectID& id);
+  void abort_inbound(const ObjectID& id, const Status& why, bool retry);
+  void notify_watchers(const ObjectID& id);
+  void on_local_sealed(const std::shared_ptr<store::ObjectEntry>& e);
+  void fulfill_waiters(const ObjectID& id, const Result<ObjectView>& r);
+  void delete_local(const ObjectID& id);
+  ObjectView view_of(const std::shared_ptr<store::ObjectEntry>& e) const {
+    auto it = source_of.find(e->id);
+    int src = it == source_of.end() ? -1 : it->second;
+    return ObjectView(e->id, e->data, e->size, e, src);
+  }
+  msg::Publish publish_msg(const store::ObjectEntry& e, msg::LocationState state) const {
+    msg::Publish p;
+    p.id = e.id;
+    p.size = e.size;
+    p.rank = me;
+    p.state = state;
+    if (state == msg::LocationState::kComplete && e.size <= opts.inline_threshold) {
+      p.has_inline = true;
+      auto* b = reinterpret_cast<const std::uint8_t*>(e.data);
+      p.inline_data.assign(b, b + e.size);
+    }
+    return p;
+  }
+
+  NodeOptions opts;
+  Rank me = 0;
+  std::uint32_t world = 1;
+  asio::io_context io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::thread progress;
+  bool stopping = false;
+
+  std::unique_ptr<store::ObjectStore> store;
+  std::unique_ptr<transport::tcp::TcpTransport> transport;
+  std::unique_ptr<transport::MemoryRegion> region;
+  tcp::acceptor acceptor;
+  std::string host;
+  std::uint16_t control_port = 0;
+
+  std::vector<msg::PeerInfo> peers;
+  std::vector<std::shared_ptr<Connection>> out;  // index = rank
+  std::vector<std::weak_ptr<Connection>> inbound;
+  std::promise<Status> joined;
+  bool joined_set = false;
+  std::map<Rank, std::pair<msg::PeerInfo, std::shared_ptr<Connection>>> registrations;  // rank 0
+
+  directory::DirectoryShard shard;
+  std::uint64_t next_request = 1;
+  std::unordered_map<std::uint64_t, std::function<void(Status)>> acks;
+
+  struct Inbound {
+    std::shared_ptr<store::ObjectEntry> entry;
+    Rank sender = 0;
+    std::uint64_t gen = 0;
+    std::uint64_t remote_offset = 0;
+    std::uint64_t sender_ready = 0;
+    std::uint64_t next = 0;        // first byte not yet requested
+    std::uint64_t contiguous = 0;  // all bytes below are received
+    unsigned in_flight = 0;
+    std::map<std::uint64_t, std::uint64_t> done;  // completed ranges above `contiguous`
+  };
+  std::uint64_t next_gen = 1;
+  std::unordered_map<ObjectID, Inbound> inbound_transfers;
+  std::unordered_set<ObjectID> lookups_pending;
+  std::unordered_map<ObjectID, std::vector<std::shared_ptr<detail::GetState>>> waiters;
+  struct Watcher {
+    std::shared_ptr<store::ObjectEntry> pin;
+    std::uint64_t sent = 0;
+  };
+  std::unordered_map<ObjectID, std::map<Rank, Watcher>> watchers;
+  std::unordered_map<ObjectID, int> source_of;
+  // Watches for an object whose lookup reply is still on its way here.
+  std::unordered_map<ObjectID, std::vector<Rank>> parked_watches;
+
+  std::uint64_t barrier_epoch = 0;  // user side; guarded by barrier_mu
+  std::mutex barrier_mu;
+  std::map<std::uint64_t, std::uint32_t> barrier_counts;  // rank 0
+  std::map<std::uint64_t, std::shared_ptr<std::promise<Status>>> barrier_waits;
+
+  std::atomic<std::uint64_t> bytes_received{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> protocol_errors{0};
+
+  // ---- reduce (reduce.cc) ----
+  struct ReduceCoord {
+    ReduceOptions opts;
+    std::size_t k = 0;
+    bool planned = false;
+    std::uint64_t size = 0;
+    scheduler::ReduceShape shape;
+    std::vector<ObjectID> used;      // arrival order
+    std::vector<Rank> pos_holder;    // by position
+    std::vector<ObjectID> pos_output;
+    std::vector<ObjectID> intermediates;
+    std::uint64_t root_task = 0;
+    std::shared_ptr<std::promise<Result<ReduceResult>>> done;
+    bool finished = false;
+  };
+  struct ReduceUp {
+    ObjectID id;
+    Rank holder = 0;
+    std::uint64_t offset = 0;
+    std::shared_ptr<store::ObjectEntry> scratch;  // pipeline_depth chunk slots
+    std::vector<std::uint32_t> free_slots;
+    std::uint64_t remote_offset = 0;
+    std::uint64_t sender_ready = 0;
+    std::uint64_t next_chunk = 0;
+    std::uint32_t in_flight = 0;
+    bool finished = false;
+    int watch_retries = 0;
+  };
+  struct ReduceExec {
+    msg::ReduceTask task;
+    std::shared_ptr<store::ObjectEntry> input, output;
+    std::vector<ReduceUp> ups;
+    std::vector<std::uint8_t> combined;  // upstreams folded into each chunk
+    std::uint64_t chunk = 0;
+    std::uint64_t nchunks = 0;
+    std::uint64_t contiguous = 0;  // chunks complete from the start
+  };
+
+  void start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Result<ReduceResult>>> done);
+  void on_locate_reply(const msg::LocateReply& r);
+  void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
+  void on_reduce_task(const msg::ReduceTask& t);
+  void on_reduce_done(const msg::ReduceDone& d);
+  void reduce_pump(std::uint64_t task, std::size_t up);
+  void on_reduce_progress(const msg::Progress& p);
+  void on_reduce_chunk(std::uint64_t task, std::size_t up, std::uint64_t chunk, std::uint32_t slot, Status st);
+  void fail_reduce_exec(std::uint64_t task, const Status& why);
+
+  std::uint64_t next_reduce = 1;
+  std::unordered_map<std::uint64_t, ReduceCoord> reduces;
+  std::unordered_map<std::uint64_t, std::uint64_t> locate_to_reduce;
+  std::unordered_map<std::uint64_t, std::uint64_t> task_to_reduce;
+  std::unordered_map<std::uint64_t, ReduceExec> reduce_execs;
+  std::unordered_map<ObjectID, std::pair<std::uint64_t, std::size_t>> reduce_pulls;
+  // Link model for reduce planning, from options or the start-up probe.
+  double link_bandwidth = 0;  // bytes/s
+  double link_latency = 0;    // s
+};
+
+}  // namespace hoplite

@@ -1,0 +1,318 @@
+// Reduce: the coordinator that places inputs into a tree-chain in arrival
+// order, and the tasks that run one position of it, chunk by chunk.
+//
+// Coordinator (the node that called reduce): sends Locate for every input to
+// its shard; each LocateReply is an arrival. Arrival i takes position
+// shape.fill[i]. A position without children that is not the root needs no
+// work: its partial result is the input object itself. Any other position
+// becomes a ReduceTask sent to the input's holder, naming the upstream
+// objects (its children's results) and where they are. The root's output is
+// the target. When the root task reports done, the reduce is complete and
+// the intermediates are removed.
+//
+// Task (at the input's holder): output = input op upstream_1 op ... streamed:
+// the output is published as a partial copy at once (so a parent task, or any
+// get of the target, can pull it while it grows), each upstream is pulled in
+// chunk-sized pieces into a small ring of scratch slots, and each landed
+// chunk is folded into the output; a chunk of the output is valid once every
+// upstream has been folded into it, and the valid prefix is announced to
+// watchers like any other object's progress.
+#include <algorithm>
+#include <cstring>
+
+#include "node/node_impl.h"
+#include "reduce/kernels.h"
+
+namespace hoplite {
+
+namespace {
+// A parent task can ask for its child's output before the child's task
+// message has landed at the child's holder; it asks again, this often, for
+// this long, before it gives up.
+constexpr auto kWatchRetryDelay = std::chrono::milliseconds(20);
+constexpr int kWatchRetries = 250;
+}  // namespace
+
+// ------------------------------------------------------------ coordinator
+
+void Node::Impl::start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Result<ReduceResult>>> done) {
+  std::uint64_t rid = next_reduce++;
+  ReduceCoord& c = reduces[rid];
+  c.k = o.k == 0 ? o.inputs.size() : o.k;
+  c.opts = std::move(o);
+  c.done = std::move(done);
+  for (const auto& id : c.opts.inputs) {
+    std::uint64_t req = next_request++;
+    locate_to_reduce[req] = rid;
+    send_to(shard_of(id), msg::Locate{id, req, me});
+  }
+}
+
+void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
+  auto lit = locate_to_reduce.find(r.request);
+  if (lit == locate_to_reduce.end()) return;
+  std::uint64_t rid = lit->second;
+  locate_to_reduce.erase(lit);
+  auto it = reduces.find(rid);
+  if (it == reduces.end()) return;
+  ReduceCoord& c = it->second;
+  if (c.finished || c.used.size() >= c.k) return;  // a k-of-n straggler: not needed
+
+  const std::size_t esize = element_size(c.opts.dtype);
+  if (!c.planned) {
+    if (r.size % esize != 0) {
+      return finish_reduce(rid, invalid_argument("reduce input " + r.id.short_hex() + " has " +
+                                                 std::to_string(r.size) + " bytes, not a multiple of " +
+                                                 std::to_string(esize)));
+    }
+    c.size = r.size;
+    scheduler::ReduceCost cost{static_cast<double>(r.size), link_bandwidth, link_latency};
+    c.shape = c.opts.depth ? scheduler::plan_reduce_with_depth(static_cast<std::uint32_t>(c.k), *c.opts.depth)
+                           : scheduler::plan_reduce(static_cast<std::uint32_t>(c.k), cost);
+    c.pos_holder.assign(c.k, msg::kNoRank);
+    c.pos_output.assign(c.k, ObjectID());
+    c.planned = true;
+    LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": " << c.k << " of " << c.opts.inputs.size()
+                        << " inputs, " << r.size << " B, depth " << c.shape.depth);
+  } else if (r.size != c.size) {
+    return finish_reduce(rid, invalid_argument("reduce inputs differ in size: " + std::to_string(c.size) +
+                                               " and " + std::to_string(r.size) + " (" + r.id.short_hex() + ")"));
+  }
+
+  const auto pos = c.shape.fill[c.used.size()];
+  c.used.push_back(r.id);
+  c.pos_holder[pos] = r.holder;
+  const auto& kids = c.shape.children[pos];
+  const bool is_root = pos == c.shape.root;
+  if (kids.empty() && !is_root) {
+    c.pos_output[pos] = r.id;  // a leaf's partial result is its input
+    return;
+  }
+  ObjectID out = is_root ? c.opts.target
+                         : ObjectID::from_name(c.opts.target.hex() + "/partial/" + std::to_string(rid) + "/" +
+                                               std::to_string(pos));
+  c.pos_output[pos] = out;
+  if (!is_root) c.intermediates.push_back(out);
+  msg::ReduceTask t;
+  t.task = (static_cast<std::uint64_t>(me) << 40) | next_request++;
+  t.coordinator = me;
+  t.output = out;
+  t.input = r.id;
+  t.size = c.size;
+  t.op = static_cast<std::uint8_t>(c.opts.op);
+  t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
+  // Post-order filling guarantees every child already has a holder.
+  for (auto kid : kids) t.upstreams.push_back({c.pos_output[kid], c.pos_holder[kid], 0});
+  task_to_reduce[t.task] = rid;
+  if (is_root) c.root_task = t.task;
+  send_to(r.holder, t);
+}
+
+void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
+  auto tit = task_to_reduce.find(d.task);
+  if (tit == task_to_reduce.end()) return;
+  std::uint64_t rid = tit->second;
+  task_to_reduce.erase(tit);
+  auto it = reduces.find(rid);
+  if (it == reduces.end()) return;
+  ReduceCoord& c = it->second;
+  if (d.code != 0) {
+    return finish_reduce(rid, Status(static_cast<StatusCode>(d.code), "reduce into " + c.opts.target.short_hex() +
+                                                                          ": " + d.message));
+  }
+  if (d.task != c.root_task) return;
+  ReduceResult res;
+  res.used = c.used;
+  res.depth = c.shape.depth;
+  finish_reduce(rid, std::move(res));
+}
+
+void Node::Impl::finish_reduce(std::uint64_t rid, Result<ReduceResult> r) {
+  auto it = reduces.find(rid);
+  if (it == reduces.end()) return;
+  ReduceCoord& c = it->second;
+  if (c.finished) return;
+  c.finished = true;
+  if (!r.is_ok()) LOG_WARN(r.status().to_string());
+  // The target is complete, so the partial results are garbage now.
+  for (const auto& id : c.intermediates) send_to(shard_of(id), msg::Remove{id, 0, me});
+  c.done->set_value(std::move(r));
+  std::erase_if(locate_to_reduce, [rid](const auto& kv) { return kv.second == rid; });
+  std::erase_if(task_to_reduce, [rid](const auto& kv) { return kv.second == rid; });
+  reduces.erase(it);
+}
+
+// ------------------------------------------------------------------ tasks
+
+void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
+  auto reply_error = [&](const Status& st) {
+    send_to(t.coordinator, msg::ReduceDone{t.task, static_cast<std::uint16_t>(st.code()), st.message()});
+  };
+  auto input = store->find(t.input);
+  if (!input || !input->sealed()) return reply_error(not_found("input " + t.input.short_hex() + " is not on rank " +
+                                                               std::to_string(me)));
+  if (t.input_offset > input->size || t.size > input->size - t.input_offset) {
+    return reply_error(invalid_argument("reduce range outside input " + t.input.short_hex()));
+  }
+  auto out = store->create_object(t.output, t.size);
+  if (!out.is_ok()) return reply_error(out.status());
+
+  ReduceExec ex;
+  ex.task = t;
+  ex.input = input;
+  ex.output = out.value();
+  ex.chunk = opts.chunk_size - opts.chunk_size % 8;
+  ex.nchunks = (t.size + ex.chunk - 1) / ex.chunk;
+  ex.combined.assign(ex.nchunks, 0);
+  for (const auto& u : t.upstreams) {
+    ReduceUp up;
+    up.id = u.id;
+    up.holder = u.holder;
+    up.offset = u.offset;
+    reduce_pulls[u.id] = {t.task, ex.ups.size()};
+    ex.ups.push_back(std::move(up));
+  }
+  if (ex.ups.empty() || t.size == 0) {
+    // k = 1 (or empty objects): the target is a copy of the one input.
+    if (t.size) std::memcpy(ex.output->data, input->data + t.input_offset, t.size);
+    ex.output->seal();
+    for (const auto& u : t.upstreams) reduce_pulls.erase(u.id);
+    send_to(shard_of(t.output), publish_msg(*ex.output, msg::LocationState::kComplete));
+    on_local_sealed(ex.output);
+    send_to(t.coordinator, msg::ReduceDone{t.task, 0, {}});
+    return;
+  }
+  for (auto& up : ex.ups) {
+    auto scratch = store->create_object(ObjectID::random(), ex.chunk * opts.pipeline_depth);
+    if (!scratch.is_ok()) {
+      for (const auto& u : t.upstreams) reduce_pulls.erase(u.id);
+      store->erase(t.output);
+      return reply_error(scratch.status());
+    }
+    up.scratch = scratch.value();
+    // The scratch is private: unlink it now; the pin keeps the memory.
+    store->erase(up.scratch->id);
+    for (std::uint32_t s = 0; s < opts.pipeline_depth; ++s) up.free_slots.push_back(s);
+  }
+  std::uint64_t task_id = t.task;
+  auto output = ex.output;
+  reduce_execs[task_id] = std::move(ex);
+  // Published as a partial copy: the parent task and any get of the target
+  // can start pulling the prefix that is already reduced.
+  send_to(shard_of(t.output), publish_msg(*output, msg::LocationState::kPartial));
+  for (const auto& u : t.upstreams) send_to(u.holder, msg::Watch{u.id, me});
+}
+
+void Node::Impl::on_reduce_progress(const msg::Progress& p) {
+  auto pit = reduce_pulls.find(p.id);
+  if (pit == reduce_pulls.end()) return;
+  auto [task, ui] = pit->second;
+  auto eit = reduce_execs.find(task);
+  if (eit == reduce_execs.end()) return;
+  ReduceUp& up = eit->second.ups[ui];
+  if (!p.present) {
+    if (++up.watch_retries > kWatchRetries) {
+      return fail_reduce_exec(task, peer_failure("rank " + std::to_string(up.holder) + " does not hold upstream " +
+                                                 p.id.short_hex()));
+    }
+    auto timer = std::make_shared<asio::steady_timer>(io, kWatchRetryDelay);
+    timer->async_wait([this, timer, id = p.id, holder = up.holder](error_code) {
+      if (!stopping && reduce_pulls.count(id)) send_to(holder, msg::Watch{id, me});
+    });
+    return;
+  }
+  if (up.offset > p.size || eit->second.task.size > p.size - up.offset) {
+    return fail_reduce_exec(task, invalid_argument("upstream " + p.id.short_hex() + " is too small"));
+  }
+  up.remote_offset = p.offset;
+  up.sender_ready = std::max(up.sender_ready, p.ready);
+  reduce_pump(task, ui);
+}
+
+void Node::Impl::reduce_pump(std::uint64_t task, std::size_t ui) {
+  ReduceExec& ex = reduce_execs.at(task);
+  ReduceUp& up = ex.ups[ui];
+  auto* ep = transport->endpoint(up.holder);
+  if (!ep) return fail_reduce_exec(task, peer_failure("no data path to rank " + std::to_string(up.holder)));
+  while (!up.free_slots.empty() && up.next_chunk < ex.nchunks) {
+    std::uint64_t off = up.next_chunk * ex.chunk;
+    std::uint64_t len = std::min(ex.chunk, ex.task.size - off);
+    // Whole chunks only: the fold works chunk by chunk.
+    if (up.offset + off + len > up.sender_ready) break;
+    std::uint32_t slot = up.free_slots.back();
+    up.free_slots.pop_back();
+    std::uint64_t c = up.next_chunk++;
+    up.in_flight++;
+    ep->get(up.scratch->data + slot * ex.chunk, len, up.remote_offset + up.offset + off,
+            [this, task, ui, c, slot, pin = up.scratch](Status st) { on_reduce_chunk(task, ui, c, slot, st); });
+  }
+}
+
+void Node::Impl::on_reduce_chunk(std::uint64_t task, std::size_t ui, std::uint64_t c, std::uint32_t slot,
+                                 Status st) {
+  if (stopping) return;
+  auto eit = reduce_execs.find(task);
+  if (eit == reduce_execs.end()) return;
+  ReduceExec& ex = eit->second;
+  ReduceUp& up = ex.ups[ui];
+  up.in_flight--;
+  if (!st.is_ok()) {
+    return fail_reduce_exec(task, Status(st.code(), "pulling " + up.id.short_hex() + " from rank " +
+                                                        std::to_string(up.holder) + ": " + st.message()));
+  }
+  std::uint64_t off = c * ex.chunk;
+  std::uint64_t len = std::min(ex.chunk, ex.task.size - off);
+  auto op = static_cast<ReduceOp>(ex.task.op);
+  auto dt = static_cast<DataType>(ex.task.dtype);
+  std::byte* dst = ex.output->data + off;
+  const std::byte* src = up.scratch->data + slot * ex.chunk;
+  // The first fold reads the input; later ones read the output so far.
+  const std::byte* acc = ex.combined[c] == 0 ? ex.input->data + ex.task.input_offset + off : dst;
+  reduce::apply(op, dt, dst, acc, src, len);
+  bytes_received += len;
+  up.free_slots.push_back(slot);
+  ex.combined[c]++;
+  std::uint64_t before = ex.contiguous;
+  while (ex.contiguous < ex.nchunks && ex.combined[ex.contiguous] == ex.ups.size()) ex.contiguous++;
+  if (ex.contiguous != before) {
+    ex.output->advance(std::min(ex.contiguous * ex.chunk, ex.task.size));
+    notify_watchers(ex.task.output);
+  }
+  if (up.next_chunk == ex.nchunks && up.in_flight == 0 && !up.finished) {
+    up.finished = true;
+    reduce_pulls.erase(up.id);
+    send_to(up.holder, msg::Unwatch{up.id, me});
+  }
+  if (ex.contiguous == ex.nchunks) {
+    auto node = reduce_execs.extract(eit);
+    ReduceExec& done = node.mapped();
+    for (auto& u : done.ups) {
+      if (!u.finished) reduce_pulls.erase(u.id);
+    }
+    done.output->seal();
+    send_to(shard_of(done.task.output), publish_msg(*done.output, msg::LocationState::kComplete));
+    on_local_sealed(done.output);
+    send_to(done.task.coordinator, msg::ReduceDone{done.task.task, 0, {}});
+    return;
+  }
+  reduce_pump(task, ui);
+}
+
+void Node::Impl::fail_reduce_exec(std::uint64_t task, const Status& why) {
+  auto eit = reduce_execs.find(task);
+  if (eit == reduce_execs.end()) return;
+  auto node = reduce_execs.extract(eit);
+  ReduceExec& ex = node.mapped();
+  for (auto& u : ex.ups) {
+    if (!u.finished) {
+      reduce_pulls.erase(u.id);
+      send_to(u.holder, msg::Unwatch{u.id, me});
+    }
+  }
+  store->erase(ex.task.output);
+  send_to(shard_of(ex.task.output), msg::Unpublish{ex.task.output, me});
+  fulfill_waiters(ex.task.output, why);
+  send_to(ex.task.coordinator, msg::ReduceDone{task, static_cast<std::uint16_t>(why.code()), why.message()});
+}
+
+}  // namespace hoplite

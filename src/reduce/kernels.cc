@@ -1,0 +1,131 @@
+#include "reduce/kernels.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+namespace hoplite {
+
+std::size_t element_size(DataType t) {
+  switch (t) {
+    case DataType::kFloat32: return 4;
+    case DataType::kFloat64: return 8;
+    case DataType::kInt32: return 4;
+    case DataType::kInt64: return 8;
+  }
+  return 1;
+}
+
+const char* to_string(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kProd: return "prod";
+    case ReduceOp::kMin: return "min";
+    case ReduceOp::kMax: return "max";
+  }
+  return "?";
+}
+
+const char* to_string(DataType t) {
+  switch (t) {
+    case DataType::kFloat32: return "float";
+    case DataType::kFloat64: return "double";
+    case DataType::kInt32: return "int32";
+    case DataType::kInt64: return "int64";
+  }
+  return "?";
+}
+
+Result<ReduceOp> parse_reduce_op(const std::string& s) {
+  if (s == "sum") return ReduceOp::kSum;
+  if (s == "prod") return ReduceOp::kProd;
+  if (s == "min") return ReduceOp::kMin;
+  if (s == "max") return ReduceOp::kMax;
+  return invalid_argument("unknown reduce op '" + s + "' (sum, prod, min, max)");
+}
+
+Result<DataType> parse_data_type(const std::string& s) {
+  if (s == "float" || s == "f32" || s == "float32") return DataType::kFloat32;
+  if (s == "double" || s == "f64" || s == "float64") return DataType::kFloat64;
+  if (s == "int32" || s == "i32" || s == "int") return DataType::kInt32;
+  if (s == "int64" || s == "i64") return DataType::kInt64;
+  return invalid_argument("unknown data type '" + s + "' (float, double, int32, int64)");
+}
+
+namespace reduce {
+namespace {
+
+// Integer sums and products wrap (two's complement) instead of overflowing,
+// which would be undefined behaviour; floats follow IEEE.
+template <typename T>
+struct ArithOf {
+  using type = T;
+};
+template <>
+struct ArithOf<std::int32_t> {
+  using type = std::uint32_t;
+};
+template <>
+struct ArithOf<std::int64_t> {
+  using type = std::uint64_t;
+};
+template <typename T>
+using Arith = typename ArithOf<T>::type;
+struct Sum {
+  template <typename T>
+  T operator()(T x, T y) const { return static_cast<T>(static_cast<Arith<T>>(x) + static_cast<Arith<T>>(y)); }
+};
+struct Prod {
+  template <typename T>
+  T operator()(T x, T y) const { return static_cast<T>(static_cast<Arith<T>>(x) * static_cast<Arith<T>>(y)); }
+};
+struct Min {
+  template <typename T>
+  T operator()(T x, T y) const { return y < x ? y : x; }
+};
+struct Max {
+  template <typename T>
+  T operator()(T x, T y) const { return x < y ? y : x; }
+};
+
+// One loop per (op, type); target_clones builds an AVX2 and a baseline body
+// and picks at load time, so one binary runs everywhere and uses wide
+// vectors where it can.
+template <typename T, typename Op>
+__attribute__((target_clones("avx2", "default"))) void loop(T* dst, const T* a, const T* b,
+                                                             std::size_t n) {
+  Op op;
+  for (std::size_t i = 0; i < n; ++i) dst[i] = op(a[i], b[i]);
+}
+
+template <typename T, typename Op>
+void run(std::byte* dst, const std::byte* a, const std::byte* b, std::size_t bytes) {
+  // Alias-safe: each element is read before it is written, and the same
+  // index is used on both sides.
+  loop<T, Op>(reinterpret_cast<T*>(dst), reinterpret_cast<const T*>(a), reinterpret_cast<const T*>(b),
+              bytes / sizeof(T));
+}
+
+template <typename T>
+void by_op(ReduceOp op, std::byte* dst, const std::byte* a, const std::byte* b, std::size_t bytes) {
+  switch (op) {
+    case ReduceOp::kSum: return run<T, Sum>(dst, a, b, bytes);
+    case ReduceOp::kProd: return run<T, Prod>(dst, a, b, bytes);
+    case ReduceOp::kMin: return run<T, Min>(dst, a, b, bytes);
+    case ReduceOp::kMax: return run<T, Max>(dst, a, b, bytes);
+  }
+}
+
+}  // namespace
+
+void apply(ReduceOp op, DataType t, std::byte* dst, const std::byte* a, const std::byte* b, std::size_t bytes) {
+  switch (t) {
+    case DataType::kFloat32: return by_op<float>(op, dst, a, b, bytes);
+    case DataType::kFloat64: return by_op<double>(op, dst, a, b, bytes);
+    case DataType::kInt32: return by_op<std::int32_t>(op, dst, a, b, bytes);
+    case DataType::kInt64: return by_op<std::int64_t>(op, dst, a, b, bytes);
+  }
+}
+
+}  // namespace reduce
+}  // namespace hoplite
