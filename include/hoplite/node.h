@@ -35,6 +35,12 @@ struct GetOptions {
 
 enum class RemoveScope { kLocal, kGlobal };
 
+// What the reduce planner assumes about the network.
+struct LinkModel {
+  double bandwidth = 0;  // bytes per second
+  double latency = 0;    // seconds per hop
+};
+
 struct NodeStats {
   std::uint64_t objects = 0;
   std::uint64_t store_used = 0;
@@ -86,6 +92,7 @@ class Node {
   [[nodiscard]] Status barrier(std::chrono::milliseconds timeout = std::chrono::minutes(10));
 
   NodeStats stats() const;
+  LinkModel link_model() const;
   // host:port of this node's control listener and data plane (for tools and
   // tests that talk to a node directly).
   std::string control_address(int rank) const;
@@ -95,6 +102,7 @@ class Node {
 
  private:
   explicit Node(std::unique_ptr<Impl> impl);
+  [[nodiscard]] Status probe_links();
   std::unique_ptr<Impl> impl_;
 };
 

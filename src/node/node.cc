@@ -610,7 +610,57 @@ Result<std::unique_ptr<Node>> Node::create(const NodeOptions& options) {
     LOG_ERROR("node start failed: " << st.to_string());
     return st;
   }
-  return std::unique_ptr<Node>(new Node(std::move(impl)));
+  std::unique_ptr<Node> node(new Node(std::move(impl)));
+  st = node->probe_links();
+  if (!st.is_ok()) {
+    LOG_ERROR("link probe failed: " << st.to_string());
+    return st;
+  }
+  return node;
+}
+
+Status Node::probe_links() {
+  Impl& m = *impl_;
+  m.link_bandwidth = m.opts.link_bandwidth;
+  m.link_latency = m.opts.link_latency;
+  if (m.world == 1 || (m.link_bandwidth > 0 && m.link_latency > 0)) {
+    if (m.link_bandwidth <= 0) m.link_bandwidth = 1e10;  // one node: memory speed, order of magnitude
+    if (m.link_latency <= 0) m.link_latency = 1e-6;
+    return {};
+  }
+  using Clock = std::chrono::steady_clock;
+  const Rank next = (m.me + 1) % m.world;
+  // Latency: must_exist lookups answered by the next rank's shard, best of 5.
+  double rtt = 1.0;
+  for (int i = 0; i < 5; ++i) {
+    ObjectID id = ObjectID::random();
+    while (m.shard_of(id) != next) id = ObjectID::random();
+    auto t0 = Clock::now();
+    auto r = get(id, GetOptions{true}).wait(std::chrono::seconds(10));
+    if (r.is_ok() || r.status().code() != StatusCode::kNotFound) {
+      return internal_error("latency probe: unexpected answer " + r.status().to_string());
+    }
+    rtt = std::min(rtt, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  // Bandwidth: every rank pulls its neighbour's probe at once, so each link
+  // carries one stream each way, like a chain does.
+  constexpr std::uint64_t kProbe = 2u << 20;
+  auto probe = [](Rank r) { return ObjectID::from_name("__hoplite/probe/" + std::to_string(r)); };
+  std::vector<std::byte> bytes(kProbe, std::byte{0x5a});
+  HOPLITE_RETURN_IF_ERROR(put(probe(m.me), bytes));
+  HOPLITE_RETURN_IF_ERROR(barrier(std::chrono::seconds(60)));
+  auto t0 = Clock::now();
+  auto v = get(probe(next)).wait(std::chrono::seconds(60));
+  if (!v.is_ok()) return v.status();
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  v = Status(StatusCode::kCancelled, "released");
+  HOPLITE_RETURN_IF_ERROR(barrier(std::chrono::seconds(60)));
+  HOPLITE_RETURN_IF_ERROR(remove(probe(m.me)));
+  HOPLITE_RETURN_IF_ERROR(remove(probe(next), RemoveScope::kLocal));
+  if (m.link_latency <= 0) m.link_latency = rtt / 2;
+  if (m.link_bandwidth <= 0) m.link_bandwidth = static_cast<double>(kProbe) / std::max(secs - rtt, 1e-6);
+  LOG_INFO("link model: latency " << m.link_latency * 1e6 << " us, bandwidth " << m.link_bandwidth / 1e6 << " MB/s");
+  return {};
 }
 
 int Node::rank() const { return static_cast<int>(impl_->me); }
@@ -727,6 +777,8 @@ Status Node::barrier(std::chrono::milliseconds timeout) {
   }
   return f.get();
 }
+
+LinkModel Node::link_model() const { return {impl_->link_bandwidth, impl_->link_latency}; }
 
 NodeStats Node::stats() const {
   NodeStats s;

@@ -195,6 +195,7 @@ class Node::Impl {
     std::vector<ObjectID> pos_output;
     std::vector<ObjectID> intermediates;
     std::uint64_t root_task = 0;
+    std::optional<msg::LocateReply> reserved;  // a local input kept for the root
     std::shared_ptr<std::promise<Result<ReduceResult>>> done;
     bool finished = false;
   };
@@ -223,6 +224,7 @@ class Node::Impl {
 
   void start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Result<ReduceResult>>> done);
   void on_locate_reply(const msg::LocateReply& r);
+  void place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
   void on_reduce_task(const msg::ReduceTask& t);
   void on_reduce_done(const msg::ReduceDone& d);

@@ -102,6 +102,16 @@ Result<NodeOptions> NodeOptions::from_environment() {
     if (!d.is_ok()) return d.status();
     o.pipeline_depth = static_cast<unsigned>(d.value());
   }
+  if (const char* v = env("HOPLITE_LINK_BANDWIDTH")) {
+    auto b = parse_size(v);
+    if (!b.is_ok()) return invalid_argument(std::string("HOPLITE_LINK_BANDWIDTH (bytes/s): ") + b.status().message());
+    o.link_bandwidth = static_cast<double>(b.value());
+  }
+  if (const char* v = env("HOPLITE_LINK_LATENCY_US")) {
+    auto l = parse_int("HOPLITE_LINK_LATENCY_US", v);
+    if (!l.is_ok()) return l.status();
+    o.link_latency = static_cast<double>(l.value()) * 1e-6;
+  }
   if (const char* v = env("HOPLITE_BOOTSTRAP_TIMEOUT_MS")) {
     auto d = parse_int("HOPLITE_BOOTSTRAP_TIMEOUT_MS", v);
     if (!d.is_ok()) return d.status();

@@ -79,13 +79,31 @@ void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
                                                " and " + std::to_string(r.size) + " (" + r.id.short_hex() + ")"));
   }
 
+  // With every input needed (k = n), an input on this node is kept for the
+  // root position: the target then lands here, where the caller will read
+  // it, instead of crossing the network once more. With k < n that would
+  // mean waiting for a particular input, so arrival order rules.
+  const std::size_t placed = c.used.size() + (c.reserved ? 1 : 0);
+  if (r.holder == me && c.k == c.opts.inputs.size() && !c.reserved && placed + 1 < c.k) {
+    c.reserved = msg::LocateReply(r);
+    return;
+  }
+  place_arrival(rid, r.id, r.holder);
+  if (c.reserved && c.used.size() + 1 == c.k) {
+    auto keep = *c.reserved;
+    place_arrival(rid, keep.id, keep.holder);
+  }
+}
+
+void Node::Impl::place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder) {
+  ReduceCoord& c = reduces.at(rid);
   const auto pos = c.shape.fill[c.used.size()];
-  c.used.push_back(r.id);
-  c.pos_holder[pos] = r.holder;
+  c.used.push_back(input);
+  c.pos_holder[pos] = holder;
   const auto& kids = c.shape.children[pos];
   const bool is_root = pos == c.shape.root;
   if (kids.empty() && !is_root) {
-    c.pos_output[pos] = r.id;  // a leaf's partial result is its input
+    c.pos_output[pos] = input;  // a leaf's partial result is its input
     return;
   }
   ObjectID out = is_root ? c.opts.target
@@ -97,7 +115,7 @@ void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
   t.task = (static_cast<std::uint64_t>(me) << 40) | next_request++;
   t.coordinator = me;
   t.output = out;
-  t.input = r.id;
+  t.input = input;
   t.size = c.size;
   t.op = static_cast<std::uint8_t>(c.opts.op);
   t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
@@ -105,7 +123,7 @@ void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
   for (auto kid : kids) t.upstreams.push_back({c.pos_output[kid], c.pos_holder[kid], 0});
   task_to_reduce[t.task] = rid;
   if (is_root) c.root_task = t.task;
-  send_to(r.holder, t);
+  send_to(holder, t);
 }
 
 void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
