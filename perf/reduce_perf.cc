@@ -50,6 +50,9 @@ int run_reduce(int argc, char** argv, bool all) {
         o.op = op;
         o.dtype = dt;
         o.k = static_cast<std::size_t>(k);
+        // HOPLITE_PERF_STRIPES=0 measures the dynamic form alone.
+        const char* stripes = std::getenv("HOPLITE_PERF_STRIPES");
+        o.allow_stripes = all && !(stripes && std::string(stripes) == "0");
         reduced = node.reduce_async(o);
       }
       Result<ObjectView> v = Status(StatusCode::kInternal, "unset");

@@ -41,12 +41,18 @@ struct ReduceOptions {
   // Force the tree depth (0 = chain); unset: chosen from size, bandwidth and
   // latency.
   std::optional<std::uint32_t> depth;
+  // For an allreduce (every input holder will read the target): when all
+  // inputs already exist and the object is large, stripe it so that each
+  // holder reduces one stripe and the target becomes the composite of the
+  // stripes. Readers then pull each stripe from its producer.
+  bool allow_stripes = false;
 };
 
 struct ReduceResult {
   // The inputs the target combines, in arrival order.
   std::vector<ObjectID> used;
   std::uint32_t depth = 0;
+  bool striped = false;
 };
 
 }  // namespace hoplite

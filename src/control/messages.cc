@@ -23,6 +23,35 @@ Status get_peer(WireReader& r, PeerInfo& p) {
   return r.bytes(p.remote_key, kMaxString);
 }
 
+void put_parts(WireWriter& w, const std::vector<Part>& parts) {
+  w.u32(static_cast<std::uint32_t>(parts.size()));
+  for (const auto& p : parts) {
+    w.id(p.id);
+    w.u32(p.holder);
+    w.u64(p.offset);
+    w.u64(p.size);
+  }
+}
+// Parts must tile [0, size) in order: anything else would make a reader
+// write outside the object or leave holes in it.
+Status get_parts(WireReader& r, std::vector<Part>& parts, std::uint64_t size) {
+  std::uint32_t n;
+  TRY(r.u32(n));
+  if (n > kMaxParts) return protocol_error("composite of " + std::to_string(n) + " parts");
+  parts.resize(n);
+  std::uint64_t at = 0;
+  for (auto& p : parts) {
+    TRY(r.id(p.id));
+    TRY(r.u32(p.holder));
+    TRY(r.u64(p.offset));
+    TRY(r.u64(p.size));
+    if (p.offset != at || p.size > size - at) return protocol_error("composite parts do not tile the object");
+    at += p.size;
+  }
+  if (at != size) return protocol_error("composite parts do not cover the object");
+  return {};
+}
+
 Status get_bool(WireReader& r, bool& b) {
   std::uint8_t v;
   TRY(r.u8(v));
@@ -110,6 +139,7 @@ MsgType write(WireWriter& w, const LookupReply& m) {
   w.u64(m.size);
   w.u32(m.sender);
   w.bytes(m.inline_data);
+  if (m.result == LookupResult::kComposite) put_parts(w, m.parts);
   return MsgType::kLookupReply;
 }
 MsgType write(WireWriter& w, const Remove& m) {
@@ -175,6 +205,13 @@ MsgType write(WireWriter& w, const ReduceTask& m) {
     w.u64(u.offset);
   }
   return MsgType::kReduceTask;
+}
+MsgType write(WireWriter& w, const PublishComposite& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  w.u64(m.size);
+  put_parts(w, m.parts);
+  return MsgType::kPublishComposite;
 }
 MsgType write(WireWriter& w, const ReduceDone& m) {
   w.u64(m.task);
@@ -271,10 +308,11 @@ Result<Message> read(MsgType type, WireReader& r) {
       LookupReply m;
       TRY(r.id(m.id));
       TRY(r.u64(m.request));
-      TRY(get_enum(r, m.result, 2));
+      TRY(get_enum(r, m.result, 3));
       TRY(r.u64(m.size));
       TRY(r.u32(m.sender));
       TRY(r.bytes(m.inline_data, kMaxInline));
+      if (m.result == LookupResult::kComposite) TRY(get_parts(r, m.parts, m.size));
       if (m.result == LookupResult::kInline && m.inline_data.size() != m.size) {
         return protocol_error("inline reply size mismatch");
       }
@@ -357,6 +395,14 @@ Result<Message> read(MsgType type, WireReader& r) {
       }
       return Message{m};
     }
+    case MsgType::kPublishComposite: {
+      PublishComposite m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      TRY(r.u64(m.size));
+      TRY(get_parts(r, m.parts, m.size));
+      return Message{m};
+    }
     case MsgType::kReduceDone: {
       ReduceDone m;
       TRY(r.u64(m.task));
@@ -393,7 +439,7 @@ const char* type_name(const Message& m) {
       "Hello",  "HelloAck",    "Error",  "Register",  "Table",  "Barrier",
       "BarrierDone", "Publish", "PublishAck", "Unpublish", "Lookup", "LookupReply",
       "Remove", "RemoveAck",   "Delete", "Watch",     "Progress", "Unwatch",
-      "Locate", "LocateReply", "ReduceTask", "ReduceDone"};
+      "Locate", "LocateReply", "ReduceTask", "ReduceDone", "PublishComposite"};
   return kNames[m.index()];
 }
 

@@ -48,6 +48,7 @@ enum class MsgType : std::uint8_t {
   kLocateReply = 24,
   kReduceTask = 25,
   kReduceDone = 26,
+  kPublishComposite = 27,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -109,7 +110,17 @@ struct Lookup {
   Rank requester = kNoRank;
   bool must_exist = false;  // answer NotFound now instead of waiting
 };
-enum class LookupResult : std::uint8_t { kSender = 0, kInline = 1, kNotFound = 2 };
+// kComposite: the object is made of parts held elsewhere (a striped
+// allreduce's result); `parts` says which, and the reader pulls each part
+// from its holder into its place.
+enum class LookupResult : std::uint8_t { kSender = 0, kInline = 1, kNotFound = 2, kComposite = 3 };
+struct Part {
+  ObjectID id;
+  Rank holder = kNoRank;
+  std::uint64_t offset = 0;  // in the composite object
+  std::uint64_t size = 0;
+};
+inline constexpr std::uint32_t kMaxParts = 4096;
 struct LookupReply {
   ObjectID id;
   std::uint64_t request = 0;
@@ -117,6 +128,7 @@ struct LookupReply {
   std::uint64_t size = 0;
   Rank sender = kNoRank;
   std::vector<std::uint8_t> inline_data;
+  std::vector<Part> parts;  // kComposite only
 };
 struct Remove {
   ObjectID id;
@@ -178,6 +190,13 @@ struct ReduceTask {
   std::uint8_t dtype = 0;  // a DataType
   std::vector<Upstream> upstreams;
 };
+// Declares `id` as the concatenation of `parts` (which tile [0, size)).
+struct PublishComposite {
+  ObjectID id;
+  std::uint64_t request = 0;
+  std::uint64_t size = 0;
+  std::vector<Part> parts;
+};
 struct ReduceDone {
   std::uint64_t task = 0;
   std::uint16_t code = 0;  // a StatusCode; 0 = ok
@@ -187,7 +206,7 @@ struct ReduceDone {
 using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone,
                              Publish, PublishAck, Unpublish, Lookup, LookupReply, Remove,
                              RemoveAck, Delete, Watch, Progress, Unwatch, Locate, LocateReply,
-                             ReduceTask, ReduceDone>;
+                             ReduceTask, ReduceDone, PublishComposite>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

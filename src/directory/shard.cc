@@ -10,6 +10,12 @@ std::optional<Reply> DirectoryShard::answer(const ObjectID& id, Record& rec, con
   control::LookupReply r;
   r.id = id;
   r.request = l.request;
+  if (rec.has_size && rec.is_composite) {
+    r.result = LookupResult::kComposite;
+    r.size = rec.size;
+    r.parts = rec.parts;
+    return Reply{l.requester, std::move(r)};
+  }
   if (rec.has_size && rec.is_inline) {
     r.result = LookupResult::kInline;
     r.size = rec.size;
@@ -51,7 +57,7 @@ std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
     if (w.requester == p.rank) {
       // The publisher asked before it put: it holds the object now, so its
       // lookup is answered with itself and it stays a source, not a receiver.
-      control::LookupReply self{p.id, w.request, control::LookupResult::kSender, rec.size, p.rank, {}};
+      control::LookupReply self{p.id, w.request, control::LookupResult::kSender, rec.size, p.rank, {}, {}};
       out.push_back(Reply{p.rank, std::move(self)});
       continue;
     }
@@ -65,13 +71,32 @@ std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
   return out;
 }
 
+std::vector<Reply> DirectoryShard::publish_composite(const control::PublishComposite& p) {
+  Record& rec = records_[p.id];
+  rec.has_size = true;
+  rec.size = p.size;
+  rec.is_composite = true;
+  rec.parts = p.parts;
+  std::vector<Reply> out;
+  for (auto& w : rec.waiters) {
+    if (auto r = answer(p.id, rec, w)) out.push_back(std::move(*r));
+  }
+  rec.waiters.clear();
+  return out;
+}
+
+std::vector<control::Part> DirectoryShard::parts(const ObjectID& id) const {
+  auto it = records_.find(id);
+  return it == records_.end() ? std::vector<control::Part>{} : it->second.parts;
+}
+
 void DirectoryShard::unpublish(const ObjectID& id, Rank rank) {
   auto it = records_.find(id);
   if (it == records_.end()) return;
   it->second.planner.remove(rank);
   std::erase(it->second.complete, rank);
   if (it->second.planner.empty() && it->second.waiters.empty() && it->second.locators.empty() &&
-      !it->second.is_inline) {
+      !it->second.is_inline && !it->second.is_composite) {
     records_.erase(it);
   }
 }

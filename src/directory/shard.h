@@ -40,6 +40,10 @@ class DirectoryShard {
   std::vector<Reply> publish(const control::Publish& p);
   // Locate requests answered by the last publish (taken by the caller).
   std::vector<LocateAnswer> take_located() { return std::move(located_); }
+  // Declares a composite object (a striped allreduce's result); lookups are
+  // answered with its parts.
+  std::vector<Reply> publish_composite(const control::PublishComposite& p);
+  std::vector<control::Part> parts(const ObjectID& id) const;
   // `rank` dropped its copy.
   void unpublish(const ObjectID& id, Rank rank);
   // Answers now, or parks the lookup until a copy is published (unless
@@ -63,6 +67,8 @@ class DirectoryShard {
     bool has_size = false;
     std::uint64_t size = 0;
     bool is_inline = false;
+    bool is_composite = false;
+    std::vector<control::Part> parts;
     std::vector<std::uint8_t> inline_data;
     scheduler::BroadcastPlanner planner;
     std::vector<control::Lookup> waiters;

@@ -1,4 +1,6 @@
 // hoplite-run: starts N ranks of a program on this machine and multiplexes their output.
+// With --netns, rank i runs inside network namespace <prefix>i of the emulated cluster that
+// scripts/netns-cluster builds (see docs/netns.md).
 //
 // Deliberately self-contained (no hoplite library dependency) so the launcher keeps working while
 // the runtime it launches is broken, and so tests can use it to drive any program.
@@ -59,15 +61,44 @@ constexpr std::array<std::string_view, 7> kReservedVars = {
     "RANK",        "WORLD_SIZE",  "LOCAL_RANK",   "LOCAL_WORLD_SIZE",
     "MASTER_ADDR", "MASTER_PORT", "HOPLITE_TOKEN"};
 
+// The emulated cluster's subnet; keep in sync with scripts/netns-cluster.
+constexpr std::string_view kNetnsSubnet = "10.78.0.";
+// netns-cluster's address plan (10.78.0.(i+1)) and its own limit.
+constexpr int kMaxNetnsRanks = 64;
+// With --netns the namespaces are fresh, so any fixed port is free; randomized within this range
+// so that back-to-back jobs don't meet each other's TIME_WAIT sockets.
+constexpr int kNetnsPortBase = 29500;
+constexpr int kNetnsPortSpan = 1000;
+// The runtime's listen address; set per rank with --netns.
+constexpr std::string_view kListenHostVar = "HOPLITE_LISTEN_HOST";
+
 struct Options {
   int nranks = 0;
   double timeout_s = 0;
   bool keep_going = false;
   std::string master_addr = "127.0.0.1";
   int master_port = 0;
+  bool netns = false;
+  std::string netns_prefix = "hpl";
+  std::string rate;  // Empty: use the namespaces as they are.
   std::vector<std::string> env;
   std::vector<std::string> command;
 };
+
+std::string NetnsName(const Options& opts, int rank) {
+  return opts.netns_prefix + std::to_string(rank);
+}
+
+// Same rule as scripts/netns-cluster: no trailing digit, so that node 10 of prefix 'p' can never
+// be node 0 of prefix 'p1'.
+bool ValidNetnsPrefix(std::string_view p) {
+  auto lower = [](char c) { return c >= 'a' && c <= 'z'; };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  return !p.empty() && p.size() <= 12 && lower(p.front()) && !digit(p.back()) &&
+         std::all_of(p.begin(), p.end(), [&](char c) { return lower(c) || digit(c) || c == '_'; });
+}
+
+std::string NetnsAddress(int rank) { return std::string(kNetnsSubnet) + std::to_string(rank + 1); }
 
 // Unbuffered writes keep launcher messages and forwarded rank output in the order they happened.
 void WriteAll(int fd, std::string_view data) {
@@ -128,11 +159,20 @@ po::options_description MakeOptionsDescription(Options& opts) {
   add("keep-going", po::bool_switch(&opts.keep_going),
       "let the other ranks finish when one fails instead of terminating them");
   add("master-addr", po::value<std::string>(&opts.master_addr)->value_name("ADDR"),
-      "MASTER_ADDR given to ranks (default 127.0.0.1)");
+      "MASTER_ADDR given to ranks (default 127.0.0.1; with --netns, node 0's address)");
   add("master-port", po::value<int>(&opts.master_port)->value_name("PORT"),
-      "MASTER_PORT given to ranks (default: a free port on 127.0.0.1)");
+      "MASTER_PORT given to ranks (default: a free port on 127.0.0.1; with --netns, a random "
+      "port in 29500..30499)");
   add("env", po::value<std::vector<std::string>>(&opts.env)->value_name("K=V"),
       "set an environment variable in every rank (repeatable)");
+  add("netns", po::bool_switch(&opts.netns),
+      "run rank i in network namespace PREFIXi of the emulated cluster that "
+      "scripts/netns-cluster builds (needs root)");
+  add("netns-prefix", po::value<std::string>(&opts.netns_prefix)->value_name("PREFIX"),
+      "namespace prefix for --netns (default hpl)");
+  add("rate", po::value<std::string>(&opts.rate)->value_name("RATE"),
+      "with --netns: first run 'netns-cluster up N --rate RATE', which creates or re-shapes "
+      "the cluster (e.g. 1gbit; 0 = unshaped)");
   return desc;
 }
 
@@ -143,6 +183,12 @@ void PrintHelp(const po::options_description& desc) {
                "LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT and HOPLITE_TOKEN set, and prefixes\n"
                "each line they print with '[rank i] '. Ranks read stdin from /dev/null.\n"
                "HOPLITE_TOKEN is taken from the environment if set, else generated randomly.\n"
+               "\n"
+               "With --netns, rank i runs as 'ip netns exec PREFIXi PROGRAM ARGS...' and also\n"
+               "gets HOPLITE_LISTEN_HOST=10.78.0.(i+1), plus UCX_TLS=tcp,self and\n"
+               "UCX_NET_DEVICES=eth0 unless already set, so that traffic crosses the shaped\n"
+               "links. --rate finds netns-cluster at $HOPLITE_NETNS_SCRIPT, else at\n"
+               "../scripts/netns-cluster relative to this program. See docs/netns.md.\n"
                "\n"
             << desc
             << "\n"
@@ -204,10 +250,27 @@ Options ParseOptions(int argc, char** argv) {
   if (vm.count("master-port") && (opts.master_port < 1 || opts.master_port > 65535)) {
     UsageError("--master-port must be in 1..65535, got " + std::to_string(opts.master_port));
   }
+  if (!opts.netns) {
+    if (vm.count("netns-prefix")) UsageError("--netns-prefix needs --netns");
+    if (vm.count("rate")) UsageError("--rate needs --netns");
+  } else {
+    if (!ValidNetnsPrefix(opts.netns_prefix)) {
+      UsageError("bad --netns-prefix '" + opts.netns_prefix +
+                 "': use up to 12 of [a-z0-9_], starting with a letter, not ending in a digit");
+    }
+    if (vm.count("rate") && opts.rate.empty()) UsageError("--rate must not be empty");
+    if (opts.nranks > kMaxNetnsRanks) {
+      UsageError("--netns supports at most " + std::to_string(kMaxNetnsRanks) + " ranks");
+    }
+    if (!vm.count("master-addr")) opts.master_addr = NetnsAddress(0);
+  }
   for (const std::string& kv : opts.env) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) UsageError("--env expects K=V, got '" + kv + "'");
     std::string_view key(kv.data(), eq);
+    if (opts.netns && key == kListenHostVar) {
+      UsageError("--env cannot set " + std::string(key) + " with --netns; hoplite-run sets it");
+    }
     for (std::string_view reserved : kReservedVars) {
       if (key == reserved) {
         UsageError("--env cannot set " + std::string(key) +
@@ -248,6 +311,20 @@ bool IsExecutableFile(const std::string& path, int* err) {
   return true;
 }
 
+// Looks NAME (without a slash) up in the colon-separated directory list PATH, as execvp does.
+std::optional<std::string> SearchPath(const std::string& name, const std::string& path) {
+  int err = 0;
+  size_t start = 0;
+  while (true) {
+    size_t end = path.find(':', start);
+    std::string dir = path.substr(start, end == std::string::npos ? end : end - start);
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (IsExecutableFile(candidate, &err)) return candidate;
+    if (end == std::string::npos) return std::nullopt;
+    start = end + 1;
+  }
+}
+
 // Resolving up front, like execvp would, turns a typo into one clear error instead of N rank
 // failures, and means nothing is started when the program cannot run at all.
 std::string ResolveProgram(const std::string& name) {
@@ -260,24 +337,18 @@ std::string ResolveProgram(const std::string& name) {
     return name;
   }
   const char* path_env = std::getenv("PATH");
-  std::string path = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
-  size_t start = 0;
-  while (true) {
-    size_t end = path.find(':', start);
-    std::string dir = path.substr(start, end == std::string::npos ? end : end - start);
-    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
-    if (IsExecutableFile(candidate, &err)) return candidate;
-    if (end == std::string::npos) break;
-    start = end + 1;
+  if (auto found = SearchPath(name, path_env ? path_env : "/usr/local/bin:/usr/bin:/bin")) {
+    return *found;
   }
   Report("program '" + name + "' not found in PATH");
   std::exit(kExitUsage);
 }
 
-std::string RandomToken() {
+template <size_t N>
+std::array<unsigned char, N> RandomBytes() {
   int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
   if (fd < 0) SetupError("open /dev/urandom", errno);
-  std::array<unsigned char, 16> bytes;
+  std::array<unsigned char, N> bytes;
   size_t got = 0;
   while (got < bytes.size()) {
     ssize_t n = read(fd, bytes.data() + got, bytes.size() - got);
@@ -286,6 +357,11 @@ std::string RandomToken() {
     got += static_cast<size_t>(n);
   }
   close(fd);
+  return bytes;
+}
+
+std::string RandomToken() {
+  std::array<unsigned char, 16> bytes = RandomBytes<16>();
   static constexpr char kHex[] = "0123456789abcdef";
   std::string token;
   for (unsigned char b : bytes) {
@@ -338,6 +414,7 @@ std::vector<std::string> BaseEnvironment(const Options& opts) {
     extra.push_back(kv);
   }
   auto replaced = [&](std::string_view key) {
+    if (opts.netns && key == kListenHostVar) return true;  // Set per rank.
     for (std::string_view reserved : kReservedVars) {
       if (key == reserved) return true;
     }
@@ -351,6 +428,15 @@ std::vector<std::string> BaseEnvironment(const Options& opts) {
     if (!replaced(EnvKey(*e))) env.emplace_back(*e);
   }
   env.insert(env.end(), extra.begin(), extra.end());
+  if (opts.netns) {
+    // All namespaces share one kernel and /dev/shm, so UCX would take the ranks for one host and
+    // use shared memory between them, bypassing the shaped links.
+    for (std::string_view kv : {"UCX_TLS=tcp,self", "UCX_NET_DEVICES=eth0"}) {
+      bool set = std::any_of(env.begin(), env.end(),
+                             [&](const std::string& e) { return EnvKey(e) == EnvKey(kv); });
+      if (!set) env.emplace_back(kv);
+    }
+  }
   return env;
 }
 
@@ -366,12 +452,106 @@ std::string DescribeExit(int rank, int wait_status) {
   return out;
 }
 
+// --- --netns support --------------------------------------------------------------------------
+
+[[noreturn]] void NetnsError(const std::string& message) {
+  Report(message);
+  std::exit(kExitUsage);
+}
+
+std::string FindIpTool() {
+  const char* path_env = std::getenv("PATH");
+  std::string path = path_env ? path_env : "";
+  // sbin is often missing from PATH, e.g. under sudo or su without a login shell.
+  if (auto found = SearchPath("ip", path + ":/usr/sbin:/sbin:/usr/bin:/bin")) return *found;
+  NetnsError("--netns needs 'ip' from iproute2, which was not found");
+}
+
+// $HOPLITE_NETNS_SCRIPT, else ../scripts/netns-cluster relative to this binary (which normally
+// lives in <repo>/build/).
+std::string FindNetnsScript() {
+  int err = 0;
+  if (const char* script = std::getenv("HOPLITE_NETNS_SCRIPT"); script && *script) {
+    if (!IsExecutableFile(script, &err)) {
+      NetnsError(std::string("HOPLITE_NETNS_SCRIPT=") + script + ": " + std::strerror(err));
+    }
+    return script;
+  }
+  std::array<char, PATH_MAX> self{};
+  ssize_t n = readlink("/proc/self/exe", self.data(), self.size() - 1);
+  if (n < 0) SetupError("readlink /proc/self/exe", errno);
+  std::string dir(self.data(), static_cast<size_t>(n));
+  dir.erase(dir.rfind('/') + 1);
+  std::string script = dir + "../scripts/netns-cluster";
+  if (char* real = realpath(script.c_str(), nullptr)) {
+    script = real;
+    free(real);
+  }
+  if (!IsExecutableFile(script, &err)) {
+    NetnsError("--rate: cannot run " + script + " (" + std::strerror(err) +
+               "); set HOPLITE_NETNS_SCRIPT to the netns-cluster script");
+  }
+  return script;
+}
+
+// Runs 'netns-cluster up N --rate R --prefix P' and waits for it. Its output goes to our stderr,
+// so that stdout carries only the ranks' output.
+void BringUpCluster(const Options& opts) {
+  std::string script = FindNetnsScript();
+  std::vector<std::string> args = {script,           "up",      std::to_string(opts.nranks),
+                                   "--rate",         opts.rate, "--prefix",
+                                   opts.netns_prefix};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
+  pid_t pid = -1;
+  int err = posix_spawn(&pid, script.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (err != 0) NetnsError("cannot run " + script + ": " + std::strerror(err));
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) SetupError("waitpid", errno);
+  }
+  if (Failed(status)) {
+    NetnsError("'" + script + " up " + std::to_string(opts.nranks) + " --rate " + opts.rate +
+               " --prefix " + opts.netns_prefix + "' failed; no rank was started");
+  }
+}
+
+// Checks that the namespaces exist, so that a missing cluster is one clear error instead of N
+// failing ranks. Returns the path of 'ip'.
+std::string PrepareNetns(const Options& opts) {
+  if (geteuid() != 0) NetnsError("--netns needs root ('ip netns exec' must enter namespaces)");
+  std::string ip = FindIpTool();
+  if (!opts.rate.empty()) BringUpCluster(opts);
+  for (int i = 0; i < opts.nranks; ++i) {
+    struct stat st;
+    if (stat(("/run/netns/" + NetnsName(opts, i)).c_str(), &st) != 0) {
+      NetnsError("network namespace " + NetnsName(opts, i) + " does not exist; create the " +
+                 "cluster with 'scripts/netns-cluster up " + std::to_string(opts.nranks) +
+                 " --prefix " + opts.netns_prefix + "' or pass --rate");
+    }
+  }
+  return ip;
+}
+
+int RandomNetnsPort() {
+  std::array<unsigned char, 2> bytes = RandomBytes<2>();
+  return kNetnsPortBase + ((bytes[0] << 8) | bytes[1]) % kNetnsPortSpan;
+}
+
 class Job {
  public:
-  Job(const Options& opts, std::string program, std::vector<std::string> base_env, int master_port,
-      std::string token)
+  // With --netns, IP_TOOL is the path of 'ip', which runs PROGRAM inside each rank's namespace.
+  Job(const Options& opts, std::string program, std::string ip_tool,
+      std::vector<std::string> base_env, int master_port, std::string token)
       : opts_(opts),
         program_(std::move(program)),
+        ip_tool_(std::move(ip_tool)),
         base_env_(std::move(base_env)),
         master_port_(master_port),
         token_(std::move(token)),
@@ -438,6 +618,7 @@ class Job {
     env.push_back("MASTER_ADDR=" + opts_.master_addr);
     env.push_back("MASTER_PORT=" + std::to_string(master_port_));
     env.push_back("HOPLITE_TOKEN=" + token_);
+    if (opts_.netns) env.push_back(std::string(kListenHostVar) + "=" + NetnsAddress(rank));
     return env;
   }
 
@@ -481,11 +662,19 @@ class Job {
         &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
     std::vector<std::string> args = opts_.command;
+    const std::string* exec_path = &program_;
+    if (opts_.netns) {
+      // 'ip netns exec' enters the namespace and execs PROGRAM in place (no fork), so the rank's
+      // pid and process group are still PROGRAM's.
+      args = {"ip", "netns", "exec", NetnsName(opts_, rank), program_};
+      args.insert(args.end(), opts_.command.begin() + 1, opts_.command.end());
+      exec_path = &ip_tool_;
+    }
     std::vector<std::string> env = RankEnvironment(rank);
     std::vector<char*> argv = CStrings(args);
     std::vector<char*> envp = CStrings(env);
     pid_t pid = -1;
-    int err = posix_spawn(&pid, program_.c_str(), &actions, &attr, argv.data(), envp.data());
+    int err = posix_spawn(&pid, exec_path->c_str(), &actions, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
 
@@ -708,6 +897,7 @@ class Job {
 
   const Options& opts_;
   const std::string program_;
+  const std::string ip_tool_;
   const std::vector<std::string> base_env_;
   const int master_port_;
   const std::string token_;
@@ -737,7 +927,12 @@ int main(int argc, char** argv) {
   const char* inherited_token = std::getenv("HOPLITE_TOKEN");
   // An empty token would silently disable authentication, so treat it as unset.
   std::string token = inherited_token && *inherited_token ? inherited_token : RandomToken();
-  int port = opts.master_port != 0 ? opts.master_port : FindFreePort();
-  Job job(opts, std::move(program), BaseEnvironment(opts), port, std::move(token));
+  std::string ip_tool;
+  if (opts.netns) ip_tool = PrepareNetns(opts);
+  int port = opts.master_port != 0 ? opts.master_port
+             : opts.netns          ? RandomNetnsPort()
+                                   : FindFreePort();
+  Job job(opts, std::move(program), std::move(ip_tool), BaseEnvironment(opts), port,
+          std::move(token));
   return job.Run();
 }

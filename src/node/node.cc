@@ -342,6 +342,8 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
           },
           [&](const msg::LookupReply& r) { on_lookup_reply(r); },
           [&](const msg::Remove& r) {
+            // A composite's parts go with it.
+            for (const auto& part : shard.parts(r.id)) send_to(shard_of(part.id), msg::Remove{part.id, 0, me});
             for (Rank holder : shard.remove(r.id)) send_to(holder, msg::Delete{r.id});
             send_to(r.requester, msg::RemoveAck{r.id, r.request});
           },
@@ -367,6 +369,9 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
           [&](const msg::LocateReply& r) { on_locate_reply(r); },
           [&](const msg::ReduceTask& t) { on_reduce_task(t); },
           [&](const msg::ReduceDone& d) { on_reduce_done(d); },
+          [&](const msg::PublishComposite& p) {
+            for (auto& r : shard.publish_composite(p)) send_to(r.to, r.reply);
+          },
       },
       m);
 }
@@ -413,6 +418,8 @@ void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
       e.value()->seal();
       return fulfill_waiters(r.id, view_of(e.value()));
     }
+    case msg::LookupResult::kComposite:
+      return start_composite(r);
     case msg::LookupResult::kSender: {
       auto e = store->create_object(r.id, r.size);
       if (!e.is_ok()) {
@@ -428,6 +435,8 @@ void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
       }
       Inbound in;
       in.entry = e.value();
+      in.dest = in.entry->data;
+      in.size = r.size;
       in.sender = r.sender;
       in.gen = next_gen++;
       inbound_transfers[r.id] = std::move(in);
@@ -494,7 +503,16 @@ void Node::Impl::on_progress(const msg::Progress& p) {
   auto it = inbound_transfers.find(p.id);
   if (it == inbound_transfers.end()) return on_reduce_progress(p);
   Inbound& in = it->second;
-  if (!p.present || p.size != in.entry->size) {
+  if (!in.composite.is_nil() && !p.present && ++in.watch_retries <= 250) {
+    // A part's holder may not have started producing it yet: ask again.
+    auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(20));
+    timer->async_wait([this, timer, id = p.id, gen = in.gen, sender = in.sender](error_code) {
+      auto it2 = inbound_transfers.find(id);
+      if (!stopping && it2 != inbound_transfers.end() && it2->second.gen == gen) send_to(sender, msg::Watch{id, me});
+    });
+    return;
+  }
+  if (!p.present || p.size != in.size) {
     return abort_inbound(p.id,
                          peer_failure("rank " + std::to_string(in.sender) + " no longer holds " + p.id.short_hex()),
                          true);
@@ -513,7 +531,7 @@ void Node::Impl::pump(const ObjectID& id) {
     std::uint64_t len = std::min<std::uint64_t>(opts.chunk_size, in.sender_ready - off);
     in.next += len;
     in.in_flight++;
-    ep->get(in.entry->data + off, len, in.remote_offset + off,
+    ep->get(in.dest + off, len, in.remote_offset + off,
             [this, id, gen = in.gen, off, len, pin = in.entry](Status st) { on_chunk(id, gen, off, len, st); });
   }
 }
@@ -536,15 +554,21 @@ void Node::Impl::on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t o
     in.contiguous += in.done.begin()->second;
     in.done.erase(in.done.begin());
   }
-  in.entry->advance(in.contiguous);
-  notify_watchers(id);  // a partial copy serves what it has: chains stream
-  if (in.contiguous == in.entry->size) return finish_inbound(id);
+  if (in.composite.is_nil()) {
+    in.entry->advance(in.contiguous);
+    notify_watchers(id);  // a partial copy serves what it has: chains stream
+  }
+  if (in.contiguous == in.size) return finish_inbound(id);
   pump(id);
 }
 
 void Node::Impl::finish_inbound(const ObjectID& id) {
   auto node = inbound_transfers.extract(id);
   Inbound& in = node.mapped();
+  if (!in.composite.is_nil()) {
+    if (in.size) send_to(in.sender, msg::Unwatch{id, me});
+    return part_done(in.composite, id);
+  }
   in.entry->seal();
   if (in.entry->size) send_to(in.sender, msg::Unwatch{id, me});
   send_to(shard_of(id), publish_msg(*in.entry, msg::LocationState::kComplete));
@@ -556,6 +580,11 @@ void Node::Impl::abort_inbound(const ObjectID& id, const Status& why, bool retry
   auto it = inbound_transfers.find(id);
   if (it == inbound_transfers.end()) return;
   Rank sender = it->second.sender;
+  if (!it->second.composite.is_nil()) {
+    ObjectID composite = it->second.composite;
+    send_to(sender, msg::Unwatch{id, me});
+    return fail_composite(composite, why);
+  }
   inbound_transfers.erase(it);
   store->erase(id);
   source_of.erase(id);
@@ -568,6 +597,74 @@ void Node::Impl::abort_inbound(const ObjectID& id, const Status& why, bool retry
   } else {
     fulfill_waiters(id, why);
   }
+}
+
+// A composite object (a striped allreduce's result) is fetched by pulling
+// every part straight from the node that produced it into its place in one
+// extent. Each node pulls each part once from its producer, which is what
+// gives the striped allreduce its ring-like 2(N-1)/N cost.
+void Node::Impl::start_composite(const msg::LookupReply& r) {
+  auto e = store->create_object(r.id, r.size);
+  if (!e.is_ok()) return fulfill_waiters(r.id, Status(e.status().code(), "get of " + r.id.short_hex() + ": " +
+                                                                             e.status().message()));
+  for (const auto& part : r.parts) {
+    if (inbound_transfers.count(part.id) || part.holder >= world) {
+      store->erase(r.id);
+      return fulfill_waiters(r.id, protocol_error("composite " + r.id.short_hex() + " has a bad part " +
+                                                  part.id.short_hex()));
+    }
+  }
+  CompositeGet& cg = composite_gets[r.id];
+  cg.entry = e.value();
+  cg.remaining = r.parts.size();
+  for (const auto& part : r.parts) {
+    cg.parts.push_back(part.id);
+    Inbound in;
+    in.entry = cg.entry;
+    in.dest = cg.entry->data + part.offset;
+    in.size = part.size;
+    in.sender = part.holder;
+    in.gen = next_gen++;
+    in.composite = r.id;
+    inbound_transfers[part.id] = std::move(in);
+  }
+  // Watches go out after every part is registered: a zero-size part
+  // completes at once and may complete the whole object.
+  for (const auto& part : r.parts) {
+    if (part.size == 0) {
+      finish_inbound(part.id);
+    } else {
+      send_to(part.holder, msg::Watch{part.id, me});
+    }
+  }
+}
+
+void Node::Impl::part_done(const ObjectID& composite, const ObjectID&) {
+  auto it = composite_gets.find(composite);
+  if (it == composite_gets.end()) return;
+  if (--it->second.remaining > 0) return;
+  auto entry = it->second.entry;
+  composite_gets.erase(it);
+  entry->seal();
+  send_to(shard_of(composite), publish_msg(*entry, msg::LocationState::kComplete));
+  notify_watchers(composite);
+  fulfill_waiters(composite, view_of(entry));
+}
+
+void Node::Impl::fail_composite(const ObjectID& composite, const Status& why) {
+  auto it = composite_gets.find(composite);
+  if (it == composite_gets.end()) return;
+  for (const auto& part : it->second.parts) {
+    auto pit = inbound_transfers.find(part);
+    if (pit != inbound_transfers.end() && pit->second.composite == composite) {
+      send_to(pit->second.sender, msg::Unwatch{part, me});
+      inbound_transfers.erase(pit);
+    }
+  }
+  composite_gets.erase(it);
+  store->erase(composite);
+  LOG_INFO("get of composite " << composite.short_hex() << " failed: " << why.to_string());
+  fulfill_waiters(composite, why);
 }
 
 void Node::Impl::on_local_sealed(const std::shared_ptr<store::ObjectEntry>& e) {

@@ -160,7 +160,22 @@ class Node::Impl {
     std::uint64_t contiguous = 0;  // all bytes below are received
     unsigned in_flight = 0;
     std::map<std::uint64_t, std::uint64_t> done;  // completed ranges above `contiguous`
+    // Set for a part of a composite object: the bytes land at `dest` inside
+    // the composite's extent, and completion is counted there.
+    ObjectID composite;
+    std::byte* dest = nullptr;
+    std::uint64_t size = 0;
+    int watch_retries = 0;
   };
+  struct CompositeGet {
+    std::shared_ptr<store::ObjectEntry> entry;
+    std::vector<ObjectID> parts;
+    std::size_t remaining = 0;
+  };
+  std::unordered_map<ObjectID, CompositeGet> composite_gets;
+  void start_composite(const msg::LookupReply& r);
+  void part_done(const ObjectID& composite, const ObjectID& part);
+  void fail_composite(const ObjectID& composite, const Status& why);
   std::uint64_t next_gen = 1;
   std::unordered_map<ObjectID, Inbound> inbound_transfers;
   std::unordered_set<ObjectID> lookups_pending;
@@ -196,6 +211,12 @@ class Node::Impl {
     std::vector<ObjectID> intermediates;
     std::uint64_t root_task = 0;
     std::optional<msg::LocateReply> reserved;  // a local input kept for the root
+    // Striping (allreduce): arrivals wait here until all are in or the
+    // decision window closes.
+    bool deciding = false;
+    bool striped = false;
+    std::vector<msg::LocateReply> pending;
+    std::unordered_set<std::uint64_t> stripe_tasks;
     std::shared_ptr<std::promise<Result<ReduceResult>>> done;
     bool finished = false;
   };
@@ -225,6 +246,8 @@ class Node::Impl {
   void start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Result<ReduceResult>>> done);
   void on_locate_reply(const msg::LocateReply& r);
   void place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder);
+  void arrive(std::uint64_t rid, const msg::LocateReply& r);
+  void run_striped(std::uint64_t rid);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
   void on_reduce_task(const msg::ReduceTask& t);
   void on_reduce_done(const msg::ReduceDone& d);

@@ -41,6 +41,23 @@ void Node::Impl::start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Resu
   c.k = o.k == 0 ? o.inputs.size() : o.k;
   c.opts = std::move(o);
   c.done = std::move(done);
+  // An allreduce may stripe when every input already exists: give the
+  // locate replies a short window to come in before choosing.
+  if (c.opts.allow_stripes && c.k == c.opts.inputs.size() && world > 1) {
+    c.deciding = true;
+    auto window = std::chrono::microseconds(std::max<long>(2000, static_cast<long>(link_latency * 40e6)));
+    auto timer = std::make_shared<asio::steady_timer>(io, window);
+    timer->async_wait([this, timer, rid](error_code) {
+      auto it = reduces.find(rid);
+      if (stopping || it == reduces.end() || !it->second.deciding) return;
+      // Inputs are late: the dynamic tree-chain starts with what is here.
+      it->second.deciding = false;
+      auto pending = std::move(it->second.pending);
+      for (const auto& r : pending) {
+        if (reduces.count(rid)) arrive(rid, r);
+      }
+    });
+  }
   for (const auto& id : c.opts.inputs) {
     std::uint64_t req = next_request++;
     locate_to_reduce[req] = rid;
@@ -56,6 +73,19 @@ void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
   auto it = reduces.find(rid);
   if (it == reduces.end()) return;
   ReduceCoord& c = it->second;
+  if (c.deciding) {
+    c.pending.push_back(r);
+    if (c.pending.size() == c.opts.inputs.size()) {
+      c.deciding = false;
+      run_striped(rid);
+    }
+    return;
+  }
+  arrive(rid, r);
+}
+
+void Node::Impl::arrive(std::uint64_t rid, const msg::LocateReply& r) {
+  ReduceCoord& c = reduces.at(rid);
   if (c.finished || c.used.size() >= c.k) return;  // a k-of-n straggler: not needed
 
   const std::size_t esize = element_size(c.opts.dtype);
@@ -126,6 +156,82 @@ void Node::Impl::place_arrival(std::uint64_t rid, const ObjectID& input, Rank ho
   send_to(holder, t);
 }
 
+// Striped allreduce: the object is cut into one stripe per input holder;
+// stripe j is reduced by a chain through every holder that ends at holder j
+// (so each node sends and receives (m-1)/m of the object), and the target is
+// declared as the composite of the stripes, which every reader pulls from
+// their producers (another (m-1)/m each way). Both phases overlap because a
+// stripe is readable while it is still being reduced.
+void Node::Impl::run_striped(std::uint64_t rid) {
+  ReduceCoord& c = reduces.at(rid);
+  const std::uint64_t size = c.pending.front().size;
+  const std::size_t esize = element_size(c.opts.dtype);
+  std::map<Rank, std::vector<ObjectID>> by_holder;
+  for (const auto& r : c.pending) {
+    if (r.size != size || r.size % esize != 0) {
+      return finish_reduce(rid, invalid_argument("reduce inputs differ in size or are not whole elements (" +
+                                                 r.id.short_hex() + ": " + std::to_string(r.size) + " B)"));
+    }
+    by_holder[r.holder].push_back(r.id);
+  }
+  std::vector<Rank> holders;
+  for (const auto& [h, ids] : by_holder) holders.push_back(h);
+  const std::size_t m = holders.size();
+  // Too small to be worth m chains, or nothing to spread: the dynamic form.
+  if (m < 2 || size < m * (64u << 10)) {
+    auto pending = std::move(c.pending);
+    for (const auto& r : pending) {
+      if (reduces.count(rid)) arrive(rid, r);
+    }
+    return;
+  }
+  c.striped = true;
+  c.size = size;
+  for (const auto& r : c.pending) c.used.push_back(r.id);
+  const std::uint64_t base = ((size + m - 1) / m + 63) / 64 * 64;
+  msg::PublishComposite comp;
+  comp.id = c.opts.target;
+  comp.size = size;
+  for (std::size_t j = 0; j < m; ++j) {
+    const std::uint64_t off = std::min<std::uint64_t>(j * base, size);
+    const std::uint64_t len = std::min<std::uint64_t>(base, size - off);
+    ObjectID part_id = ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(j));
+    comp.parts.push_back({part_id, holders[j], off, len});
+    if (len == 0) continue;
+    // The chain visits the holders starting after j and ends at j.
+    std::vector<std::pair<ObjectID, Rank>> seq;
+    for (std::size_t h = 1; h <= m; ++h) {
+      Rank holder = holders[(j + h) % m];
+      for (const auto& id : by_holder[holder]) seq.emplace_back(id, holder);
+    }
+    msg::Upstream prev{seq[0].first, seq[0].second, off};
+    for (std::size_t i = 1; i < seq.size(); ++i) {
+      const bool last = i + 1 == seq.size();
+      ObjectID out = last ? part_id
+                          : ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(j) + "/" +
+                                                std::to_string(i));
+      if (!last) c.intermediates.push_back(out);
+      msg::ReduceTask t;
+      t.task = (static_cast<std::uint64_t>(me) << 40) | next_request++;
+      t.coordinator = me;
+      t.output = out;
+      t.input = seq[i].first;
+      t.input_offset = off;
+      t.size = len;
+      t.op = static_cast<std::uint8_t>(c.opts.op);
+      t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
+      t.upstreams.push_back(prev);
+      task_to_reduce[t.task] = rid;
+      if (last) c.stripe_tasks.insert(t.task);
+      send_to(seq[i].second, t);
+      prev = msg::Upstream{out, seq[i].second, 0};
+    }
+  }
+  c.pending.clear();
+  LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": striped over " << m << " holders");
+  send_to(shard_of(c.opts.target), comp);
+}
+
 void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
   auto tit = task_to_reduce.find(d.task);
   if (tit == task_to_reduce.end()) return;
@@ -138,10 +244,16 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
     return finish_reduce(rid, Status(static_cast<StatusCode>(d.code), "reduce into " + c.opts.target.short_hex() +
                                                                           ": " + d.message));
   }
-  if (d.task != c.root_task) return;
+  if (c.striped) {
+    c.stripe_tasks.erase(d.task);
+    if (!c.stripe_tasks.empty()) return;
+  } else if (d.task != c.root_task) {
+    return;
+  }
   ReduceResult res;
   res.used = c.used;
   res.depth = c.shape.depth;
+  res.striped = c.striped;
   finish_reduce(rid, std::move(res));
 }
 

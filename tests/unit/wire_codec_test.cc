@@ -76,8 +76,19 @@ auto Fields(const ctl::Publish& m) {
 auto Fields(const ctl::PublishAck& m) { return std::tie(m.id, m.request); }
 auto Fields(const ctl::Unpublish& m) { return std::tie(m.id, m.rank); }
 auto Fields(const ctl::Lookup& m) { return std::tie(m.id, m.request, m.requester, m.must_exist); }
-auto Fields(const ctl::LookupReply& m) {
-  return std::tie(m.id, m.request, m.result, m.size, m.sender, m.inline_data);
+auto Fields(const ctl::Part& p) { return std::tie(p.id, p.holder, p.offset, p.size); }
+void ExpectSameParts(const std::vector<ctl::Part>& a, const std::vector<ctl::Part>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(Fields(a[i]), Fields(b[i])) << "part " << i;
+}
+void ExpectSame(const ctl::LookupReply& a, const ctl::LookupReply& b) {
+  EXPECT_EQ(std::tie(a.id, a.request, a.result, a.size, a.sender, a.inline_data),
+            std::tie(b.id, b.request, b.result, b.size, b.sender, b.inline_data));
+  ExpectSameParts(a.parts, b.parts);
+}
+void ExpectSame(const ctl::PublishComposite& a, const ctl::PublishComposite& b) {
+  EXPECT_EQ(std::tie(a.id, a.request, a.size), std::tie(b.id, b.request, b.size));
+  ExpectSameParts(a.parts, b.parts);
 }
 auto Fields(const ctl::Remove& m) { return std::tie(m.id, m.request, m.requester); }
 auto Fields(const ctl::RemoveAck& m) { return std::tie(m.id, m.request); }
@@ -185,11 +196,11 @@ std::vector<Sample> Samples() {
   s.push_back({"Unpublish", MsgType::kUnpublish, ctl::Unpublish{id, 17}});
   s.push_back({"Lookup", MsgType::kLookup, ctl::Lookup{id, 99, 8, true}});
 
-  ctl::LookupReply sender_reply{id, 5, ctl::LookupResult::kSender, 1ULL << 33, 3, {}};
+  ctl::LookupReply sender_reply{id, 5, ctl::LookupResult::kSender, 1ULL << 33, 3, {}, {}};
   s.push_back({"LookupReplySender", MsgType::kLookupReply, sender_reply});
-  ctl::LookupReply inline_reply{id, 6, ctl::LookupResult::kInline, 64, ctl::kNoRank, Iota(64, 1)};
+  ctl::LookupReply inline_reply{id, 6, ctl::LookupResult::kInline, 64, ctl::kNoRank, Iota(64, 1), {}};
   s.push_back({"LookupReplyInline", MsgType::kLookupReply, inline_reply});
-  ctl::LookupReply missing{id, 7, ctl::LookupResult::kNotFound, 0, ctl::kNoRank, {}};
+  ctl::LookupReply missing{id, 7, ctl::LookupResult::kNotFound, 0, ctl::kNoRank, {}, {}};
   s.push_back({"LookupReplyNotFound", MsgType::kLookupReply, missing});
 
   s.push_back({"Remove", MsgType::kRemove, ctl::Remove{id, 31, 2}});
@@ -228,6 +239,16 @@ std::vector<Sample> Samples() {
   s.push_back({"ReduceDone", MsgType::kReduceDone,
                ctl::ReduceDone{9, static_cast<std::uint16_t>(StatusCode::kPeerFailure), "lost 3"}});
   s.push_back({"ReduceDoneOk", MsgType::kReduceDone, ctl::ReduceDone{10, 0, ""}});
+
+  const ObjectID whole = ObjectID::from_name("whole");
+  std::vector<ctl::Part> parts = {{ObjectID::from_name("p0"), 0, 0, 100},
+                                  {ObjectID::from_name("p1"), 3, 100, 28},
+                                  {ObjectID::from_name("p2"), 1, 128, 0}};
+  s.push_back({"PublishComposite", MsgType::kPublishComposite,
+               ctl::PublishComposite{whole, 77, 128, parts}});
+  ctl::LookupReply composite{whole, 78, ctl::LookupResult::kComposite, 128, ctl::kNoRank, {}, {}};
+  composite.parts = parts;
+  s.push_back({"LookupReplyComposite", MsgType::kLookupReply, composite});
   return s;
 }
 
@@ -242,7 +263,7 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kPublishAck, MsgType::kUnpublish,  MsgType::kLookup,      MsgType::kLookupReply,
     MsgType::kRemove,     MsgType::kRemoveAck,  MsgType::kDelete,      MsgType::kWatch,
     MsgType::kProgress,   MsgType::kUnwatch,    MsgType::kLocate,      MsgType::kLocateReply,
-    MsgType::kReduceTask, MsgType::kReduceDone,
+    MsgType::kReduceTask, MsgType::kReduceDone, MsgType::kPublishComposite,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
@@ -411,7 +432,7 @@ TEST(ControlCodec, RejectsUnknownTypes) {
   // Any sample's payload: the type alone must make it unacceptable.
   Bytes frame = ctl::encode(ctl::Delete{ObjectID::from_name("d")});
   Bytes payload = PayloadCopy(frame);
-  for (std::uint8_t t : {0, 8, 9, 18, 19, 27, 99, 255}) {
+  for (std::uint8_t t : {0, 8, 9, 18, 19, 28, 99, 255}) {
     ASSERT_EQ(known.count(t), 0u);
     ExpectProtocolError(t, payload, "type " + std::to_string(t));
     ExpectProtocolError(t, {}, "empty payload of type " + std::to_string(t));
@@ -508,7 +529,7 @@ TEST(ControlCodec, RejectsEnumAndBoolOutOfRange) {
     ExpectRejectedWithByte(ctl::Progress{id, false, 0, 0, 0}, kId, v, "Progress.present");
   }
   for (std::uint8_t v : {3, 4, 255}) {
-    ExpectRejectedWithByte(ctl::LookupReply{id, 1, ctl::LookupResult::kSender, 5, 0, {}}, kId + 8,
+    ExpectRejectedWithByte(ctl::LookupReply{id, 1, ctl::LookupResult::kSender, 5, 0, {}, {}}, kId + 8,
                            v, "LookupReply.result");
   }
   ctl::ReduceTask task;
@@ -558,7 +579,7 @@ TEST(ControlCodec, RejectsPublishWhoseInlineSizeDisagrees) {
 }
 
 TEST(ControlCodec, RejectsInlineReplyWhoseSizeDisagrees) {
-  ctl::LookupReply r{ObjectID::from_name("m"), 1, ctl::LookupResult::kInline, 5, 0, Iota(4, 0)};
+  ctl::LookupReply r{ObjectID::from_name("m"), 1, ctl::LookupResult::kInline, 5, 0, Iota(4, 0), {}};
   Bytes frame = ctl::encode(r);
   ExpectProtocolError(Byte(MsgType::kLookupReply), PayloadOf(frame), "4 inline bytes, size 5");
 }
