@@ -71,6 +71,9 @@ class Transport {
                                         const std::vector<std::uint8_t>& remote_key) = 0;
   virtual Endpoint* endpoint(Rank peer) = 0;
   virtual TransportStats stats() const = 0;
+  // The peer failed: its in-flight gets complete with `why`, its
+  // connections close; a later get reconnects (a rejoined peer).
+  virtual void fail_peer(Rank peer, const Status& why) = 0;
   // Closes every connection; outstanding gets fail with kCancelled.
   virtual void shutdown() = 0;
 };

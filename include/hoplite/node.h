@@ -13,6 +13,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <vector>
 #include <future>
 #include <memory>
 #include <span>
@@ -49,6 +51,14 @@ struct NodeStats {
   std::uint64_t bytes_served = 0;
   std::uint64_t rejected_connections = 0;
   std::uint64_t protocol_errors = 0;
+};
+
+// A change of membership, as seen by this node.
+struct MembershipEvent {
+  int rank = -1;
+  bool alive = false;         // false: declared failed; true: rejoined
+  std::uint64_t epoch = 0;    // increases with every change
+  std::string reason;
 };
 
 class Node {
@@ -90,6 +100,12 @@ class Node {
 
   // Every member reaches the barrier before anyone leaves it.
   [[nodiscard]] Status barrier(std::chrono::milliseconds timeout = std::chrono::minutes(10));
+
+  // Ranks this node has declared failed (and not seen rejoin).
+  std::vector<int> failed_ranks() const;
+  std::uint64_t membership_epoch() const;
+  // Called on a dedicated thread (never the progress thread), in order.
+  void on_membership_change(std::function<void(const MembershipEvent&)> callback);
 
   NodeStats stats() const;
   LinkModel link_model() const;

@@ -44,6 +44,12 @@ struct NodeOptions {
   // round trip and a 2 MiB transfer between neighbours).
   double link_bandwidth = 0;  // bytes per second
   double link_latency = 0;    // seconds per hop
+  // A peer silent for this long is declared failed (a broken connection
+  // declares it at once). Heartbeats go out every quarter of it.
+  std::chrono::milliseconds failure_timeout{800};
+  // Join a running cluster under `rank` (a restarted process) instead of
+  // bootstrapping a new one. Rank 0 must be alive.
+  bool rejoin = false;
 
   [[nodiscard]] static Result<NodeOptions> from_environment();
   [[nodiscard]] Status validate() const;

@@ -62,6 +62,7 @@ void Connection::send(std::vector<std::uint8_t> frame) {
 void Connection::write_next() {
   if (outq_.empty()) {
     writing_ = false;
+    if (closing_) close(Status(StatusCode::kCancelled, "closed after flush"));
     return;
   }
   writing_ = true;
@@ -83,6 +84,12 @@ void Connection::reject(const Status& why) {
       encode(Error{static_cast<std::uint16_t>(why.code()), why.message()}));
   // Write the error directly (not behind queued frames) and close after it.
   asio::async_write(sock_, asio::buffer(*f), [self, f, why](error_code, std::size_t) { self->close(why); });
+}
+
+void Connection::close_when_flushed() {
+  if (!open_) return;
+  closing_ = true;
+  if (!writing_) close(Status(StatusCode::kCancelled, "closed"));
 }
 
 void Connection::close(const Status& why) {

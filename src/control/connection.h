@@ -37,6 +37,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Sends an Error frame, then closes.
   void reject(const Status& why);
   void close(const Status& why);
+  // Closes once every queued frame is written (a node leaving must not drop
+  // its last messages, e.g. the barrier release).
+  void close_when_flushed();
   bool open() const { return open_; }
   const std::string& name() const { return name_; }
 
@@ -54,6 +57,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string name_;
   bool open_ = true;
   bool writing_ = false;
+  bool closing_ = false;
   std::array<std::uint8_t, wire::kHeaderSize> hdr_{};
   std::vector<std::uint8_t> body_;
   std::deque<std::vector<std::uint8_t>> outq_;

@@ -130,6 +130,7 @@ MsgType write(WireWriter& w, const Lookup& m) {
   w.u64(m.request);
   w.u32(m.requester);
   w.u8(m.must_exist ? 1 : 0);
+  w.u8(m.resume ? 1 : 0);
   return MsgType::kLookup;
 }
 MsgType write(WireWriter& w, const LookupReply& m) {
@@ -212,6 +213,22 @@ MsgType write(WireWriter& w, const PublishComposite& m) {
   w.u64(m.size);
   put_parts(w, m.parts);
   return MsgType::kPublishComposite;
+}
+MsgType write(WireWriter& w, const Heartbeat& m) {
+  w.u32(m.rank);
+  w.u64(m.epoch);
+  return MsgType::kHeartbeat;
+}
+MsgType write(WireWriter& w, const Rejoin& m) {
+  w.u32(m.rank);
+  put_peer(w, m.info);
+  return MsgType::kRejoin;
+}
+MsgType write(WireWriter& w, const PeerUpdate& m) {
+  w.u32(m.rank);
+  w.u8(m.alive ? 1 : 0);
+  put_peer(w, m.info);
+  return MsgType::kPeerUpdate;
 }
 MsgType write(WireWriter& w, const ReduceDone& m) {
   w.u64(m.task);
@@ -302,6 +319,7 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u64(m.request));
       TRY(r.u32(m.requester));
       TRY(get_bool(r, m.must_exist));
+      TRY(get_bool(r, m.resume));
       return Message{m};
     }
     case MsgType::kLookupReply: {
@@ -403,6 +421,25 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(get_parts(r, m.parts, m.size));
       return Message{m};
     }
+    case MsgType::kHeartbeat: {
+      Heartbeat m;
+      TRY(r.u32(m.rank));
+      TRY(r.u64(m.epoch));
+      return Message{m};
+    }
+    case MsgType::kRejoin: {
+      Rejoin m;
+      TRY(r.u32(m.rank));
+      TRY(get_peer(r, m.info));
+      return Message{m};
+    }
+    case MsgType::kPeerUpdate: {
+      PeerUpdate m;
+      TRY(r.u32(m.rank));
+      TRY(get_bool(r, m.alive));
+      TRY(get_peer(r, m.info));
+      return Message{m};
+    }
     case MsgType::kReduceDone: {
       ReduceDone m;
       TRY(r.u64(m.task));
@@ -439,7 +476,8 @@ const char* type_name(const Message& m) {
       "Hello",  "HelloAck",    "Error",  "Register",  "Table",  "Barrier",
       "BarrierDone", "Publish", "PublishAck", "Unpublish", "Lookup", "LookupReply",
       "Remove", "RemoveAck",   "Delete", "Watch",     "Progress", "Unwatch",
-      "Locate", "LocateReply", "ReduceTask", "ReduceDone", "PublishComposite"};
+      "Locate", "LocateReply", "ReduceTask", "ReduceDone", "PublishComposite",
+      "Heartbeat", "Rejoin", "PeerUpdate"};
   return kNames[m.index()];
 }
 

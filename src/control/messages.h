@@ -49,6 +49,9 @@ enum class MsgType : std::uint8_t {
   kReduceTask = 25,
   kReduceDone = 26,
   kPublishComposite = 27,
+  kHeartbeat = 28,
+  kRejoin = 29,
+  kPeerUpdate = 30,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -109,6 +112,10 @@ struct Lookup {
   std::uint64_t request = 0;
   Rank requester = kNoRank;
   bool must_exist = false;  // answer NotFound now instead of waiting
+  // The requester already holds a prefix (its sender died): answer with a
+  // source that has at least as much, and keep the requester where it is
+  // in its chain, since its successors stream from it.
+  bool resume = false;
 };
 // kComposite: the object is made of parts held elsewhere (a striped
 // allreduce's result); `parts` says which, and the reader pulls each part
@@ -190,6 +197,22 @@ struct ReduceTask {
   std::uint8_t dtype = 0;  // a DataType
   std::vector<Upstream> upstreams;
 };
+// Liveness: sent to every member every heartbeat interval.
+struct Heartbeat {
+  Rank rank = kNoRank;
+  std::uint64_t epoch = 0;  // the sender's membership epoch, for logs
+};
+// A restarted process asks rank 0 to take its old rank back.
+struct Rejoin {
+  Rank rank = kNoRank;
+  PeerInfo info;
+};
+// Rank 0 tells every member that `rank` is back (with its new addresses).
+struct PeerUpdate {
+  Rank rank = kNoRank;
+  bool alive = true;
+  PeerInfo info;
+};
 // Declares `id` as the concatenation of `parts` (which tile [0, size)).
 struct PublishComposite {
   ObjectID id;
@@ -206,7 +229,8 @@ struct ReduceDone {
 using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone,
                              Publish, PublishAck, Unpublish, Lookup, LookupReply, Remove,
                              RemoveAck, Delete, Watch, Progress, Unwatch, Locate, LocateReply,
-                             ReduceTask, ReduceDone, PublishComposite>;
+                             ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin,
+                             PeerUpdate>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

@@ -23,6 +23,19 @@ std::optional<Reply> DirectoryShard::answer(const ObjectID& id, Record& rec, con
     return Reply{l.requester, std::move(r)};
   }
   if (!rec.has_size) return std::nullopt;
+  if (l.resume) {
+    // Only a complete copy is sure to hold more than the requester; a
+    // chain neighbour might hold less (or stream from the requester).
+    for (Rank c : rec.complete) {
+      if (c != l.requester) {
+        r.result = LookupResult::kSender;
+        r.size = rec.size;
+        r.sender = c;
+        return Reply{l.requester, std::move(r)};
+      }
+    }
+    return std::nullopt;
+  }
   auto sender = rec.planner.assign(l.requester);
   if (!sender) return std::nullopt;
   r.result = LookupResult::kSender;
@@ -138,6 +151,22 @@ std::optional<LocateAnswer> DirectoryShard::locate(const control::Locate& l) {
   }
   rec.locators.push_back(l);
   return std::nullopt;
+}
+
+void DirectoryShard::forget_rank(Rank rank) {
+  for (auto it = records_.begin(); it != records_.end();) {
+    Record& rec = it->second;
+    rec.planner.remove(rank);
+    std::erase(rec.complete, rank);
+    std::erase_if(rec.waiters, [rank](const auto& w) { return w.requester == rank; });
+    std::erase_if(rec.locators, [rank](const auto& l) { return l.requester == rank; });
+    if (rec.planner.empty() && rec.waiters.empty() && rec.locators.empty() && !rec.is_inline &&
+        !rec.is_composite) {
+      it = records_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 bool DirectoryShard::knows(const ObjectID& id) const {

@@ -56,6 +56,9 @@ class DirectoryShard {
   // delete them). Parked lookups keep waiting for a new put.
   std::vector<Rank> remove(const ObjectID& id);
 
+  // A member failed: it holds nothing and waits for nothing any more.
+  void forget_rank(Rank rank);
+
   // Introspection for tests and stats.
   bool knows(const ObjectID& id) const;
   std::vector<Rank> locations(const ObjectID& id) const;

@@ -107,7 +107,15 @@ Status Node::Impl::start() {
                          std::to_string(opts.bootstrap_timeout.count()) + " ms (rank 0 at " +
                          opts.bootstrap_address + ")");
   }
-  return joined_future.get();
+  Status joined_status = joined_future.get();
+  if (!joined_status.is_ok()) return joined_status;
+  callbacks = std::make_unique<CallbackThread>();
+  run_sync([this] {
+    // The rejoin path already set up membership when its table arrived.
+    if (alive.empty()) start_heartbeats();
+    notify_membership();
+  });
+  return Status::ok();
 }
 
 void Node::Impl::stop() {
@@ -122,21 +130,45 @@ void Node::Impl::stop() {
     barrier_waits.clear();
     for (auto& [req, ack] : acks) ack(Status(StatusCode::kCancelled, "node shut down"));
     acks.clear();
+    for (auto& [rid, c] : reduces) {
+      if (!c.finished) c.done->set_value(Status(StatusCode::kCancelled, "node shut down"));
+    }
+    reduces.clear();
+    if (heartbeat_timer) heartbeat_timer->cancel();
     error_code ec;
     acceptor.close(ec);
+    // Let queued frames (a barrier release, a last publish) reach the
+    // peers before the sockets close; give up after a bound.
+    std::vector<std::shared_ptr<Connection>> conns;
     for (auto& c : out) {
-      if (c) c->close(Status(StatusCode::kCancelled, "shutdown"));
+      if (c) conns.push_back(c);
     }
     for (auto& w : inbound) {
-      if (auto c = w.lock()) c->close(Status(StatusCode::kCancelled, "shutdown"));
+      if (auto c = w.lock()) conns.push_back(c);
     }
-    transport->shutdown();
-    inbound_transfers.clear();
-    watchers.clear();
-    work.reset();
-    io.stop();
+    for (auto& c : conns) c->close_when_flushed();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    auto timer = std::make_shared<asio::steady_timer>(io);
+    auto finish = std::make_shared<std::function<void()>>();
+    *finish = [this, conns, deadline, timer, finish] {
+      bool flushed = std::none_of(conns.begin(), conns.end(), [](const auto& c) { return c->open(); });
+      if (!flushed && std::chrono::steady_clock::now() < deadline) {
+        timer->expires_after(std::chrono::milliseconds(2));
+        timer->async_wait([finish](error_code) { (*finish)(); });
+        return;
+      }
+      for (auto& c : conns) c->close(Status(StatusCode::kCancelled, "shutdown"));
+      transport->shutdown();
+      inbound_transfers.clear();
+      watchers.clear();
+      work.reset();
+      io.stop();
+      *finish = nullptr;  // break the self-reference
+    };
+    (*finish)();
   });
   progress.join();
+  callbacks.reset();
 }
 
 // ------------------------------------------------------------ connections
@@ -191,6 +223,13 @@ void Node::Impl::send_to(Rank r, const msg::Message& m) {
 
 void Node::Impl::on_closed(const std::shared_ptr<Connection>& c, const Status& why) {
   if (stopping) return;
+  // A reset or EOF from a member short-cuts the heartbeat timeout. Our own
+  // closes (failure handling, rejoin) carry kCancelled or come after the
+  // rank is already marked failed.
+  if (c->peer < world && c->peer != me && !alive.empty() && alive[c->peer] && c->authenticated &&
+      why.code() == StatusCode::kPeerFailure) {
+    declare_failed(c->peer, "control connection lost: " + why.message());
+  }
   if (c->peer != msg::kNoRank && c->peer < out.size() && out[c->peer] == c) {
     LOG_INFO("connection to rank " << c->peer << " closed: " << why.to_string());
     out[c->peer].reset();
@@ -233,7 +272,12 @@ void Node::Impl::bootstrap_connect(std::chrono::steady_clock::time_point deadlin
     out[0] = c;
     c->start();
     c->send(msg::Hello{1, me, msg::Channel::kControl, opts.token});
-    c->send(msg::Register{me, {host, control_port, transport->address(), region->remote_key()}});
+    msg::PeerInfo info{host, control_port, transport->address(), region->remote_key()};
+    if (opts.rejoin) {
+      c->send(msg::Rejoin{me, info});
+    } else {
+      c->send(msg::Register{me, info});
+    }
   });
 }
 
@@ -255,6 +299,7 @@ void Node::Impl::install_table(const msg::Table& t) {
       return;
     }
   }
+  if (opts.rejoin) start_heartbeats();
   joined_set = true;
   joined.set_value(Status::ok());
 }
@@ -285,6 +330,8 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
     c->send(msg::HelloAck{me});
     return;
   }
+  // Any message is a sign of life.
+  if (c && c->peer < world && !last_seen.empty()) last_seen[c->peer] = std::chrono::steady_clock::now();
   std::visit(
       Overloaded{
           [&](const msg::Hello&) {
@@ -312,12 +359,17 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
           [&](const msg::Table& t) { install_table(t); },
           [&](const msg::Barrier& b) {
             if (me != 0) return;
-            if (++barrier_counts[b.epoch] == world) {
+            auto live = alive.empty() ? world : static_cast<std::uint32_t>(std::count(alive.begin(), alive.end(), true));
+            LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
+            if (++barrier_counts[b.epoch] >= live) {
               barrier_counts.erase(b.epoch);
-              for (Rank r = 0; r < world; ++r) send_to(r, msg::BarrierDone{b.epoch});
+              for (Rank r = 0; r < world; ++r) {
+                if (alive.empty() || alive[r]) send_to(r, msg::BarrierDone{b.epoch});
+              }
             }
           },
           [&](const msg::BarrierDone& d) {
+            LOG_DEBUG("barrier " << d.epoch << " released");
             auto it = barrier_waits.find(d.epoch);
             if (it != barrier_waits.end()) {
               it->second->set_value(Status::ok());
@@ -369,6 +421,15 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
           [&](const msg::LocateReply& r) { on_locate_reply(r); },
           [&](const msg::ReduceTask& t) { on_reduce_task(t); },
           [&](const msg::ReduceDone& d) { on_reduce_done(d); },
+          [&](const msg::Heartbeat&) {},
+          [&](const msg::Rejoin& r) { on_rejoin(c, r); },
+          [&](const msg::PeerUpdate& u) {
+            if (alive.empty()) {
+              // A rejoiner's table is installed first; updates follow it.
+              return;
+            }
+            on_peer_update(u);
+          },
           [&](const msg::PublishComposite& p) {
             for (auto& r : shard.publish_composite(p)) send_to(r.to, r.reply);
           },
@@ -389,7 +450,7 @@ void Node::Impl::start_get(const std::shared_ptr<detail::GetState>& st, GetOptio
 
 void Node::Impl::start_lookup(const ObjectID& id, bool must_exist) {
   lookups_pending.insert(id);
-  send_to(shard_of(id), msg::Lookup{id, 0, me, must_exist});
+  send_to(shard_of(id), msg::Lookup{id, 0, me, must_exist, false});
 }
 
 void Node::Impl::on_lookup_reply(const msg::LookupReply& r) {
@@ -401,6 +462,21 @@ void Node::Impl::on_lookup_reply(const msg::LookupReply& r) {
 }
 
 void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
+  if (auto it = inbound_transfers.find(r.id); it != inbound_transfers.end() && it->second.resuming) {
+    Inbound& in = it->second;
+    if (r.result != msg::LookupResult::kSender || r.sender == me || r.sender >= world ||
+        (!alive.empty() && !alive[r.sender]) || r.size != in.size) {
+      // Should not happen (resume lookups wait for a complete copy); retry.
+      lookups_pending.insert(r.id);
+      send_to(shard_of(r.id), msg::Lookup{r.id, 0, me, false, true});
+      return;
+    }
+    in.resuming = false;
+    in.sender = r.sender;
+    source_of[r.id] = static_cast<int>(r.sender);
+    send_to(r.sender, msg::Watch{r.id, me});
+    return;
+  }
   if (store->find(r.id)) {
     // A local put or an earlier fetch got here first; the shard already
     // counts us as a holder once that copy is published.
@@ -544,9 +620,15 @@ void Node::Impl::on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t o
   Inbound& in = it->second;
   in.in_flight--;
   if (!st.is_ok()) {
-    return abort_inbound(id, Status(st.code(), "get of " + id.short_hex() + " from rank " +
-                                                   std::to_string(in.sender) + ": " + st.message()),
-                         false);
+    Status why(st.code(), "get of " + id.short_hex() + " from rank " + std::to_string(in.sender) + ": " +
+                              st.message());
+    // A lost sender is not the end of the transfer: resume from another
+    // copy, a bounded number of times.
+    if ((st.code() == StatusCode::kPeerFailure || st.code() == StatusCode::kCancelled) &&
+        ++in.resumes <= static_cast<int>(2 * world) && !stopping) {
+      return resume_inbound(id, why);
+    }
+    return abort_inbound(id, why, false);
   }
   bytes_received += len;
   in.done[offset] = len;
@@ -664,6 +746,16 @@ void Node::Impl::fail_composite(const ObjectID& composite, const Status& why) {
   composite_gets.erase(it);
   store->erase(composite);
   LOG_INFO("get of composite " << composite.short_hex() << " failed: " << why.to_string());
+  // A producer died: the allreduce restarts and republishes the target, so
+  // look it up again (a few times) instead of failing the readers.
+  if (why.code() == StatusCode::kPeerFailure && ++composite_retries[composite] <= 3 && waiters.count(composite)) {
+    auto timer = std::make_shared<asio::steady_timer>(io, opts.failure_timeout);
+    timer->async_wait([this, timer, composite](error_code) {
+      if (!stopping && waiters.count(composite) && !lookups_pending.count(composite)) start_lookup(composite, false);
+    });
+    return;
+  }
+  composite_retries.erase(composite);
   fulfill_waiters(composite, why);
 }
 
@@ -873,6 +965,21 @@ Status Node::barrier(std::chrono::milliseconds timeout) {
                          std::to_string(timeout.count()) + " ms");
   }
   return f.get();
+}
+
+std::vector<int> Node::failed_ranks() const {
+  std::lock_guard lock(impl_->membership_mu);
+  return impl_->failed_copy;
+}
+
+std::uint64_t Node::membership_epoch() const {
+  std::lock_guard lock(impl_->membership_mu);
+  return impl_->epoch_copy;
+}
+
+void Node::on_membership_change(std::function<void(const MembershipEvent&)> callback) {
+  std::lock_guard lock(impl_->membership_mu);
+  impl_->membership_callback = std::move(callback);
 }
 
 LinkModel Node::link_model() const { return {impl_->link_bandwidth, impl_->link_latency}; }

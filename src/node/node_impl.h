@@ -5,6 +5,8 @@
 // asio::post. Reduce coordination and reduce tasks live in reduce.cc.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <future>
 #include <map>
 #include <thread>
@@ -30,6 +32,46 @@ using boost::system::error_code;
 using control::Connection;
 using control::Rank;
 namespace msg = control;
+
+// Runs membership callbacks off the progress thread, one at a time, in order.
+class CallbackThread {
+ public:
+  CallbackThread() : t_([this] { run(); }) {}
+  ~CallbackThread() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    t_.join();
+  }
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard lock(mu_);
+      q_.push_back(std::move(f));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return done_ || !q_.empty(); });
+      if (q_.empty()) return;
+      auto f = std::move(q_.front());
+      q_.pop_front();
+      lock.unlock();
+      f();
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> q_;
+  bool done_ = false;
+  std::thread t_;
+};
 
 namespace detail {
 // Shared by an ObjectWriter and the node; the node outlives every writer by
@@ -81,7 +123,13 @@ class Node::Impl {
   }
 
   // ---- progress thread ----
-  Rank shard_of(const ObjectID& id) const { return static_cast<Rank>(id.hash() % world); }
+  // The directory shard of an object: its hash's rank, or the next live rank
+  // after it when that one failed (soft state moves with membership).
+  Rank shard_of(const ObjectID& id) const {
+    auto r = static_cast<Rank>(id.hash() % world);
+    for (std::uint32_t i = 0; i < world && !alive.empty() && !alive[r]; ++i) r = (r + 1) % world;
+    return r;
+  }
   void send_to(Rank r, const msg::Message& m);
   void accept();
   void on_message(const std::shared_ptr<Connection>& c, msg::Message m);
@@ -166,6 +214,8 @@ class Node::Impl {
     std::byte* dest = nullptr;
     std::uint64_t size = 0;
     int watch_retries = 0;
+    bool resuming = false;  // the sender died; a new one is being looked up
+    int resumes = 0;
   };
   struct CompositeGet {
     std::shared_ptr<store::ObjectEntry> entry;
@@ -173,6 +223,7 @@ class Node::Impl {
     std::size_t remaining = 0;
   };
   std::unordered_map<ObjectID, CompositeGet> composite_gets;
+  std::unordered_map<ObjectID, int> composite_retries;
   void start_composite(const msg::LookupReply& r);
   void part_done(const ObjectID& composite, const ObjectID& part);
   void fail_composite(const ObjectID& composite, const Status& why);
@@ -193,6 +244,26 @@ class Node::Impl {
   std::mutex barrier_mu;
   std::map<std::uint64_t, std::uint32_t> barrier_counts;  // rank 0
   std::map<std::uint64_t, std::shared_ptr<std::promise<Status>>> barrier_waits;
+
+  // ---- membership (membership.cc) ----
+  void start_heartbeats();
+  void heartbeat_tick();
+  void declare_failed(Rank r, const std::string& why, bool silent = false);
+  void membership_changed(const std::vector<bool>& old_alive);
+  void resume_inbound(const ObjectID& id, const Status& why);
+  void on_rejoin(const std::shared_ptr<Connection>& c, const msg::Rejoin& r);
+  void on_peer_update(const msg::PeerUpdate& u);
+  void notify_membership();
+  std::vector<bool> alive;  // by rank; written only on the progress thread
+  std::vector<std::chrono::steady_clock::time_point> last_seen;
+  std::uint64_t membership_epoch = 0;
+  std::shared_ptr<asio::steady_timer> heartbeat_timer;
+  std::mutex membership_mu;  // guards the copies below, read by user threads
+  std::vector<int> failed_copy;
+  std::uint64_t epoch_copy = 0;
+  std::function<void(const MembershipEvent&)> membership_callback;  // guarded by membership_mu
+  std::unique_ptr<CallbackThread> callbacks;
+  std::unordered_map<std::uint64_t, ObjectID> locate_ids;  // request -> input, to re-route
 
   std::atomic<std::uint64_t> bytes_received{0};
   std::atomic<std::uint64_t> rejected{0};
@@ -217,6 +288,8 @@ class Node::Impl {
     bool striped = false;
     std::vector<msg::LocateReply> pending;
     std::unordered_set<std::uint64_t> stripe_tasks;
+    std::unordered_set<Rank> striped_holders;
+    int attempt = 0;
     std::shared_ptr<std::promise<Result<ReduceResult>>> done;
     bool finished = false;
   };
@@ -243,11 +316,12 @@ class Node::Impl {
     std::uint64_t contiguous = 0;  // chunks complete from the start
   };
 
-  void start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Result<ReduceResult>>> done);
+  std::uint64_t start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Result<ReduceResult>>> done);
   void on_locate_reply(const msg::LocateReply& r);
   void place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder);
   void arrive(std::uint64_t rid, const msg::LocateReply& r);
   void run_striped(std::uint64_t rid);
+  void restart_reduce(std::uint64_t rid, const std::string& why);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
   void on_reduce_task(const msg::ReduceTask& t);
   void on_reduce_done(const msg::ReduceDone& d);

@@ -112,6 +112,12 @@ Result<NodeOptions> NodeOptions::from_environment() {
     if (!l.is_ok()) return l.status();
     o.link_latency = static_cast<double>(l.value()) * 1e-6;
   }
+  if (const char* v = env("HOPLITE_FAILURE_TIMEOUT_MS")) {
+    auto d = parse_int("HOPLITE_FAILURE_TIMEOUT_MS", v);
+    if (!d.is_ok()) return d.status();
+    o.failure_timeout = std::chrono::milliseconds(d.value());
+  }
+  if (const char* v = env("HOPLITE_REJOIN")) o.rejoin = std::string(v) == "1";
   if (const char* v = env("HOPLITE_BOOTSTRAP_TIMEOUT_MS")) {
     auto d = parse_int("HOPLITE_BOOTSTRAP_TIMEOUT_MS", v);
     if (!d.is_ok()) return d.status();
@@ -137,6 +143,8 @@ Status NodeOptions::validate() const {
                             std::to_string(inline_threshold));
   }
   if (pipeline_depth < 1 || pipeline_depth > 256) return invalid_argument("pipeline depth must be in [1, 256]");
+  if (failure_timeout.count() < 20) return invalid_argument("failure timeout must be at least 20 ms");
+  if (rejoin && rank == 0) return invalid_argument("rank 0 cannot rejoin: it runs the bootstrap");
   if (store_capacity < (1u << 20)) return invalid_argument("store capacity must be at least 1 MiB");
   if (transport != "tcp") {
     return invalid_argument("transport '" + transport + "' is not built (available: tcp)");

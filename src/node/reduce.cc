@@ -35,7 +35,8 @@ constexpr int kWatchRetries = 250;
 
 // ------------------------------------------------------------ coordinator
 
-void Node::Impl::start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Result<ReduceResult>>> done) {
+std::uint64_t Node::Impl::start_reduce(ReduceOptions o,
+                                       std::shared_ptr<std::promise<Result<ReduceResult>>> done) {
   std::uint64_t rid = next_reduce++;
   ReduceCoord& c = reduces[rid];
   c.k = o.k == 0 ? o.inputs.size() : o.k;
@@ -61,8 +62,34 @@ void Node::Impl::start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Resu
   for (const auto& id : c.opts.inputs) {
     std::uint64_t req = next_request++;
     locate_to_reduce[req] = rid;
+    locate_ids[req] = id;
     send_to(shard_of(id), msg::Locate{id, req, me});
   }
+  return rid;
+}
+
+// A participant died: forget this attempt and plan again from the inputs'
+// surviving copies (inputs lost with the node wait for their re-put). The
+// target is recomputed as a whole; partial results of the dead attempt are
+// removed.
+void Node::Impl::restart_reduce(std::uint64_t rid, const std::string& why) {
+  auto it = reduces.find(rid);
+  if (it == reduces.end() || it->second.finished) return;
+  ReduceCoord& c = it->second;
+  if (c.attempt >= 3) return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() +
+                                                             " failed " + std::to_string(c.attempt + 1) +
+                                                             " times; last: " + why));
+  LOG_WARN("reduce into " << c.opts.target.short_hex() << " restarts: " << why);
+  for (const auto& id : c.intermediates) send_to(shard_of(id), msg::Remove{id, 0, me});
+  ReduceOptions opts_copy = c.opts;
+  auto done = c.done;
+  int attempt = c.attempt + 1;
+  std::erase_if(locate_to_reduce, [rid](const auto& kv) { return kv.second == rid; });
+  std::erase_if(task_to_reduce, [rid](const auto& kv) { return kv.second == rid; });
+  std::erase_if(locate_ids, [this](const auto& kv) { return !locate_to_reduce.count(kv.first); });
+  reduces.erase(it);
+  std::uint64_t nrid = start_reduce(std::move(opts_copy), std::move(done));
+  reduces.at(nrid).attempt = attempt;
 }
 
 void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
@@ -70,6 +97,7 @@ void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
   if (lit == locate_to_reduce.end()) return;
   std::uint64_t rid = lit->second;
   locate_to_reduce.erase(lit);
+  locate_ids.erase(r.request);
   auto it = reduces.find(rid);
   if (it == reduces.end()) return;
   ReduceCoord& c = it->second;
@@ -187,6 +215,7 @@ void Node::Impl::run_striped(std::uint64_t rid) {
   }
   c.striped = true;
   c.size = size;
+  c.striped_holders.insert(holders.begin(), holders.end());
   for (const auto& r : c.pending) c.used.push_back(r.id);
   const std::uint64_t base = ((size + m - 1) / m + 63) / 64 * 64;
   msg::PublishComposite comp;
@@ -195,7 +224,8 @@ void Node::Impl::run_striped(std::uint64_t rid) {
   for (std::size_t j = 0; j < m; ++j) {
     const std::uint64_t off = std::min<std::uint64_t>(j * base, size);
     const std::uint64_t len = std::min<std::uint64_t>(base, size - off);
-    ObjectID part_id = ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(j));
+    ObjectID part_id =
+        ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(rid) + "/" + std::to_string(j));
     comp.parts.push_back({part_id, holders[j], off, len});
     if (len == 0) continue;
     // The chain visits the holders starting after j and ends at j.
@@ -208,8 +238,8 @@ void Node::Impl::run_striped(std::uint64_t rid) {
     for (std::size_t i = 1; i < seq.size(); ++i) {
       const bool last = i + 1 == seq.size();
       ObjectID out = last ? part_id
-                          : ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(j) + "/" +
-                                                std::to_string(i));
+                          : ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(rid) + "/" +
+                                                std::to_string(j) + "/" + std::to_string(i));
       if (!last) c.intermediates.push_back(out);
       msg::ReduceTask t;
       t.task = (static_cast<std::uint64_t>(me) << 40) | next_request++;
@@ -240,6 +270,9 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
   auto it = reduces.find(rid);
   if (it == reduces.end()) return;
   ReduceCoord& c = it->second;
+  if (d.code == static_cast<std::uint16_t>(StatusCode::kPeerFailure)) {
+    return restart_reduce(rid, d.message);
+  }
   if (d.code != 0) {
     return finish_reduce(rid, Status(static_cast<StatusCode>(d.code), "reduce into " + c.opts.target.short_hex() +
                                                                           ": " + d.message));
@@ -269,6 +302,7 @@ void Node::Impl::finish_reduce(std::uint64_t rid, Result<ReduceResult> r) {
   c.done->set_value(std::move(r));
   std::erase_if(locate_to_reduce, [rid](const auto& kv) { return kv.second == rid; });
   std::erase_if(task_to_reduce, [rid](const auto& kv) { return kv.second == rid; });
+  std::erase_if(locate_ids, [this](const auto& kv) { return !locate_to_reduce.count(kv.first); });
   reduces.erase(it);
 }
 
@@ -283,6 +317,17 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
                                                                std::to_string(me)));
   if (t.input_offset > input->size || t.size > input->size - t.input_offset) {
     return reply_error(invalid_argument("reduce range outside input " + t.input.short_hex()));
+  }
+  if (auto stale = store->find(t.output)) {
+    // Left by an attempt that a failure cut short: this task replaces it.
+    for (auto& [id, ex] : reduce_execs) {
+      if (ex.task.output == t.output) {
+        fail_reduce_exec(id, Status(StatusCode::kCancelled, "superseded by a restarted reduce"));
+        break;
+      }
+    }
+    store->erase(t.output);
+    drop_watchers(t.output);
   }
   auto out = store->create_object(t.output, t.size);
   if (!out.is_ok()) return reply_error(out.status());

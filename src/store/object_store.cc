@@ -46,6 +46,16 @@ std::shared_ptr<ObjectEntry> ObjectStore::erase(const ObjectID& id) {
   return e;
 }
 
+void ObjectStore::for_each(const std::function<void(const std::shared_ptr<ObjectEntry>&)>& f) const {
+  std::vector<std::shared_ptr<ObjectEntry>> snapshot;
+  {
+    std::lock_guard lock(mu_);
+    snapshot.reserve(objects_.size());
+    for (const auto& [id, e] : objects_) snapshot.push_back(e);
+  }
+  for (const auto& e : snapshot) f(e);
+}
+
 std::uint64_t ObjectStore::used() const {
   std::lock_guard lock(core_->mu_);
   return core_->alloc_.used();

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -83,6 +84,8 @@ class ObjectStore {
 
   std::byte* base() const { return core_->arena_.base(); }
   std::uint64_t capacity() const { return core_->alloc_.capacity(); }
+  // Calls f for every object (on a snapshot, so f may touch the store).
+  void for_each(const std::function<void(const std::shared_ptr<ObjectEntry>&)>& f) const;
   std::uint64_t used() const;
   std::size_t count() const;
   const std::string& placement() const { return core_->arena_.placement(); }

@@ -53,7 +53,7 @@ control::Publish InlinePub(const ObjectID& id, Rank rank, std::vector<std::uint8
 
 control::Lookup Look(const ObjectID& id, Rank requester, std::uint64_t request = 0,
                      bool must_exist = false) {
-  return control::Lookup{id, request, requester, must_exist};
+  return control::Lookup{id, request, requester, must_exist, false};
 }
 
 std::vector<Rank> Sorted(std::vector<Rank> v) {

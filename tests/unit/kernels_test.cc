@@ -35,15 +35,21 @@ T reference(ReduceOp op, T x, T y) {
     // Two's-complement wrap, written out so the reference has no UB either.
     using U = std::make_unsigned_t<T>;
     switch (op) {
-      case ReduceOp::kSum: return static_cast<T>(static_cast<U>(x) + static_cast<U>(y));
-      case ReduceOp::kProd: return static_cast<T>(static_cast<U>(x) * static_cast<U>(y));
-      default: break;
+      case ReduceOp::kSum:
+        return static_cast<T>(static_cast<U>(x) + static_cast<U>(y));
+      case ReduceOp::kProd:
+        return static_cast<T>(static_cast<U>(x) * static_cast<U>(y));
+      default:
+        break;
     }
   } else {
     switch (op) {
-      case ReduceOp::kSum: return x + y;
-      case ReduceOp::kProd: return x * y;
-      default: break;
+      case ReduceOp::kSum:
+        return x + y;
+      case ReduceOp::kProd:
+        return x * y;
+      default:
+        break;
     }
   }
   return op == ReduceOp::kMin ? (y < x ? y : x) : (x < y ? y : x);
@@ -87,8 +93,8 @@ constexpr DataType dtype_of() {
 // for bit (the kernels do one IEEE operation per element, as the reference
 // does, so there is no rounding slack to allow).
 template <typename T>
-void check_apply(ReduceOp op, const std::vector<T>& a, const std::vector<T>& b,
-                 std::size_t offset, Alias alias) {
+void check_apply(ReduceOp op, const std::vector<T>& a, const std::vector<T>& b, std::size_t offset,
+                 Alias alias) {
   const std::size_t n = a.size();
   std::vector<T> want(n);
   for (std::size_t i = 0; i < n; ++i) want[i] = reference(op, a[i], b[i]);
@@ -256,7 +262,8 @@ TEST(KernelMinMaxTest, NegativeNumbers) {
   EXPECT_EQ(apply_to(ReduceOp::kMax, f, g),
             (std::vector<float>{-3.25f, 1e30f, 0.5f, -0.125f, 1.0f, -2.0f, -8.0f, 4.0f, 4.0f}));
 
-  std::vector<std::int64_t> p = {-(std::int64_t{1} << 40), -1, std::numeric_limits<std::int64_t>::min()};
+  std::vector<std::int64_t> p = {-(std::int64_t{1} << 40), -1,
+                                 std::numeric_limits<std::int64_t>::min()};
   std::vector<std::int64_t> q = {-(std::int64_t{1} << 41), 1, -1};
   EXPECT_EQ(apply_to(ReduceOp::kMin, p, q),
             (std::vector<std::int64_t>{-(std::int64_t{1} << 41), -1,
@@ -297,8 +304,8 @@ TEST(ReduceNamesTest, TypesRoundTripAndAcceptShortNames) {
     EXPECT_EQ(parsed.value(), t);
   }
   const std::pair<const char*, DataType> aliases[] = {
-      {"f32", DataType::kFloat32}, {"float32", DataType::kFloat32}, {"f64", DataType::kFloat64},
-      {"float64", DataType::kFloat64}, {"i32", DataType::kInt32},   {"int", DataType::kInt32},
+      {"f32", DataType::kFloat32},     {"float32", DataType::kFloat32}, {"f64", DataType::kFloat64},
+      {"float64", DataType::kFloat64}, {"i32", DataType::kInt32},       {"int", DataType::kInt32},
       {"i64", DataType::kInt64},
   };
   for (const auto& [name, t] : aliases) {

@@ -75,7 +75,10 @@ auto Fields(const ctl::Publish& m) {
 }
 auto Fields(const ctl::PublishAck& m) { return std::tie(m.id, m.request); }
 auto Fields(const ctl::Unpublish& m) { return std::tie(m.id, m.rank); }
-auto Fields(const ctl::Lookup& m) { return std::tie(m.id, m.request, m.requester, m.must_exist); }
+auto Fields(const ctl::Lookup& m) {
+  return std::tie(m.id, m.request, m.requester, m.must_exist, m.resume);
+}
+auto Fields(const ctl::Heartbeat& m) { return std::tie(m.rank, m.epoch); }
 auto Fields(const ctl::Part& p) { return std::tie(p.id, p.holder, p.offset, p.size); }
 void ExpectSameParts(const std::vector<ctl::Part>& a, const std::vector<ctl::Part>& b) {
   ASSERT_EQ(a.size(), b.size());
@@ -85,6 +88,14 @@ void ExpectSame(const ctl::LookupReply& a, const ctl::LookupReply& b) {
   EXPECT_EQ(std::tie(a.id, a.request, a.result, a.size, a.sender, a.inline_data),
             std::tie(b.id, b.request, b.result, b.size, b.sender, b.inline_data));
   ExpectSameParts(a.parts, b.parts);
+}
+void ExpectSame(const ctl::Rejoin& a, const ctl::Rejoin& b) {
+  EXPECT_EQ(a.rank, b.rank);
+  EXPECT_EQ(Fields(a.info), Fields(b.info));
+}
+void ExpectSame(const ctl::PeerUpdate& a, const ctl::PeerUpdate& b) {
+  EXPECT_EQ(std::tie(a.rank, a.alive), std::tie(b.rank, b.alive));
+  EXPECT_EQ(Fields(a.info), Fields(b.info));
 }
 void ExpectSame(const ctl::PublishComposite& a, const ctl::PublishComposite& b) {
   EXPECT_EQ(std::tie(a.id, a.request, a.size), std::tie(b.id, b.request, b.size));
@@ -194,7 +205,7 @@ std::vector<Sample> Samples() {
 
   s.push_back({"PublishAck", MsgType::kPublishAck, ctl::PublishAck{id, 123456789}});
   s.push_back({"Unpublish", MsgType::kUnpublish, ctl::Unpublish{id, 17}});
-  s.push_back({"Lookup", MsgType::kLookup, ctl::Lookup{id, 99, 8, true}});
+  s.push_back({"Lookup", MsgType::kLookup, ctl::Lookup{id, 99, 8, true, true}});
 
   ctl::LookupReply sender_reply{id, 5, ctl::LookupResult::kSender, 1ULL << 33, 3, {}, {}};
   s.push_back({"LookupReplySender", MsgType::kLookupReply, sender_reply});
@@ -249,6 +260,11 @@ std::vector<Sample> Samples() {
   ctl::LookupReply composite{whole, 78, ctl::LookupResult::kComposite, 128, ctl::kNoRank, {}, {}};
   composite.parts = parts;
   s.push_back({"LookupReplyComposite", MsgType::kLookupReply, composite});
+  s.push_back({"Heartbeat", MsgType::kHeartbeat, ctl::Heartbeat{6, 1ULL << 40}});
+  ctl::PeerInfo back{"10.78.0.3", 4242, "10.78.0.3:5555", Iota(12, 9)};
+  s.push_back({"Rejoin", MsgType::kRejoin, ctl::Rejoin{2, back}});
+  s.push_back({"PeerUpdate", MsgType::kPeerUpdate, ctl::PeerUpdate{2, true, back}});
+  s.push_back({"PeerUpdateDead", MsgType::kPeerUpdate, ctl::PeerUpdate{5, false, {}}});
   return s;
 }
 
@@ -264,6 +280,7 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kRemove,     MsgType::kRemoveAck,  MsgType::kDelete,      MsgType::kWatch,
     MsgType::kProgress,   MsgType::kUnwatch,    MsgType::kLocate,      MsgType::kLocateReply,
     MsgType::kReduceTask, MsgType::kReduceDone, MsgType::kPublishComposite,
+    MsgType::kHeartbeat,  MsgType::kRejoin,     MsgType::kPeerUpdate,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
@@ -432,7 +449,7 @@ TEST(ControlCodec, RejectsUnknownTypes) {
   // Any sample's payload: the type alone must make it unacceptable.
   Bytes frame = ctl::encode(ctl::Delete{ObjectID::from_name("d")});
   Bytes payload = PayloadCopy(frame);
-  for (std::uint8_t t : {0, 8, 9, 18, 19, 28, 99, 255}) {
+  for (std::uint8_t t : {0, 8, 9, 18, 19, 31, 99, 255}) {
     ASSERT_EQ(known.count(t), 0u);
     ExpectProtocolError(t, payload, "type " + std::to_string(t));
     ExpectProtocolError(t, {}, "empty payload of type " + std::to_string(t));
@@ -525,7 +542,8 @@ TEST(ControlCodec, RejectsEnumAndBoolOutOfRange) {
     p.id = id;
     ExpectRejectedWithByte(p, kId + 8 + 8 + 4, v, "Publish.state");
     ExpectRejectedWithByte(p, kId + 8 + 8 + 4 + 1, v, "Publish.has_inline");
-    ExpectRejectedWithByte(ctl::Lookup{id, 1, 2, false}, kId + 8 + 4, v, "Lookup.must_exist");
+    ExpectRejectedWithByte(ctl::Lookup{id, 1, 2, false, false}, kId + 8 + 4, v, "Lookup.must_exist");
+    ExpectRejectedWithByte(ctl::Lookup{id, 1, 2, false, false}, kId + 8 + 4 + 1, v, "Lookup.resume");
     ExpectRejectedWithByte(ctl::Progress{id, false, 0, 0, 0}, kId, v, "Progress.present");
   }
   for (std::uint8_t v : {3, 4, 255}) {

@@ -101,6 +101,7 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
         return reject(Status(StatusCode::kPeerFailure, "wrong cluster token"));
       }
       authed_ = true;
+      peer_rank_ = rank;
       wire::WireWriter w;
       w.u32(t_.opts_.rank);
       send(frame(kDataHelloAck, w.buffer()), nullptr, 0);
@@ -163,6 +164,11 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
   tcp::socket sock_;
   std::string name_;
   bool authed_ = false;
+
+ public:
+  Rank peer_rank_ = 0xffffffffu;
+
+ private:
   std::array<std::uint8_t, wire::kHeaderSize> hdr_{};
   std::uint8_t type_ = 0;
   std::vector<std::uint8_t> body_;
@@ -197,6 +203,18 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
   void close() {
     error_code ec;
     sock_.close(ec);
+  }
+  // A broken connection fails every get on it; the next get reconnects.
+  void fail_all(const Status& st) {
+    ++gen_;
+    close();
+    state_ = State::kIdle;
+    writing_ = false;
+    outq_.clear();
+    auto pending = std::move(pending_);
+    pending_.clear();
+    if (!pending.empty()) LOG_INFO(st.to_string());
+    for (auto& p : pending) p.done(st);
   }
 
  private:
@@ -309,19 +327,6 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
         read_header();
       });
     });
-  }
-
-  // A broken connection fails every get on it; the next get reconnects.
-  void fail_all(const Status& st) {
-    ++gen_;
-    close();
-    state_ = State::kIdle;
-    writing_ = false;
-    outq_.clear();
-    auto pending = std::move(pending_);
-    pending_.clear();
-    if (!pending.empty()) LOG_WARN(st.to_string());
-    for (auto& p : pending) p.done(st);
   }
 
   TcpTransport& t_;
@@ -455,6 +460,13 @@ Endpoint* TcpTransport::endpoint(Rank peer) {
   }
   auto it = endpoints_.find(peer);
   return it == endpoints_.end() ? nullptr : it->second.get();
+}
+
+void TcpTransport::fail_peer(Rank peer, const Status& why) {
+  if (auto it = endpoints_.find(peer); it != endpoints_.end()) it->second->fail_all(why);
+  for (auto& w : servers_) {
+    if (auto s = w.lock(); s && s->peer_rank_ == peer) s->close();
+  }
 }
 
 void TcpTransport::shutdown() {

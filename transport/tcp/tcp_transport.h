@@ -45,6 +45,7 @@ class TcpTransport final : public Transport {
   Status add_peer(Rank peer, const std::string& address, const std::vector<std::uint8_t>& remote_key) override;
   Endpoint* endpoint(Rank peer) override;
   TransportStats stats() const override { return stats_; }
+  void fail_peer(Rank peer, const Status& why) override;
   void shutdown() override;
 
   std::uint16_t port() const { return port_; }
