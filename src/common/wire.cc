@@ -1,6 +1,7 @@
 #include "common/wire.h"
 
 #include <bit>
+#include <cstdio>
 
 namespace hoplite::wire {
 
@@ -18,7 +19,11 @@ void encode_header(std::uint8_t type, std::uint32_t length, std::uint8_t out[kHe
 Result<FrameHeader> decode_header(const std::uint8_t in[kHeaderSize], std::uint32_t max_length) {
   std::uint16_t magic;
   std::memcpy(&magic, in, 2);
-  if (magic != kMagic) return protocol_error("bad frame magic 0x" + std::to_string(magic));
+  if (magic != kMagic) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "%04x", magic);
+    return protocol_error(std::string("bad frame magic 0x") + hex);
+  }
   if (in[2] != kVersion) {
     return protocol_error("unsupported protocol version " + std::to_string(in[2]) +
                           " (this node speaks " + std::to_string(kVersion) + ")");

@@ -198,7 +198,13 @@ void Node::Impl::send_to(Rank r, const msg::Message& m) {
     });
     return;
   }
-  if (r >= world || r >= peers.size()) {
+  if (r < world && peers.size() != world) {
+    // Peers that got the table before us may already talk to us; answers
+    // to them wait for our copy of the table.
+    before_table.emplace_back(r, m);
+    return;
+  }
+  if (r >= world) {
     LOG_ERROR("send to unknown rank " << r << " dropped (" << msg::type_name(m) << ")");
     return;
   }
@@ -223,6 +229,7 @@ void Node::Impl::send_to(Rank r, const msg::Message& m) {
 
 void Node::Impl::on_closed(const std::shared_ptr<Connection>& c, const Status& why) {
   if (stopping) return;
+  if (why.code() == StatusCode::kProtocol) protocol_errors++;
   // A reset or EOF from a member short-cuts the heartbeat timeout. Our own
   // closes (failure handling, rejoin) carry kCancelled or come after the
   // rank is already marked failed.
@@ -302,6 +309,9 @@ void Node::Impl::install_table(const msg::Table& t) {
   if (opts.rejoin) start_heartbeats();
   joined_set = true;
   joined.set_value(Status::ok());
+  auto queued = std::move(before_table);
+  before_table.clear();
+  for (auto& [to, m] : queued) send_to(to, m);
 }
 
 // ---------------------------------------------------------------- dispatch
@@ -340,6 +350,13 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
           [&](const msg::HelloAck&) {},
           [&](const msg::Error& e) {
             LOG_WARN("peer " << (c ? c->name() : "self") << " reported: " << e.message);
+            if (!joined_set && c && c->peer == 0) {
+              joined_set = true;
+              joined.set_value(Status(e.code <= static_cast<std::uint16_t>(StatusCode::kInternal)
+                                          ? static_cast<StatusCode>(e.code)
+                                          : StatusCode::kPeerFailure,
+                                      "rank 0 refused to let us join: " + e.message));
+            }
             if (c) c->close(peer_failure(e.message));
           },
           [&](const msg::Register& r) {
@@ -444,6 +461,7 @@ void Node::Impl::start_get(const std::shared_ptr<detail::GetState>& st, GetOptio
   auto e = store->find(st->id);
   if (e && e->sealed()) return st->fulfill(view_of(e));
   waiters[st->id].push_back(st);
+  if (o.must_exist) must_exist_ids.insert(st->id);
   if (e || lookups_pending.count(st->id)) return;  // already on its way here
   start_lookup(st->id, o.must_exist);
 }
@@ -492,6 +510,14 @@ void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
       if (!e.is_ok()) return fulfill_waiters(r.id, e.status());
       if (r.size) std::memcpy(e.value()->data, r.inline_data.data(), r.size);
       e.value()->seal();
+      // Listed as a holder (without the bytes, the shard has them) so that a
+      // global remove reaches this copy too.
+      msg::Publish p;
+      p.id = r.id;
+      p.size = r.size;
+      p.rank = me;
+      p.state = msg::LocationState::kComplete;
+      send_to(shard_of(r.id), p);
       return fulfill_waiters(r.id, view_of(e.value()));
     }
     case msg::LookupResult::kComposite:
@@ -675,7 +701,7 @@ void Node::Impl::abort_inbound(const ObjectID& id, const Status& why, bool retry
   drop_watchers(id);
   LOG_INFO("transfer of " << id.short_hex() << " aborted: " << why.to_string());
   if (retry && waiters.count(id)) {
-    start_lookup(id, false);
+    start_lookup(id, must_exist_ids.count(id) > 0);
   } else {
     fulfill_waiters(id, why);
   }
@@ -767,6 +793,7 @@ void Node::Impl::on_local_sealed(const std::shared_ptr<store::ObjectEntry>& e) {
 }
 
 void Node::Impl::fulfill_waiters(const ObjectID& id, const Result<ObjectView>& r) {
+  must_exist_ids.erase(id);
   auto it = waiters.find(id);
   if (it == waiters.end()) return;
   auto list = std::move(it->second);
@@ -784,7 +811,7 @@ void Node::Impl::delete_local(const ObjectID& id) {
   source_of.erase(id);
   drop_watchers(id);
   // Local gets still waiting wait for a new put.
-  if (receiving && waiters.count(id)) start_lookup(id, false);
+  if (receiving && waiters.count(id)) start_lookup(id, must_exist_ids.count(id) > 0);
 }
 
 // ------------------------------------------------------------- public API
@@ -802,8 +829,11 @@ Result<std::unique_ptr<Node>> Node::create(const NodeOptions& options) {
   std::unique_ptr<Node> node(new Node(std::move(impl)));
   st = node->probe_links();
   if (!st.is_ok()) {
-    LOG_ERROR("link probe failed: " << st.to_string());
-    return st;
+    // Not fatal: the planner falls back to a conservative model, 1 Gbit/s
+    // and 50 us, and says so.
+    LOG_WARN("link probe failed (" << st.to_string() << "); assuming 125 MB/s and 50 us");
+    node->impl_->link_bandwidth = node->impl_->opts.link_bandwidth > 0 ? node->impl_->opts.link_bandwidth : 1.25e8;
+    node->impl_->link_latency = node->impl_->opts.link_latency > 0 ? node->impl_->opts.link_latency : 50e-6;
   }
   return node;
 }
@@ -825,7 +855,7 @@ Status Node::probe_links() {
     ObjectID id = ObjectID::random();
     while (m.shard_of(id) != next) id = ObjectID::random();
     auto t0 = Clock::now();
-    auto r = get(id, GetOptions{true}).wait(std::chrono::seconds(10));
+    auto r = get(id, GetOptions{true}).wait(m.opts.bootstrap_timeout);
     if (r.is_ok() || r.status().code() != StatusCode::kNotFound) {
       return internal_error("latency probe: unexpected answer " + r.status().to_string());
     }
@@ -837,13 +867,13 @@ Status Node::probe_links() {
   auto probe = [](Rank r) { return ObjectID::from_name("__hoplite/probe/" + std::to_string(r)); };
   std::vector<std::byte> bytes(kProbe, std::byte{0x5a});
   HOPLITE_RETURN_IF_ERROR(put(probe(m.me), bytes));
-  HOPLITE_RETURN_IF_ERROR(barrier(std::chrono::seconds(60)));
+  HOPLITE_RETURN_IF_ERROR(barrier(m.opts.bootstrap_timeout));
   auto t0 = Clock::now();
-  auto v = get(probe(next)).wait(std::chrono::seconds(60));
+  auto v = get(probe(next)).wait(m.opts.bootstrap_timeout);
   if (!v.is_ok()) return v.status();
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   v = Status(StatusCode::kCancelled, "released");
-  HOPLITE_RETURN_IF_ERROR(barrier(std::chrono::seconds(60)));
+  HOPLITE_RETURN_IF_ERROR(barrier(m.opts.bootstrap_timeout));
   HOPLITE_RETURN_IF_ERROR(remove(probe(m.me)));
   HOPLITE_RETURN_IF_ERROR(remove(probe(next), RemoveScope::kLocal));
   if (m.link_latency <= 0) m.link_latency = rtt / 2;

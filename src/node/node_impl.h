@@ -230,6 +230,8 @@ class Node::Impl {
   std::uint64_t next_gen = 1;
   std::unordered_map<ObjectID, Inbound> inbound_transfers;
   std::unordered_set<ObjectID> lookups_pending;
+  std::unordered_set<ObjectID> must_exist_ids;  // gets that must not wait for a put
+  std::vector<std::pair<Rank, msg::Message>> before_table;
   std::unordered_map<ObjectID, std::vector<std::shared_ptr<detail::GetState>>> waiters;
   struct Watcher {
     std::shared_ptr<store::ObjectEntry> pin;

@@ -12,6 +12,7 @@ std::optional<std::pair<std::size_t, std::size_t>> BroadcastPlanner::find(Rank r
 }
 
 void BroadcastPlanner::add_source(Rank r) {
+  sources_.insert(r);
   auto at = find(r);
   if (!at) {
     chains_.push_back({r});
@@ -28,17 +29,22 @@ void BroadcastPlanner::add_source(Rank r) {
 
 std::optional<Rank> BroadcastPlanner::assign(Rank receiver) {
   remove(receiver);
-  if (chains_.empty()) return std::nullopt;
-  std::size_t best = 0;
-  for (std::size_t c = 1; c < chains_.size(); ++c) {
-    if (chains_[c].size() < chains_[best].size()) best = c;
+  // Only chains fed by a source: a chain whose head lost its source (the
+  // head was removed) holds partial copies that may never grow, and two such
+  // copies could otherwise end up reading from each other.
+  std::optional<std::size_t> best;
+  for (std::size_t c = 0; c < chains_.size(); ++c) {
+    if (!sources_.count(chains_[c].front())) continue;
+    if (!best || chains_[c].size() < chains_[*best].size()) best = c;
   }
-  Rank sender = chains_[best].back();
-  chains_[best].push_back(receiver);
+  if (!best) return std::nullopt;
+  Rank sender = chains_[*best].back();
+  chains_[*best].push_back(receiver);
   return sender;
 }
 
 void BroadcastPlanner::remove(Rank r) {
+  sources_.erase(r);
   auto at = find(r);
   if (!at) return;
   auto [c, i] = *at;

@@ -5,7 +5,8 @@
 // from its predecessor. A new receiver is given the tail of the shortest
 // chain and appended to it, so it is a valid sender from that moment. When a
 // member completes, it becomes the head of a chain of its own with its
-// successors, so later receivers fan out across copies.
+// successors, so later receivers fan out across copies. A chain whose head
+// was removed (its source died or aborted) takes no new receivers.
 //
 // Pure: no sockets, no clocks; unit-tested over arrival sequences.
 // Thread-safety: none; owned by one directory shard.
@@ -13,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <vector>
 
 namespace hoplite::scheduler {
@@ -34,6 +36,8 @@ class BroadcastPlanner {
   void remove(Rank r);
 
   bool empty() const { return chains_.empty(); }
+  // A chain can take receivers only while its head is a source.
+  bool has_source() const { return !sources_.empty(); }
   std::vector<Rank> members() const;
   const std::vector<std::vector<Rank>>& chains() const { return chains_; }
 
@@ -41,6 +45,7 @@ class BroadcastPlanner {
   // (chain index, position) of r, if it is planned.
   std::optional<std::pair<std::size_t, std::size_t>> find(Rank r) const;
   std::vector<std::vector<Rank>> chains_;
+  std::set<Rank> sources_;  // origins and complete copies
 };
 
 }  // namespace hoplite::scheduler

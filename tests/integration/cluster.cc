@@ -24,7 +24,7 @@ using Clock = std::chrono::steady_clock;
 
 // Once one rank has failed, its peers are usually blocked on a barrier that
 // can no longer complete; they get this long to report their own view.
-constexpr std::chrono::seconds kGraceAfterFailure{10};
+constexpr std::chrono::seconds kGraceAfterFailure{5};
 
 int g_rank = -1;
 
@@ -37,24 +37,32 @@ int thread_count() {
   return -1;
 }
 
-// The kernel picks a port nobody uses and rank 0 binds it again a moment
-// later. Another process could take it in between; on a test machine that is
-// rare enough to accept rather than hand a listening socket to rank 0.
-std::optional<std::uint16_t> pick_free_port() {
+// A loopback port for rank 0 to listen on, reserved by a bound socket that
+// the caller keeps open until the cluster is done. Closing it early would let
+// the other ranks' own listeners and outgoing connections, which take kernel-
+// chosen ports at the same moment, grab it first. SO_REUSEADDR on both
+// sockets lets rank 0 bind and listen on it anyway, as this one never listens.
+struct Reservation {
+  int fd = -1;
+  std::uint16_t port = 0;
+};
+
+std::optional<Reservation> reserve_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return std::nullopt;
+  int on = 1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   socklen_t len = sizeof addr;
-  std::optional<std::uint16_t> port;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return std::nullopt;
   }
-  ::close(fd);
-  return port;
+  return Reservation{fd, ntohs(addr.sin_port)};
 }
 
 [[noreturn]] void child_main(int rank, pid_t parent, const ProcessBody& body,
@@ -106,12 +114,12 @@ int run_processes(int n, const ProcessBody& body, std::chrono::milliseconds time
                  threads);
     return -1;
   }
-  auto port = pick_free_port();
-  if (!port) {
+  auto reservation = reserve_port();
+  if (!reservation) {
     std::fprintf(stderr, "run_processes: no free port: %s\n", std::strerror(errno));
     return -1;
   }
-  const std::string bootstrap = "127.0.0.1:" + std::to_string(*port);
+  const std::string bootstrap = "127.0.0.1:" + std::to_string(reservation->port);
   // Buffered gtest output would otherwise be printed once more by each child.
   std::fflush(nullptr);
 
@@ -120,11 +128,15 @@ int run_processes(int n, const ProcessBody& body, std::chrono::milliseconds time
   std::vector<pid_t> pids(n, -1);
   for (int rank = 0; rank < n; ++rank) {
     pid_t pid = ::fork();
-    if (pid == 0) child_main(rank, parent, body, bootstrap, timeout);
+    if (pid == 0) {
+      ::close(reservation->fd);  // the parent's copy keeps the port reserved
+      child_main(rank, parent, body, bootstrap, timeout);
+    }
     if (pid < 0) {
       std::fprintf(stderr, "run_processes: fork: %s\n", std::strerror(errno));
       for (int r = 0; r < rank; ++r) ::kill(pids[r], SIGKILL);
       for (int r = 0; r < rank; ++r) ::waitpid(pids[r], nullptr, 0);
+      ::close(reservation->fd);
       return -1;
     }
     pids[rank] = pid;
@@ -171,6 +183,8 @@ int run_processes(int n, const ProcessBody& body, std::chrono::milliseconds time
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+
+  ::close(reservation->fd);
 
   auto elapsed =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();

@@ -49,9 +49,10 @@ struct ClusterOptions {
 };
 
 // Runs body(rank, bootstrap_address) in n child processes, where
-// bootstrap_address is "127.0.0.1:PORT" with PORT free when it was picked.
+// bootstrap_address is "127.0.0.1:PORT": nobody listens on PORT, and until
+// the run ends only a socket with SO_REUSEADDR (rank 0's) can bind it.
 // Returns 0 only if every child exited 0; prints one line with every rank's
-// fate to stderr either way. Once a child fails, the others get 10 s to
+// fate to stderr either way. Once a child fails, the others get 5 s to
 // report their own view before they are killed: they are usually stuck on a
 // barrier that can no longer complete.
 using ProcessBody = std::function<int(int rank, const std::string& bootstrap)>;

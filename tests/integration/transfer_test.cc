@@ -91,6 +91,33 @@ INSTANTIATE_TEST_SUITE_P(Ranks, BroadcastTest, ::testing::Values(2, 4, 6), [](co
   return name;
 });
 
+// ------------------------------------------------------------- start-up
+
+// Ranks receive the bootstrap table at slightly different moments, so a
+// request from a rank that has it may reach one that does not yet. Every
+// rank therefore queries every other rank's shard the moment create()
+// returns; each answer must arrive. The race is narrow, hence the rounds.
+TEST(StartupTest, RequestsRightAfterJoiningAreAnswered) {
+  constexpr int kRanks = 6;
+  constexpr int kRounds = 8;
+  // Names whose directory shard is each rank in turn.
+  std::vector<ObjectID> ids;
+  for (int i = 0; static_cast<int>(ids.size()) < kRanks; ++i) {
+    ObjectID id = ObjectID::from_name("startup/" + std::to_string(i));
+    if (id.hash() % kRanks == ids.size()) ids.push_back(id);
+  }
+  for (int round = 0; round < kRounds; ++round) {
+    int rc = run_cluster(kRanks, [&](Node& node) -> int {
+      std::vector<ObjectFuture> answers;
+      for (const ObjectID& id : ids) answers.push_back(node.get(id, {.must_exist = true}));
+      for (auto& a : answers) CHECK_CODE(a.wait(milliseconds(5000)), StatusCode::kNotFound);
+      CHECK_OK(node.barrier(kWait));
+      return 0;
+    });
+    ASSERT_EQ(rc, 0) << "round " << round;
+  }
+}
+
 // ---------------------------------------------------------- get before put
 
 TEST(TransferTest, GetBeforePutIsAnsweredByThePut) {
@@ -262,8 +289,8 @@ TEST(StreamingTest, AbortedWriterWithoutReadersIsForgotten) {
 // The writer aborts while a reader holds half of the object. Per the wire
 // protocol a sender that lost its copy answers Progress(present = 0) and the
 // receiver looks up again, so the reader's get must neither complete with
-// the stale half nor hang on a dead sender: it waits for a new put, and the
-// directory must not offer the reader's partial copy to anyone else.
+// the stale half nor stay tied to the dead sender: the reader drops the half,
+// the directory then knows no copy, and a new put completes the old get.
 TEST(StreamingTest, AbortedWriterMidStreamDoesNotStrandReaders) {
   const ObjectID id = ObjectID::from_name("abort/busy");
   constexpr std::uint64_t kSize = 8 * kMiB;
@@ -286,9 +313,14 @@ TEST(StreamingTest, AbortedWriterMidStreamDoesNotStrandReaders) {
     if (node.rank() == 0) writer = ObjectWriter();  // aborts the old one
     CHECK_OK(node.barrier(kWait));
     if (node.rank() == 1) {
-      CHECK_CODE(got.wait(milliseconds(2000)), StatusCode::kTimeout);
+      // The reader hears of the abort from the writer, not from the barrier,
+      // so it gets a moment to drop its half copy.
       CHECK_TRUE(wait_until([&] { return node.local_progress(id) == 0; }, milliseconds(5000)));
+      CHECK_CODE(got.wait(milliseconds(500)), StatusCode::kTimeout);
     }
+    // Only now is the directory sure to have lost every copy; a lookup sent
+    // earlier may still be pointed at the reader's doomed half.
+    CHECK_OK(node.barrier(kWait));
     if (node.rank() == 2) {
       CHECK_CODE(node.get(id, {.must_exist = true}).wait(milliseconds(5000)),
                  StatusCode::kNotFound);
@@ -303,6 +335,49 @@ TEST(StreamingTest, AbortedWriterMidStreamDoesNotStrandReaders) {
     if (node.rank() == 2) {
       ASSIGN_OR_FAIL(ObjectView view, node.get(id).wait(kWait));
       CHECK_PATTERN(view.bytes(), kSize, 2);
+    }
+    CHECK_OK(node.barrier(kWait));
+    return 0;
+  });
+  EXPECT_EQ(rc, 0);
+}
+
+// A must_exist get was told the object exists and is streaming it (through a
+// chain) when the writer aborts. When it looks up again no copy is known, and
+// must_exist means "answer NotFound instead of waiting for a put": the get
+// must end with an error, not wait for a put that may never come.
+TEST(StreamingTest, MustExistGetEndsWhenItsObjectIsAbortedMidTransfer) {
+  const ObjectID id = ObjectID::from_name("abort/must-exist");
+  constexpr std::uint64_t kSize = 8 * kMiB;
+  constexpr std::uint64_t kHalf = kSize / 2;
+
+  int rc = run_cluster(3, [&](Node& node) -> int {
+    ObjectWriter writer;
+    ObjectFuture got;
+    if (node.rank() == 0) {
+      ASSIGN_OR_FAIL(writer, node.create(id, kSize));
+      fill_pattern(writer.data().subspan(0, kHalf), 1, 0);
+      CHECK_OK(writer.publish(kHalf));
+    }
+    CHECK_OK(node.barrier(kWait));
+    if (node.rank() == 1) {
+      got = node.get(id);
+      CHECK_TRUE(wait_until([&] { return node.local_progress(id) >= kHalf; }, kProgressWait));
+    }
+    CHECK_OK(node.barrier(kWait));
+    if (node.rank() == 2) {
+      got = node.get(id, {.must_exist = true});
+      CHECK_TRUE(wait_until([&] { return node.local_progress(id) >= kHalf; }, kProgressWait));
+    }
+    CHECK_OK(node.barrier(kWait));
+    if (node.rank() == 0) writer = ObjectWriter();
+    if (node.rank() == 2) {
+      auto result = got.wait(milliseconds(5000));
+      if (result.is_ok()) FAIL_BODY("a get of an aborted object succeeded");
+      if (result.status().code() == StatusCode::kTimeout) {
+        FAIL_BODY("must_exist get still waiting 5 s after the abort: " +
+                  result.status().to_string());
+      }
     }
     CHECK_OK(node.barrier(kWait));
     return 0;

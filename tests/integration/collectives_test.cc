@@ -1,0 +1,783 @@
+// Reduce and allreduce across real processes: byte-exact results for every
+// op and element type over sizes that straddle the inline threshold and the
+// chunk size, forced tree shapes, readers that join while the reduce runs,
+// random arrival orders, k-of-n with stragglers, concurrent reduces, a late
+// receiver of a streamed broadcast, and bad arguments.
+//
+// Rank r's input holds, as element i, ((r + i) % 5) + 1 in the reduce's
+// element type. Sums and products of at most 8 such values are small
+// integers, which every type represents exactly, so the expected result does
+// not depend on the order the tree-chain combines inputs in, and a result
+// that is off by one input, shifted by a chunk or stale shows at once.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <future>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "cluster.h"
+#include "hoplite/node.h"
+#include "hoplite/reduce.h"
+
+namespace hoplite::itest {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr std::uint64_t kMiB = 1u << 20;
+
+// The runtime's defaults, read from NodeOptions so the sizes below keep
+// straddling the real boundaries if the defaults move.
+const std::uint64_t kChunk = NodeOptions{}.chunk_size;
+const std::uint64_t kInline = NodeOptions{}.inline_threshold;
+
+constexpr ReduceOp kOps[] = {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax};
+constexpr DataType kTypes[] = {DataType::kFloat32, DataType::kFloat64, DataType::kInt32,
+                               DataType::kInt64};
+
+ClusterOptions cluster_options() {
+  ClusterOptions o;
+  o.chunk_size = kChunk;
+  o.inline_threshold = kInline;
+  return o;
+}
+
+// Propagates a helper's failure (already reported) out of a body.
+#define RETURN_IF_FAILED(expr)                                       \
+  do {                                                               \
+    if (int hoplite_rc = (expr); hoplite_rc != 0) return hoplite_rc; \
+  } while (0)
+
+// ---------------------------------------------------------------- values
+
+// Calls f(T{}) with T the C++ type of `t`.
+template <typename F>
+decltype(auto) with_type(DataType t, F&& f) {
+  switch (t) {
+    case DataType::kFloat64:
+      return f(double{});
+    case DataType::kInt32:
+      return f(std::int32_t{});
+    case DataType::kInt64:
+      return f(std::int64_t{});
+    case DataType::kFloat32:
+      break;
+  }
+  return f(float{});
+}
+
+template <typename T>
+T input_value(int rank, std::uint64_t i) {
+  return static_cast<T>((static_cast<std::uint64_t>(rank) + i) % 5 + 1);
+}
+
+template <typename T>
+T combine(ReduceOp op, T x, T y) {
+  switch (op) {
+    case ReduceOp::kSum:
+      return static_cast<T>(x + y);
+    case ReduceOp::kProd:
+      return static_cast<T>(x * y);
+    case ReduceOp::kMin:
+      return y < x ? y : x;
+    case ReduceOp::kMax:
+      return x < y ? y : x;
+  }
+  return x;
+}
+
+void fill_input(std::span<std::byte> out, DataType t, int rank) {
+  with_type(t, [&]<typename T>(T) {
+    const std::size_t n = out.size() / sizeof(T);
+    for (std::size_t i = 0; i < n; ++i) {
+      T v = input_value<T>(rank, i);
+      std::memcpy(out.data() + i * sizeof(T), &v, sizeof(T));
+    }
+  });
+}
+
+std::vector<std::byte> make_input(std::uint64_t size, DataType t, int rank) {
+  std::vector<std::byte> v(size);
+  fill_input(v, t, rank);
+  return v;
+}
+
+// Empty when `bytes` is exactly op over the inputs of `ranks`; otherwise the
+// first wrong element.
+std::string reduce_mismatch(std::span<const std::byte> bytes, std::uint64_t size, ReduceOp op,
+                            DataType t, const std::vector<int>& ranks) {
+  if (bytes.size() != size) {
+    return "size " + std::to_string(bytes.size()) + ", expected " + std::to_string(size);
+  }
+  return with_type(t, [&]<typename T>(T) -> std::string {
+    // Element i depends on i only through i % 5.
+    T want[5];
+    for (std::uint64_t i = 0; i < 5; ++i) {
+      want[i] = input_value<T>(ranks[0], i);
+      for (std::size_t j = 1; j < ranks.size(); ++j) {
+        want[i] = combine(op, want[i], input_value<T>(ranks[j], i));
+      }
+    }
+    const std::size_t n = size / sizeof(T);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (std::memcmp(bytes.data() + i * sizeof(T), &want[i % 5], sizeof(T)) == 0) continue;
+      T got;
+      std::memcpy(&got, bytes.data() + i * sizeof(T), sizeof(T));
+      return "element " + std::to_string(i) + " of " + std::to_string(n) + " (byte " +
+             std::to_string(i * sizeof(T)) + "): got " + printable(got) + ", want " +
+             printable(want[i % 5]);
+    }
+    return {};
+  });
+}
+
+#define CHECK_REDUCED(bytes, size, op, t, ranks, what)                                    \
+  do {                                                                                    \
+    const std::string hoplite_why = reduce_mismatch((bytes), (size), (op), (t), (ranks)); \
+    if (!hoplite_why.empty()) {                                                           \
+      FAIL_BODY(std::string(what) + " " + to_string(op) + "/" + to_string(t) + " " +      \
+                std::to_string(size) + " B: " + hoplite_why);                             \
+    }                                                                                     \
+  } while (0)
+
+ObjectID input_id(const std::string& tag, int rank) {
+  return ObjectID::from_name("collectives/" + tag + "/in/" + std::to_string(rank));
+}
+ObjectID target_id(const std::string& tag) {
+  return ObjectID::from_name("collectives/" + tag + "/out");
+}
+
+std::vector<ObjectID> input_ids(const std::string& tag, const std::vector<int>& ranks) {
+  std::vector<ObjectID> ids;
+  for (int r : ranks) ids.push_back(input_id(tag, r));
+  return ids;
+}
+
+std::vector<int> all_ranks(int n) {
+  std::vector<int> r(n);
+  for (int i = 0; i < n; ++i) r[i] = i;
+  return r;
+}
+
+// The ranks whose inputs `used` names, or an empty vector if one is not an
+// input of `tag` among `candidates` or appears twice.
+std::vector<int> ranks_of(const std::vector<ObjectID>& used, const std::string& tag,
+                          const std::vector<int>& candidates) {
+  std::vector<int> out;
+  for (const auto& id : used) {
+    auto it = std::find_if(candidates.begin(), candidates.end(),
+                           [&](int r) { return input_id(tag, r) == id; });
+    if (it == candidates.end() || std::count(out.begin(), out.end(), *it) > 0) return {};
+    out.push_back(*it);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Appends piece by piece: GCC 12's -Wrestrict misfires on "{" + s + "}".
+std::string join(const std::vector<int>& v) {
+  std::string s = "{";
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) s += ',';
+    s += std::to_string(v[i]);
+  }
+  s += '}';
+  return s;
+}
+
+// Rank 0 tells the others which inputs a k-of-n reduce used, as an object.
+ObjectID used_id(const std::string& tag) {
+  return ObjectID::from_name("collectives/" + tag + "/used");
+}
+
+Status put_used(Node& node, const std::string& tag, const std::vector<int>& ranks) {
+  std::vector<std::int32_t> v(ranks.begin(), ranks.end());
+  return node.put(used_id(tag), v.data(), v.size() * sizeof(std::int32_t));
+}
+
+Result<std::vector<int>> get_used(Node& node, const std::string& tag) {
+  auto view = node.get(used_id(tag)).wait(kWait);
+  if (!view.is_ok()) return view.status();
+  std::vector<std::int32_t> v(view->size() / sizeof(std::int32_t));
+  std::memcpy(v.data(), view->data(), v.size() * sizeof(std::int32_t));
+  return std::vector<int>(v.begin(), v.end());
+}
+
+struct Case {
+  std::string tag;
+  ReduceOp op = ReduceOp::kSum;
+  DataType dtype = DataType::kFloat32;
+  std::uint64_t size = 0;
+  std::optional<std::uint32_t> depth;
+};
+
+std::string describe(const Case& c) {
+  return c.tag + " " + to_string(c.op) + "/" + to_string(c.dtype) + " " + std::to_string(c.size) +
+         " B";
+}
+
+ReduceOptions reduce_options(const Case& c, std::vector<ObjectID> inputs) {
+  ReduceOptions o;
+  o.inputs = std::move(inputs);
+  o.target = target_id(c.tag);
+  o.op = c.op;
+  o.dtype = c.dtype;
+  o.depth = c.depth;
+  o.timeout = kWait;
+  return o;
+}
+
+// Every rank puts its input, rank 0 reduces all of them, every rank reads
+// the target and checks every element. Runs on every rank of the cluster.
+int reduce_and_check(Node& node, const Case& c) {
+  const int n = node.world_size();
+  CHECK_OK(node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
+  CHECK_OK(node.barrier(kWait));
+  if (node.rank() == 0) {
+    ASSIGN_OR_FAIL(ReduceResult res,
+                   node.reduce(reduce_options(c, input_ids(c.tag, all_ranks(n)))));
+    if (ranks_of(res.used, c.tag, all_ranks(n)) != all_ranks(n)) {
+      FAIL_BODY(describe(c) + ": used is not every input once");
+    }
+    if (c.depth && res.depth != *c.depth) {
+      FAIL_BODY(describe(c) + ": depth " + std::to_string(res.depth) + ", forced " +
+                std::to_string(*c.depth));
+    }
+  }
+  ASSIGN_OR_FAIL(ObjectView view, node.get(target_id(c.tag)).wait(kWait));
+  CHECK_REDUCED(view.bytes(), c.size, c.op, c.dtype, all_ranks(n), c.tag);
+  CHECK_OK(node.barrier(kWait));
+  return 0;
+}
+
+// ---------------------------------------------------------- result matrix
+
+// The sizes cross the inline threshold (inline inputs reduce from the
+// directory's copy vs the holder's store) and chunk boundaries (a ragged
+// last chunk, several chunks in flight).
+std::vector<std::uint64_t> matrix_sizes() {
+  return {8, kInline - 8, kInline + 8, kChunk * 3 + 8, 4 * kMiB + 8};
+}
+
+constexpr int kMatrixRanks[] = {2, 3, 4, 5, 8};
+
+class ReduceMatrixTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(ReduceMatrixTest, EveryOpAndTypeIsByteExact) {
+  const int n = GetParam();
+  // Ten cases per cluster size, each (op, type) pair taken in turn across
+  // the cluster sizes, so the five sizes together cover all 16 pairs, each
+  // at two sizes or more, without the full cross product.
+  const int base = static_cast<int>(std::find(std::begin(kMatrixRanks), std::end(kMatrixRanks), n) -
+                                    std::begin(kMatrixRanks));
+  const auto sizes = matrix_sizes();
+  std::vector<Case> cases;
+  for (int j = 0; j < 10; ++j) {
+    const int pair = (base * 10 + j) % 16;
+    Case c;
+    c.op = kOps[pair % 4];
+    c.dtype = kTypes[pair / 4];
+    c.size = sizes[j % sizes.size()];
+    c.tag = "matrix/n" + std::to_string(n) + "/" + std::to_string(j);
+    cases.push_back(c);
+  }
+  int rc = run_cluster(
+      n,
+      [&](Node& node) -> int {
+        for (const auto& c : cases) RETURN_IF_FAILED(reduce_and_check(node, c));
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, ReduceMatrixTest, ::testing::ValuesIn(kMatrixRanks),
+                         [](const auto& info) {
+                           std::string name = "n";  // not "n" + ...: see join()
+                           name += std::to_string(info.param);
+                           return name;
+                         });
+
+// ------------------------------------------------------------ forced shapes
+
+TEST(ReduceShapeTest, ForcedDepthsAreByteExact) {
+  constexpr int kRanks = 8;
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        for (std::uint32_t d = 0; d <= 3; ++d) {
+          Case c;
+          c.tag = "depth/" + std::to_string(d);
+          c.op = kOps[d % 4];
+          c.dtype = kTypes[(d + 1) % 4];
+          c.size = kChunk * 3 + 8;
+          c.depth = d;
+          RETURN_IF_FAILED(reduce_and_check(node, c));
+        }
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+// ---------------------------------------------------------------- allreduce
+
+// Every rank reads the target while rank 0's reduce is still running: the
+// readers must be served from the partial root output (or the stripes) and
+// still end with exact bytes.
+TEST(AllreduceTest, EveryRankGetsWhileTheReduceRuns) {
+  constexpr int kRanks = 5;
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        int round = 0;
+        for (bool stripes : {false, true}) {
+          for (std::uint64_t size : {kInline + 8, 4 * kMiB + 8}) {
+            Case c;
+            c.tag = "allreduce/" + std::to_string(round);
+            c.op = kOps[round % 4];
+            c.dtype = kTypes[(round + 2) % 4];
+            c.size = size;
+            ++round;
+            CHECK_OK(
+                node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
+            CHECK_OK(node.barrier(kWait));
+            std::future<Result<ReduceResult>> fut;
+            if (node.rank() == 0) {
+              ReduceOptions o = reduce_options(c, input_ids(c.tag, all_ranks(kRanks)));
+              o.allow_stripes = stripes;
+              fut = node.reduce_async(o);
+            }
+            ASSIGN_OR_FAIL(ObjectView view, node.get(target_id(c.tag)).wait(kWait));
+            CHECK_REDUCED(view.bytes(), c.size, c.op, c.dtype, all_ranks(kRanks), c.tag);
+            if (node.rank() == 0) {
+              CHECK_TRUE(fut.wait_for(kWait) == std::future_status::ready);
+              ASSIGN_OR_FAIL(ReduceResult res, fut.get());
+              if (ranks_of(res.used, c.tag, all_ranks(kRanks)) != all_ranks(kRanks)) {
+                FAIL_BODY(c.tag + ": used is not every input once");
+              }
+              if (!stripes) CHECK_FALSE(res.striped);
+            }
+            CHECK_OK(node.barrier(kWait));
+          }
+        }
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+// ------------------------------------------------------ random arrivals
+
+std::uint64_t mix(std::uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Inputs become complete in a seed-dependent order and at seed-dependent
+// times (streaming puts sealed after a delay), so arrival order, and with it
+// the position each input takes in the tree-chain, differs per seed.
+TEST(ReducePropertyTest, RandomArrivalOrdersAreByteExact) {
+  constexpr int kRanks = 5;
+  constexpr std::uint64_t kSeeds[] = {1, 2, 3, 4, 5, 6, 7, 8};
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        for (std::uint64_t seed : kSeeds) {
+          Case c;
+          c.tag = "random/" + std::to_string(seed);
+          c.op = kOps[seed % 4];
+          c.dtype = kTypes[(seed / 2) % 4];
+          const std::uint64_t sizes[] = {8, kInline + 8, kChunk * 2 + 8, kChunk + 8};
+          c.size = sizes[seed % 4];
+          const auto delay = milliseconds(mix(seed * 1000 + node.rank()) % 51);
+
+          ASSIGN_OR_FAIL(ObjectWriter writer, node.create(input_id(c.tag, node.rank()), c.size));
+          fill_input(writer.data(), c.dtype, node.rank());
+          CHECK_OK(node.barrier(kWait));
+          std::future<Result<ReduceResult>> fut;
+          if (node.rank() == 0) {
+            // Started before rank 0's own input exists: the coordinator must
+            // wait for it like for any other.
+            fut = node.reduce_async(reduce_options(c, input_ids(c.tag, all_ranks(kRanks))));
+          }
+          std::this_thread::sleep_for(delay);
+          CHECK_OK(writer.seal());
+          if (node.rank() == 0) {
+            CHECK_TRUE(fut.wait_for(kWait) == std::future_status::ready);
+            ASSIGN_OR_FAIL(ReduceResult res, fut.get());
+            CHECK_EQ(res.used.size(), static_cast<std::size_t>(kRanks));
+            if (ranks_of(res.used, c.tag, all_ranks(kRanks)) != all_ranks(kRanks)) {
+              FAIL_BODY(c.tag + ": used is not every input once");
+            }
+          }
+          ASSIGN_OR_FAIL(ObjectView view, node.get(target_id(c.tag)).wait(kWait));
+          CHECK_REDUCED(view.bytes(), c.size, c.op, c.dtype, all_ranks(kRanks), c.tag);
+          CHECK_OK(node.barrier(kWait));
+        }
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+// ------------------------------------------------------------------ k of n
+
+TEST(ReduceKOfNTest, StragglersAreLeftOut) {
+  constexpr int kRanks = 6;
+  constexpr milliseconds kStraggle{1500};
+  const std::vector<int> early = {0, 1, 2};
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        Case c;
+        c.tag = "kofn/late";
+        c.op = ReduceOp::kSum;
+        c.dtype = DataType::kInt64;
+        c.size = kChunk * 2 + 8;
+        ObjectWriter late;
+        if (node.rank() >= 3) {
+          ASSIGN_OR_FAIL(late, node.create(input_id(c.tag, node.rank()), c.size));
+          fill_input(late.data(), c.dtype, node.rank());
+        }
+        CHECK_OK(node.barrier(kWait));
+        const auto start = Clock::now();
+        if (node.rank() < 3) {
+          CHECK_OK(
+              node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
+        }
+        if (node.rank() == 0) {
+          ReduceOptions o = reduce_options(c, input_ids(c.tag, all_ranks(kRanks)));
+          o.k = 3;
+          ASSIGN_OR_FAIL(ReduceResult res, node.reduce(o));
+          CHECK_EQ(res.used.size(), 3u);
+          const std::vector<int> used = ranks_of(res.used, c.tag, all_ranks(kRanks));
+          if (used != early) FAIL_BODY("used " + join(used) + ", want {0,1,2}");
+          CHECK_OK(put_used(node, c.tag, used));
+        }
+        if (node.rank() >= 3) {
+          std::this_thread::sleep_until(start + kStraggle);
+          CHECK_OK(late.seal());
+        }
+        ASSIGN_OR_FAIL(std::vector<int> used, get_used(node, c.tag));
+        if (used != early) FAIL_BODY("rank 0 shared used " + join(used));
+        ASSIGN_OR_FAIL(ObjectView view, node.get(target_id(c.tag)).wait(kWait));
+        CHECK_REDUCED(view.bytes(), c.size, c.op, c.dtype, used, c.tag);
+        CHECK_OK(node.barrier(kWait));
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+TEST(ReduceKOfNTest, FirstKOfAllPresentInputs) {
+  constexpr int kRanks = 6;
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        int round = 0;
+        for (std::uint64_t size : {std::uint64_t{8}, kInline + 8, kChunk * 3 + 8}) {
+          Case c;
+          c.tag = "kofn/all/" + std::to_string(round);
+          c.op = kOps[(round + 1) % 4];
+          c.dtype = kTypes[(round + 3) % 4];
+          c.size = size;
+          ++round;
+          CHECK_OK(
+              node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
+          CHECK_OK(node.barrier(kWait));
+          if (node.rank() == 0) {
+            ReduceOptions o = reduce_options(c, input_ids(c.tag, all_ranks(kRanks)));
+            o.k = 4;
+            ASSIGN_OR_FAIL(ReduceResult res, node.reduce(o));
+            CHECK_EQ(res.used.size(), 4u);
+            const std::vector<int> used = ranks_of(res.used, c.tag, all_ranks(kRanks));
+            if (used.size() != 4) FAIL_BODY("used names an unknown or repeated input");
+            CHECK_OK(put_used(node, c.tag, used));
+          }
+          ASSIGN_OR_FAIL(std::vector<int> used, get_used(node, c.tag));
+          ASSIGN_OR_FAIL(ObjectView view, node.get(target_id(c.tag)).wait(kWait));
+          CHECK_REDUCED(view.bytes(), c.size, c.op, c.dtype, used, c.tag + " used " + join(used));
+          CHECK_OK(node.barrier(kWait));
+        }
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+// ----------------------------------------------------- concurrent reduces
+
+struct Pair {
+  Case a, b;
+  std::vector<int> a_ranks, b_ranks;
+  int a_coordinator = 0, b_coordinator = 1;
+};
+
+// Two reduces in flight at once into different targets; where the input
+// sets overlap, the shared inputs feed both trees at the same time.
+TEST(ReduceConcurrencyTest, TwoReducesInFlight) {
+  constexpr int kRanks = 6;
+  std::vector<Pair> pairs;
+  {
+    Pair p;  // overlapping inputs {2, 3}, different coordinators
+    p.a = {"pair/0/a", ReduceOp::kSum, DataType::kInt32, kChunk * 3 + 8, {}};
+    p.b = {"pair/0/b", ReduceOp::kMax, DataType::kInt32, kChunk * 3 + 8, {}};
+    p.a_ranks = {0, 1, 2, 3};
+    p.b_ranks = {2, 3, 4, 5};
+    pairs.push_back(p);
+  }
+  {
+    Pair p;  // disjoint inputs, different coordinators
+    p.a = {"pair/1/a", ReduceOp::kProd, DataType::kFloat64, 4 * kMiB + 8, {}};
+    p.b = {"pair/1/b", ReduceOp::kMin, DataType::kFloat64, 4 * kMiB + 8, {}};
+    p.a_ranks = {0, 1, 2};
+    p.b_ranks = {3, 4, 5};
+    pairs.push_back(p);
+  }
+  {
+    Pair p;  // every input in both, one coordinator for both
+    p.a = {"pair/2/a", ReduceOp::kSum, DataType::kFloat32, kInline + 8, {}};
+    p.b = {"pair/2/b", ReduceOp::kProd, DataType::kFloat32, kInline + 8, {}};
+    p.a_ranks = all_ranks(kRanks);
+    p.b_ranks = all_ranks(kRanks);
+    p.b_coordinator = 0;
+    pairs.push_back(p);
+  }
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        const int me = node.rank();
+        for (const auto& p : pairs) {
+          // Both reduces of a pair read the same input objects, so the two
+          // cases share their input tag (a's) and only the targets differ.
+          const std::string in_tag = p.a.tag;
+          const bool in_a = std::count(p.a_ranks.begin(), p.a_ranks.end(), me) > 0;
+          const bool in_b = std::count(p.b_ranks.begin(), p.b_ranks.end(), me) > 0;
+          if (in_a || in_b) {
+            CHECK_OK(node.put(input_id(in_tag, me), make_input(p.a.size, p.a.dtype, me)));
+          }
+          CHECK_OK(node.barrier(kWait));
+          std::vector<std::future<Result<ReduceResult>>> futs;
+          if (me == p.a_coordinator) {
+            futs.push_back(node.reduce_async(reduce_options(p.a, input_ids(in_tag, p.a_ranks))));
+          }
+          if (me == p.b_coordinator) {
+            futs.push_back(node.reduce_async(reduce_options(p.b, input_ids(in_tag, p.b_ranks))));
+          }
+          for (auto& f : futs) {
+            CHECK_TRUE(f.wait_for(kWait) == std::future_status::ready);
+            CHECK_OK(f.get());
+          }
+          ASSIGN_OR_FAIL(ObjectView va, node.get(target_id(p.a.tag)).wait(kWait));
+          CHECK_REDUCED(va.bytes(), p.a.size, p.a.op, p.a.dtype, p.a_ranks, p.a.tag);
+          ASSIGN_OR_FAIL(ObjectView vb, node.get(target_id(p.b.tag)).wait(kWait));
+          CHECK_REDUCED(vb.bytes(), p.b.size, p.b.op, p.b.dtype, p.b_ranks, p.b.tag);
+          CHECK_OK(node.barrier(kWait));
+        }
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+// --------------------------------------------------- late broadcast reader
+
+// Rank 0 streams a 32 MiB object; rank 1 reads from the start, rank 2 a
+// little later, rank 3 only once rank 1 holds more than half. Rank 0 keeps
+// the last quarter back until rank 3 has asked, so rank 3 provably joins a
+// broadcast that is still running.
+TEST(LateReceiverTest, ReceiverArrivesMidBroadcast) {
+  constexpr int kRanks = 4;
+  constexpr std::uint64_t kSize = 32 * kMiB;
+  constexpr std::uint64_t kStep = kMiB;
+  constexpr std::uint64_t kSeed = 4242;
+  const ObjectID id = ObjectID::from_name("collectives/midcast");
+  const ObjectID half = ObjectID::from_name("collectives/midcast/rank1-past-half");
+  const ObjectID asked = ObjectID::from_name("collectives/midcast/rank3-asked");
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        CHECK_OK(node.barrier(kWait));
+        const std::byte flag{1};
+        switch (node.rank()) {
+          case 0: {
+            ASSIGN_OR_FAIL(ObjectWriter w, node.create(id, kSize));
+            fill_pattern(w.data(), kSeed);
+            std::uint64_t published = 0;
+            while (published < kSize * 3 / 4) {
+              published += kStep;
+              CHECK_OK(w.publish(published));
+              std::this_thread::sleep_for(milliseconds(10));
+            }
+            CHECK_OK(node.get(asked).wait(kWait));
+            while (published < kSize) {
+              published += kStep;
+              CHECK_OK(w.publish(published));
+              std::this_thread::sleep_for(milliseconds(10));
+            }
+            CHECK_OK(w.seal());
+            break;
+          }
+          case 1: {
+            ObjectFuture f = node.get(id);
+            CHECK_TRUE(wait_until([&] { return node.local_progress(id) > kSize / 2; }, kWait));
+            CHECK_OK(node.put(half, &flag, 1));
+            ASSIGN_OR_FAIL(ObjectView v, f.wait(kWait));
+            CHECK_PATTERN(v.bytes(), kSize, kSeed);
+            break;
+          }
+          case 2: {
+            std::this_thread::sleep_for(milliseconds(60));
+            ASSIGN_OR_FAIL(ObjectView v, node.get(id).wait(kWait));
+            CHECK_PATTERN(v.bytes(), kSize, kSeed);
+            break;
+          }
+          case 3: {
+            CHECK_OK(node.get(half).wait(kWait));
+            ObjectFuture f = node.get(id);
+            CHECK_OK(node.put(asked, &flag, 1));
+            ASSIGN_OR_FAIL(ObjectView v, f.wait(kWait));
+            CHECK_PATTERN(v.bytes(), kSize, kSeed);
+            break;
+          }
+        }
+        CHECK_OK(node.barrier(kWait));
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+// ---------------------------------------------------------------- bad input
+
+// A reduce that must fail, then a healthy one on the same cluster: an error
+// must not leave the coordinator or the holders in a state that breaks the
+// next reduce.
+TEST(ReduceErrorTest, BadArgumentsFailAndTheClusterRecovers) {
+  constexpr int kRanks = 3;
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        const int me = node.rank();
+        int healthy = 0;
+        auto recover = [&]() -> int {
+          Case c;
+          c.tag = "errors/healthy/" + std::to_string(healthy);
+          c.op = kOps[healthy % 4];
+          c.dtype = kTypes[healthy % 4];
+          c.size = healthy % 2 == 0 ? kInline + 8 : kChunk + 8;
+          ++healthy;
+          return reduce_and_check(node, c);
+        };
+        auto expect_code = [&](const ReduceOptions& o, StatusCode want,
+                               const std::string& what) -> int {
+          if (me != 0) return 0;
+          auto r = node.reduce(o);
+          if (r.is_ok() || r.status().code() != want) {
+            FAIL_BODY(what + ": want " + printable(want) + ", got " +
+                      (r.is_ok() ? std::string("ok") : r.status().to_string()));
+          }
+          return 0;
+        };
+        auto opts = [&](std::vector<ObjectID> inputs, DataType t, const std::string& tag) {
+          ReduceOptions o;
+          o.inputs = std::move(inputs);
+          o.target = target_id(tag);
+          o.dtype = t;
+          o.timeout = kWait;
+          return o;
+        };
+        const ObjectID a = ObjectID::from_name("errors/a");
+        const ObjectID b = ObjectID::from_name("errors/b");
+        const ObjectID odd_a = ObjectID::from_name("errors/odd_a");
+        const ObjectID odd_b = ObjectID::from_name("errors/odd_b");
+        const ObjectID half_a = ObjectID::from_name("errors/half_a");
+        const ObjectID half_b = ObjectID::from_name("errors/half_b");
+        const ObjectID big_a = ObjectID::from_name("errors/big_a");
+        const ObjectID big_b = ObjectID::from_name("errors/big_b");
+        if (me == 0) {
+          CHECK_OK(node.put(a, std::vector<std::byte>(1024)));
+          CHECK_OK(node.put(odd_a, std::vector<std::byte>(1022)));
+          CHECK_OK(node.put(half_a, std::vector<std::byte>(1028)));
+          CHECK_OK(node.put(big_a, std::vector<std::byte>(kChunk * 2)));
+        }
+        if (me == 1) {
+          CHECK_OK(node.put(b, std::vector<std::byte>(2048)));
+          CHECK_OK(node.put(odd_b, std::vector<std::byte>(1022)));
+          CHECK_OK(node.put(half_b, std::vector<std::byte>(1028)));
+          CHECK_OK(node.put(big_b, std::vector<std::byte>(kChunk * 2 + 64)));
+        }
+        CHECK_OK(node.barrier(kWait));
+
+        RETURN_IF_FAILED(expect_code(opts({a, b}, DataType::kFloat32, "errors/t1"),
+                                     StatusCode::kInvalidArgument, "sizes 1024 and 2048"));
+        RETURN_IF_FAILED(recover());
+        RETURN_IF_FAILED(expect_code(opts({big_a, big_b}, DataType::kInt32, "errors/t2"),
+                                     StatusCode::kInvalidArgument, "large inputs, sizes differ"));
+        RETURN_IF_FAILED(recover());
+        {
+          // The striped path checks sizes on its own.
+          ReduceOptions o = opts({big_a, big_b}, DataType::kInt32, "errors/t2s");
+          o.allow_stripes = true;
+          RETURN_IF_FAILED(expect_code(o, StatusCode::kInvalidArgument, "striped, sizes differ"));
+        }
+        RETURN_IF_FAILED(recover());
+        RETURN_IF_FAILED(expect_code(opts({odd_a, odd_b}, DataType::kFloat32, "errors/t3"),
+                                     StatusCode::kInvalidArgument, "1022 B of float"));
+        RETURN_IF_FAILED(recover());
+        RETURN_IF_FAILED(expect_code(opts({half_a, half_b}, DataType::kInt64, "errors/t4"),
+                                     StatusCode::kInvalidArgument, "1028 B of int64"));
+        RETURN_IF_FAILED(recover());
+        RETURN_IF_FAILED(expect_code(opts({a, a}, DataType::kFloat32, "errors/t5"),
+                                     StatusCode::kInvalidArgument, "duplicate inputs"));
+        RETURN_IF_FAILED(expect_code(opts({a, b, a}, DataType::kFloat32, "errors/t6"),
+                                     StatusCode::kInvalidArgument, "duplicate inputs, apart"));
+        {
+          ReduceOptions o = opts({a, odd_a}, DataType::kFloat32, "errors/t7");
+          o.target = a;
+          RETURN_IF_FAILED(
+              expect_code(o, StatusCode::kInvalidArgument, "target is one of the inputs"));
+        }
+        RETURN_IF_FAILED(expect_code(opts({}, DataType::kFloat32, "errors/t8"),
+                                     StatusCode::kInvalidArgument, "no inputs"));
+        RETURN_IF_FAILED(recover());
+        {
+          ReduceOptions o = opts({a, odd_a}, DataType::kFloat32, "errors/t9");
+          o.k = 3;
+          RETURN_IF_FAILED(expect_code(o, StatusCode::kInvalidArgument, "k = 3 of 2"));
+        }
+        RETURN_IF_FAILED(recover());
+        for (bool one_exists : {false, true}) {
+          ReduceOptions o = opts({ObjectID::from_name("errors/ghost/0"),
+                                  one_exists ? a : ObjectID::from_name("errors/ghost/1")},
+                                 DataType::kFloat32, "errors/t10/" + std::to_string(one_exists));
+          o.timeout = milliseconds(500);
+          if (me == 0) {
+            const auto start = Clock::now();
+            RETURN_IF_FAILED(expect_code(o, StatusCode::kTimeout, "inputs never appear"));
+            const auto took = Clock::now() - start;
+            CHECK_TRUE(took >= milliseconds(500));
+            CHECK_TRUE(took < milliseconds(5000));
+          }
+          RETURN_IF_FAILED(recover());
+        }
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+}  // namespace
+}  // namespace hoplite::itest
