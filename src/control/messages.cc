@@ -161,6 +161,7 @@ MsgType write(WireWriter& w, const Delete& m) {
 MsgType write(WireWriter& w, const Watch& m) {
   w.id(m.id);
   w.u32(m.requester);
+  w.u64(m.stream);
   return MsgType::kWatch;
 }
 MsgType write(WireWriter& w, const Progress& m) {
@@ -169,11 +170,13 @@ MsgType write(WireWriter& w, const Progress& m) {
   w.u64(m.offset);
   w.u64(m.size);
   w.u64(m.ready);
+  w.u64(m.stream);
   return MsgType::kProgress;
 }
 MsgType write(WireWriter& w, const Unwatch& m) {
   w.id(m.id);
   w.u32(m.requester);
+  w.u64(m.stream);
   return MsgType::kUnwatch;
 }
 
@@ -358,6 +361,7 @@ Result<Message> read(MsgType type, WireReader& r) {
       Watch m;
       TRY(r.id(m.id));
       TRY(r.u32(m.requester));
+      TRY(r.u64(m.stream));
       return Message{m};
     }
     case MsgType::kProgress: {
@@ -367,6 +371,7 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u64(m.offset));
       TRY(r.u64(m.size));
       TRY(r.u64(m.ready));
+      TRY(r.u64(m.stream));
       if (m.ready > m.size) return protocol_error("progress beyond the object size");
       return Message{m};
     }
@@ -374,6 +379,7 @@ Result<Message> read(MsgType type, WireReader& r) {
       Unwatch m;
       TRY(r.id(m.id));
       TRY(r.u32(m.requester));
+      TRY(r.u64(m.stream));
       return Message{m};
     }
     case MsgType::kLocate: {

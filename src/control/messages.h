@@ -149,9 +149,12 @@ struct RemoveAck {
 struct Delete {
   ObjectID id;
 };
+// `stream` is chosen by the reader and echoed in every Progress, so one node
+// can read the same object for two purposes (a get and a reduce) at once.
 struct Watch {
   ObjectID id;
   Rank requester = kNoRank;
+  std::uint64_t stream = 0;
 };
 struct Progress {
   ObjectID id;
@@ -159,10 +162,12 @@ struct Progress {
   std::uint64_t offset = 0;  // of the object in the sender's store region
   std::uint64_t size = 0;
   std::uint64_t ready = 0;  // bytes [0, ready) are valid at the sender
+  std::uint64_t stream = 0;
 };
 struct Unwatch {
   ObjectID id;
   Rank requester = kNoRank;
+  std::uint64_t stream = 0;
 };
 
 // "Tell me when a complete copy exists and where": how a reduce learns the

@@ -71,10 +71,12 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
 
   shard.forget_rank(f);
   for (auto it = watchers.begin(); it != watchers.end();) {
-    it->second.erase(f);
+    std::erase_if(it->second, [f](const auto& kv) { return kv.first.first == f; });
     it = it->second.empty() ? watchers.erase(it) : std::next(it);
   }
-  for (auto& [id, ranks] : parked_watches) std::erase(ranks, f);
+  for (auto& [id, ranks] : parked_watches) {
+    std::erase_if(ranks, [f](const auto& rs) { return rs.first == f; });
+  }
 
   // Transfers from the dead sender that were waiting for progress (no read
   // in flight, so no failed read to tell them).
@@ -160,6 +162,8 @@ void Node::Impl::resume_inbound(const ObjectID& id, const Status& why) {
   // Keep every byte that arrived in order; reads beyond it are redone.
   in.gen = next_gen++;
   in.resuming = true;
+  stream_to_inbound.erase(in.stream);  // the dead sender's stream
+  in.stream = 0;
   in.in_flight = 0;
   in.done.clear();
   in.next = in.contiguous;

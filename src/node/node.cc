@@ -429,7 +429,7 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
           [&](const msg::Unwatch& u) {
             auto it = watchers.find(u.id);
             if (it == watchers.end()) return;
-            it->second.erase(u.requester);
+            it->second.erase({u.requester, u.stream});
             if (it->second.empty()) watchers.erase(it);
           },
           [&](const msg::Locate& l) {
@@ -492,7 +492,7 @@ void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
     in.resuming = false;
     in.sender = r.sender;
     source_of[r.id] = static_cast<int>(r.sender);
-    send_to(r.sender, msg::Watch{r.id, me});
+    watch_inbound(r.id);
     return;
   }
   if (store->find(r.id)) {
@@ -544,7 +544,7 @@ void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
       inbound_transfers[r.id] = std::move(in);
       source_of[r.id] = static_cast<int>(r.sender);
       if (r.size == 0) return finish_inbound(r.id);
-      send_to(r.sender, msg::Watch{r.id, me});
+      watch_inbound(r.id);
       return;
     }
   }
@@ -556,13 +556,14 @@ void Node::Impl::on_watch(const msg::Watch& w) {
   if (!e && lookups_pending.count(w.id)) {
     // The directory made us this reader's sender before our own lookup
     // reply arrived: the copy exists in a moment, so hold the watch.
-    parked_watches[w.id].push_back(w.requester);
+    parked_watches[w.id].emplace_back(w.requester, w.stream);
     return;
   }
   msg::Progress p;
   p.id = w.id;
+  p.stream = w.stream;
   if (e) {
-    auto& wt = watchers[w.id][w.requester];
+    auto& wt = watchers[w.id][{w.requester, w.stream}];
     wt.pin = e;
     wt.sent = e->ready();
     p.present = true;
@@ -578,7 +579,25 @@ void Node::Impl::replay_parked(const ObjectID& id) {
   if (it == parked_watches.end()) return;
   auto ranks = std::move(it->second);
   parked_watches.erase(it);
-  for (Rank r : ranks) on_watch(msg::Watch{id, r});
+  for (auto [r, stream] : ranks) on_watch(msg::Watch{id, r, stream});
+}
+
+void Node::Impl::watch_inbound(const ObjectID& id) {
+  Inbound& in = inbound_transfers.at(id);
+  if (in.stream) stream_to_inbound.erase(in.stream);
+  in.stream = next_stream++;
+  stream_to_inbound[in.stream] = id;
+  send_to(in.sender, msg::Watch{id, me, in.stream});
+}
+
+// Tells the sender we are done reading (it unpins) and forgets the route.
+void Node::Impl::end_stream(Inbound& in) {
+  auto it = stream_to_inbound.find(in.stream);
+  if (it != stream_to_inbound.end()) {
+    send_to(in.sender, msg::Unwatch{it->second, me, in.stream});
+    stream_to_inbound.erase(it);
+  }
+  in.stream = 0;
 }
 
 void Node::Impl::drop_watchers(const ObjectID& id) {
@@ -587,30 +606,34 @@ void Node::Impl::drop_watchers(const ObjectID& id) {
   auto list = std::move(it->second);
   watchers.erase(it);
   // They re-plan through the directory and find another copy.
-  for (auto& [rank, w] : list) send_to(rank, msg::Progress{id, false, 0, 0, 0});
+  for (auto& [key, w] : list) send_to(key.first, msg::Progress{id, false, 0, 0, 0, key.second});
 }
 
 void Node::Impl::notify_watchers(const ObjectID& id) {
   auto it = watchers.find(id);
   if (it == watchers.end()) return;
-  for (auto& [rank, w] : it->second) {
+  for (auto& [key, w] : it->second) {
     std::uint64_t ready = w.pin->ready();
     if (ready <= w.sent) continue;
     w.sent = ready;
-    send_to(rank, msg::Progress{id, true, w.pin->offset, w.pin->size, ready});
+    send_to(key.first, msg::Progress{id, true, w.pin->offset, w.pin->size, ready, key.second});
   }
 }
 
 void Node::Impl::on_progress(const msg::Progress& p) {
+  auto sit = stream_to_inbound.find(p.stream);
+  if (sit == stream_to_inbound.end() || sit->second != p.id) return on_reduce_progress(p);
   auto it = inbound_transfers.find(p.id);
-  if (it == inbound_transfers.end()) return on_reduce_progress(p);
+  if (it == inbound_transfers.end()) return;
   Inbound& in = it->second;
   if (!in.composite.is_nil() && !p.present && ++in.watch_retries <= 250) {
     // A part's holder may not have started producing it yet: ask again.
     auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(20));
-    timer->async_wait([this, timer, id = p.id, gen = in.gen, sender = in.sender](error_code) {
+    timer->async_wait([this, timer, id = p.id, gen = in.gen](error_code) {
       auto it2 = inbound_transfers.find(id);
-      if (!stopping && it2 != inbound_transfers.end() && it2->second.gen == gen) send_to(sender, msg::Watch{id, me});
+      if (!stopping && it2 != inbound_transfers.end() && it2->second.gen == gen) {
+        send_to(it2->second.sender, msg::Watch{id, me, it2->second.stream});
+      }
     });
     return;
   }
@@ -673,12 +696,9 @@ void Node::Impl::on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t o
 void Node::Impl::finish_inbound(const ObjectID& id) {
   auto node = inbound_transfers.extract(id);
   Inbound& in = node.mapped();
-  if (!in.composite.is_nil()) {
-    if (in.size) send_to(in.sender, msg::Unwatch{id, me});
-    return part_done(in.composite, id);
-  }
+  end_stream(in);
+  if (!in.composite.is_nil()) return part_done(in.composite, id);
   in.entry->seal();
-  if (in.entry->size) send_to(in.sender, msg::Unwatch{id, me});
   send_to(shard_of(id), publish_msg(*in.entry, msg::LocationState::kComplete));
   notify_watchers(id);
   fulfill_waiters(id, view_of(in.entry));
@@ -687,16 +707,11 @@ void Node::Impl::finish_inbound(const ObjectID& id) {
 void Node::Impl::abort_inbound(const ObjectID& id, const Status& why, bool retry) {
   auto it = inbound_transfers.find(id);
   if (it == inbound_transfers.end()) return;
-  Rank sender = it->second.sender;
-  if (!it->second.composite.is_nil()) {
-    ObjectID composite = it->second.composite;
-    send_to(sender, msg::Unwatch{id, me});
-    return fail_composite(composite, why);
-  }
+  end_stream(it->second);
+  if (!it->second.composite.is_nil()) return fail_composite(it->second.composite, why);
   inbound_transfers.erase(it);
   store->erase(id);
   source_of.erase(id);
-  send_to(sender, msg::Unwatch{id, me});
   send_to(shard_of(id), msg::Unpublish{id, me});
   drop_watchers(id);
   LOG_INFO("transfer of " << id.short_hex() << " aborted: " << why.to_string());
@@ -742,7 +757,7 @@ void Node::Impl::start_composite(const msg::LookupReply& r) {
     if (part.size == 0) {
       finish_inbound(part.id);
     } else {
-      send_to(part.holder, msg::Watch{part.id, me});
+      watch_inbound(part.id);
     }
   }
 }
@@ -765,7 +780,7 @@ void Node::Impl::fail_composite(const ObjectID& composite, const Status& why) {
   for (const auto& part : it->second.parts) {
     auto pit = inbound_transfers.find(part);
     if (pit != inbound_transfers.end() && pit->second.composite == composite) {
-      send_to(pit->second.sender, msg::Unwatch{part, me});
+      end_stream(pit->second);
       inbound_transfers.erase(pit);
     }
   }
@@ -805,7 +820,7 @@ void Node::Impl::delete_local(const ObjectID& id) {
   bool receiving = inbound_transfers.count(id) > 0;
   if (receiving) {
     auto node = inbound_transfers.extract(id);
-    send_to(node.mapped().sender, msg::Unwatch{id, me});
+    end_stream(node.mapped());
   }
   store->erase(id);
   source_of.erase(id);

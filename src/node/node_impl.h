@@ -215,6 +215,7 @@ class Node::Impl {
     std::uint64_t size = 0;
     int watch_retries = 0;
     bool resuming = false;  // the sender died; a new one is being looked up
+    std::uint64_t stream = 0;  // of the current Watch
     int resumes = 0;
   };
   struct CompositeGet {
@@ -237,10 +238,15 @@ class Node::Impl {
     std::shared_ptr<store::ObjectEntry> pin;
     std::uint64_t sent = 0;
   };
-  std::unordered_map<ObjectID, std::map<Rank, Watcher>> watchers;
+  // Readers of our objects, by (rank, stream).
+  std::unordered_map<ObjectID, std::map<std::pair<Rank, std::uint64_t>, Watcher>> watchers;
+  std::uint64_t next_stream = 1;
+  std::unordered_map<std::uint64_t, ObjectID> stream_to_inbound;
+  void watch_inbound(const ObjectID& id);
+  void end_stream(Inbound& in);
   std::unordered_map<ObjectID, int> source_of;
   // Watches for an object whose lookup reply is still on its way here.
-  std::unordered_map<ObjectID, std::vector<Rank>> parked_watches;
+  std::unordered_map<ObjectID, std::vector<std::pair<Rank, std::uint64_t>>> parked_watches;
 
   std::uint64_t barrier_epoch = 0;  // user side; guarded by barrier_mu
   std::mutex barrier_mu;
@@ -307,6 +313,7 @@ class Node::Impl {
     std::uint32_t in_flight = 0;
     bool finished = false;
     int watch_retries = 0;
+    std::uint64_t stream = 0;
   };
   struct ReduceExec {
     msg::ReduceTask task;
@@ -337,7 +344,7 @@ class Node::Impl {
   std::unordered_map<std::uint64_t, std::uint64_t> locate_to_reduce;
   std::unordered_map<std::uint64_t, std::uint64_t> task_to_reduce;
   std::unordered_map<std::uint64_t, ReduceExec> reduce_execs;
-  std::unordered_map<ObjectID, std::pair<std::uint64_t, std::size_t>> reduce_pulls;
+  std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::size_t>> reduce_pulls;  // by stream
   // Link model for reduce planning, from options or the start-up probe.
   double link_bandwidth = 0;  // bytes/s
   double link_latency = 0;    // s

@@ -344,14 +344,15 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
     up.id = u.id;
     up.holder = u.holder;
     up.offset = u.offset;
-    reduce_pulls[u.id] = {t.task, ex.ups.size()};
+    up.stream = next_stream++;
+    reduce_pulls[up.stream] = {t.task, ex.ups.size()};
     ex.ups.push_back(std::move(up));
   }
   if (ex.ups.empty() || t.size == 0) {
     // k = 1 (or empty objects): the target is a copy of the one input.
     if (t.size) std::memcpy(ex.output->data, input->data + t.input_offset, t.size);
     ex.output->seal();
-    for (const auto& u : t.upstreams) reduce_pulls.erase(u.id);
+    for (const auto& u : ex.ups) reduce_pulls.erase(u.stream);
     send_to(shard_of(t.output), publish_msg(*ex.output, msg::LocationState::kComplete));
     on_local_sealed(ex.output);
     send_to(t.coordinator, msg::ReduceDone{t.task, 0, {}});
@@ -360,7 +361,7 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
   for (auto& up : ex.ups) {
     auto scratch = store->create_object(ObjectID::random(), ex.chunk * opts.pipeline_depth);
     if (!scratch.is_ok()) {
-      for (const auto& u : t.upstreams) reduce_pulls.erase(u.id);
+      for (const auto& u : ex.ups) reduce_pulls.erase(u.stream);
       store->erase(t.output);
       return reply_error(scratch.status());
     }
@@ -375,11 +376,11 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
   // Published as a partial copy: the parent task and any get of the target
   // can start pulling the prefix that is already reduced.
   send_to(shard_of(t.output), publish_msg(*output, msg::LocationState::kPartial));
-  for (const auto& u : t.upstreams) send_to(u.holder, msg::Watch{u.id, me});
+  for (const auto& u : reduce_execs.at(task_id).ups) send_to(u.holder, msg::Watch{u.id, me, u.stream});
 }
 
 void Node::Impl::on_reduce_progress(const msg::Progress& p) {
-  auto pit = reduce_pulls.find(p.id);
+  auto pit = reduce_pulls.find(p.stream);
   if (pit == reduce_pulls.end()) return;
   auto [task, ui] = pit->second;
   auto eit = reduce_execs.find(task);
@@ -391,8 +392,8 @@ void Node::Impl::on_reduce_progress(const msg::Progress& p) {
                                                  p.id.short_hex()));
     }
     auto timer = std::make_shared<asio::steady_timer>(io, kWatchRetryDelay);
-    timer->async_wait([this, timer, id = p.id, holder = up.holder](error_code) {
-      if (!stopping && reduce_pulls.count(id)) send_to(holder, msg::Watch{id, me});
+    timer->async_wait([this, timer, id = p.id, holder = up.holder, stream = up.stream](error_code) {
+      if (!stopping && reduce_pulls.count(stream)) send_to(holder, msg::Watch{id, me, stream});
     });
     return;
   }
@@ -455,14 +456,14 @@ void Node::Impl::on_reduce_chunk(std::uint64_t task, std::size_t ui, std::uint64
   }
   if (up.next_chunk == ex.nchunks && up.in_flight == 0 && !up.finished) {
     up.finished = true;
-    reduce_pulls.erase(up.id);
-    send_to(up.holder, msg::Unwatch{up.id, me});
+    reduce_pulls.erase(up.stream);
+    send_to(up.holder, msg::Unwatch{up.id, me, up.stream});
   }
   if (ex.contiguous == ex.nchunks) {
     auto node = reduce_execs.extract(eit);
     ReduceExec& done = node.mapped();
     for (auto& u : done.ups) {
-      if (!u.finished) reduce_pulls.erase(u.id);
+      if (!u.finished) reduce_pulls.erase(u.stream);
     }
     done.output->seal();
     send_to(shard_of(done.task.output), publish_msg(*done.output, msg::LocationState::kComplete));
@@ -480,8 +481,8 @@ void Node::Impl::fail_reduce_exec(std::uint64_t task, const Status& why) {
   ReduceExec& ex = node.mapped();
   for (auto& u : ex.ups) {
     if (!u.finished) {
-      reduce_pulls.erase(u.id);
-      send_to(u.holder, msg::Unwatch{u.id, me});
+      reduce_pulls.erase(u.stream);
+      send_to(u.holder, msg::Unwatch{u.id, me, u.stream});
     }
   }
   store->erase(ex.task.output);

@@ -104,9 +104,11 @@ void ExpectSame(const ctl::PublishComposite& a, const ctl::PublishComposite& b) 
 auto Fields(const ctl::Remove& m) { return std::tie(m.id, m.request, m.requester); }
 auto Fields(const ctl::RemoveAck& m) { return std::tie(m.id, m.request); }
 auto Fields(const ctl::Delete& m) { return std::tie(m.id); }
-auto Fields(const ctl::Watch& m) { return std::tie(m.id, m.requester); }
-auto Fields(const ctl::Progress& m) { return std::tie(m.id, m.present, m.offset, m.size, m.ready); }
-auto Fields(const ctl::Unwatch& m) { return std::tie(m.id, m.requester); }
+auto Fields(const ctl::Watch& m) { return std::tie(m.id, m.requester, m.stream); }
+auto Fields(const ctl::Progress& m) {
+  return std::tie(m.id, m.present, m.offset, m.size, m.ready, m.stream);
+}
+auto Fields(const ctl::Unwatch& m) { return std::tie(m.id, m.requester, m.stream); }
 auto Fields(const ctl::Locate& m) { return std::tie(m.id, m.request, m.requester); }
 auto Fields(const ctl::LocateReply& m) { return std::tie(m.id, m.request, m.size, m.holder); }
 auto Fields(const ctl::Upstream& u) { return std::tie(u.id, u.holder, u.offset); }
@@ -217,10 +219,10 @@ std::vector<Sample> Samples() {
   s.push_back({"Remove", MsgType::kRemove, ctl::Remove{id, 31, 2}});
   s.push_back({"RemoveAck", MsgType::kRemoveAck, ctl::RemoveAck{id, 32}});
   s.push_back({"Delete", MsgType::kDelete, ctl::Delete{id}});
-  s.push_back({"Watch", MsgType::kWatch, ctl::Watch{id, 6}});
-  s.push_back({"Progress", MsgType::kProgress, ctl::Progress{id, true, 4096, 1 << 20, 65536}});
+  s.push_back({"Watch", MsgType::kWatch, ctl::Watch{id, 6, 1ULL << 50}});
+  s.push_back({"Progress", MsgType::kProgress, ctl::Progress{id, true, 4096, 1 << 20, 65536, 17}});
   s.push_back({"ProgressDone", MsgType::kProgress, ctl::Progress{id, true, 64, 1000, 1000}});
-  s.push_back({"Unwatch", MsgType::kUnwatch, ctl::Unwatch{id, 6}});
+  s.push_back({"Unwatch", MsgType::kUnwatch, ctl::Unwatch{id, 6, 99}});
   s.push_back({"Locate", MsgType::kLocate, ctl::Locate{id, 55, 9}});
   s.push_back({"LocateReply", MsgType::kLocateReply, ctl::LocateReply{id, 56, 1ULL << 35, 4}});
 
