@@ -74,10 +74,12 @@ inline bool parse_size(const std::string& s, std::uint64_t& out) {
   return true;
 }
 
-inline const char* usage_text() {
-  return "usage: %s [-C] bcast|reduce|allreduce|gather|allgather [-b minbytes] [-e maxbytes]\n"
-         "          [-f stepfactor] [-n iters] [-w warmup] [-c 0|1] [-o sum|prod|min|max]\n"
-         "          [-d float|double|int32|int64] [-r root]%s\n";
+inline void print_usage(const char* name, bool with_algo) {
+  std::fprintf(stderr,
+               "usage: %s [-C] bcast|reduce|allreduce|gather|allgather [-b minbytes] [-e maxbytes]\n"
+               "          [-f stepfactor] [-n iters] [-w warmup] [-c 0|1] [-o sum|prod|min|max]\n"
+               "          [-d float|double|int32|int64] [-r root]%s\n",
+               name, with_algo ? " [-A ring|ring_chunked|halving_doubling|bcube]" : "");
 }
 
 // Parses argv. Returns an empty string on success, else the reason (the

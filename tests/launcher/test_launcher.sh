@@ -127,5 +127,20 @@ fi
 launch -n 0 -- true
 if [[ $rc == 2 && -n "$err" ]]; then pass "-n 0 rejected"; else fail "-n 0 rejected"; fi
 
+# The emulated-cluster options need --netns (which is tested as root in test_netns.sh).
+launch -n 2 --rate 1gbit -- true
+if [[ $rc == 2 && "$err" == *"--rate needs --netns"* ]]; then
+  pass "--rate without --netns rejected"
+else
+  fail "--rate without --netns rejected"
+fi
+
+launch -n 2 --netns --netns-prefix hpl1 -- true
+if [[ $rc == 2 && "$err" == *"bad --netns-prefix"* ]]; then
+  pass "--netns-prefix ending in a digit rejected"
+else
+  fail "--netns-prefix ending in a digit rejected"
+fi
+
 echo "$passed passed, $failed failed"
 ((failed == 0))
