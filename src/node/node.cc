@@ -627,7 +627,14 @@ void Node::Impl::on_progress(const msg::Progress& p) {
   if (it == inbound_transfers.end()) return;
   Inbound& in = it->second;
   if (!in.composite.is_nil() && !p.present && ++in.watch_retries <= 250) {
-    // A part's holder may not have started producing it yet: ask again.
+    // A part's holder may not have started producing it yet, or our ring
+    // predecessor has not started reading it: ask again, and after a while
+    // go to the producer itself.
+    if (in.watch_retries == 25 && in.sender != in.producer) {
+      in.sender = in.producer;
+      watch_inbound(p.id);
+      return;
+    }
     auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(20));
     timer->async_wait([this, timer, id = p.id, gen = in.gen](error_code) {
       auto it2 = inbound_transfers.find(id);
@@ -685,7 +692,7 @@ void Node::Impl::on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t o
     in.contiguous += in.done.begin()->second;
     in.done.erase(in.done.begin());
   }
-  if (in.composite.is_nil()) {
+  if (in.composite.is_nil() || in.serves) {
     in.entry->advance(in.contiguous);
     notify_watchers(id);  // a partial copy serves what it has: chains stream
   }
@@ -697,7 +704,13 @@ void Node::Impl::finish_inbound(const ObjectID& id) {
   auto node = inbound_transfers.extract(id);
   Inbound& in = node.mapped();
   end_stream(in);
-  if (!in.composite.is_nil()) return part_done(in.composite, id);
+  if (!in.composite.is_nil()) {
+    if (in.serves) {
+      in.entry->seal();
+      notify_watchers(id);
+    }
+    return part_done(in.composite, id);
+  }
   in.entry->seal();
   send_to(shard_of(id), publish_msg(*in.entry, msg::LocationState::kComplete));
   notify_watchers(id);
@@ -737,18 +750,40 @@ void Node::Impl::start_composite(const msg::LookupReply& r) {
                                                   part.id.short_hex()));
     }
   }
+  // Holders read every part from their predecessor in the ring of holders
+  // (part j flows h_j -> h_j+1 -> ...), so each node receives from one peer
+  // and sends to one, as in a ring allgather: no incast on anyone's link.
+  // Other readers read from the producers.
+  std::optional<std::size_t> my_index;
+  for (std::size_t j = 0; j < r.parts.size(); ++j) {
+    if (r.parts[j].holder == me) my_index = j;
+  }
+  const std::size_t m = r.parts.size();
   CompositeGet& cg = composite_gets[r.id];
   cg.entry = e.value();
-  cg.remaining = r.parts.size();
+  cg.remaining = m;
   for (const auto& part : r.parts) {
     cg.parts.push_back(part.id);
     Inbound in;
-    in.entry = cg.entry;
     in.dest = cg.entry->data + part.offset;
     in.size = part.size;
+    in.producer = part.holder;
     in.sender = part.holder;
     in.gen = next_gen++;
     in.composite = r.id;
+    if (part.holder == me) {
+      in.entry = cg.entry;  // our own stripe: a local copy, nothing to serve
+    } else {
+      auto view = store->create_view(part.id, cg.entry, part.offset, part.size);
+      if (view.is_ok()) {
+        in.entry = view.value();
+        in.serves = true;
+        cg.views.push_back(part.id);
+        if (my_index) in.sender = r.parts[(*my_index + m - 1) % m].holder;
+      } else {
+        in.entry = cg.entry;  // the id is taken locally: read, don't serve
+      }
+    }
     inbound_transfers[part.id] = std::move(in);
   }
   // Watches go out after every part is registered: a zero-size part
@@ -767,6 +802,7 @@ void Node::Impl::part_done(const ObjectID& composite, const ObjectID&) {
   if (it == composite_gets.end()) return;
   if (--it->second.remaining > 0) return;
   auto entry = it->second.entry;
+  if (!it->second.views.empty()) composite_views[composite] = std::move(it->second.views);
   composite_gets.erase(it);
   entry->seal();
   send_to(shard_of(composite), publish_msg(*entry, msg::LocationState::kComplete));
@@ -783,6 +819,10 @@ void Node::Impl::fail_composite(const ObjectID& composite, const Status& why) {
       end_stream(pit->second);
       inbound_transfers.erase(pit);
     }
+  }
+  for (const auto& v : it->second.views) {
+    store->erase(v);
+    drop_watchers(v);
   }
   composite_gets.erase(it);
   store->erase(composite);
@@ -825,6 +865,13 @@ void Node::Impl::delete_local(const ObjectID& id) {
   store->erase(id);
   source_of.erase(id);
   drop_watchers(id);
+  if (auto v = composite_views.find(id); v != composite_views.end()) {
+    for (const auto& part : v->second) {
+      store->erase(part);
+      drop_watchers(part);
+    }
+    composite_views.erase(v);
+  }
   // Local gets still waiting wait for a new put.
   if (receiving && waiters.count(id)) start_lookup(id, must_exist_ids.count(id) > 0);
 }

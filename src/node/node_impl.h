@@ -216,13 +216,19 @@ class Node::Impl {
     int watch_retries = 0;
     bool resuming = false;  // the sender died; a new one is being looked up
     std::uint64_t stream = 0;  // of the current Watch
+    Rank producer = 0;         // composite parts: where the part is made
+    bool serves = false;       // composite parts: `entry` is a view peers read
     int resumes = 0;
   };
   struct CompositeGet {
     std::shared_ptr<store::ObjectEntry> entry;
     std::vector<ObjectID> parts;
+    std::vector<ObjectID> views;  // parts registered as views of `entry`
     std::size_t remaining = 0;
   };
+  // Views kept after assembly (successors in the ring still read them);
+  // removed with the composite.
+  std::unordered_map<ObjectID, std::vector<ObjectID>> composite_views;
   std::unordered_map<ObjectID, CompositeGet> composite_gets;
   std::unordered_map<ObjectID, int> composite_retries;
   void start_composite(const msg::LookupReply& r);

@@ -3,8 +3,22 @@
 namespace hoplite::store {
 
 ObjectEntry::~ObjectEntry() {
+  if (parent_) return;
   std::lock_guard lock(core_->mu_);
   core_->alloc_.free(offset, size);
+}
+
+Result<std::shared_ptr<ObjectEntry>> ObjectStore::create_view(const ObjectID& id,
+                                                              const std::shared_ptr<ObjectEntry>& parent,
+                                                              std::uint64_t offset, std::uint64_t size) {
+  if (offset > parent->size || size > parent->size - offset) return invalid_argument("view outside its object");
+  std::lock_guard lock(mu_);
+  if (objects_.count(id)) {
+    return Status(StatusCode::kAlreadyExists, "object " + id.short_hex() + " already in the local store");
+  }
+  auto e = std::make_shared<ObjectEntry>(parent, id, offset, size);
+  objects_.emplace(id, e);
+  return e;
 }
 
 Result<std::unique_ptr<ObjectStore>> ObjectStore::create(std::uint64_t capacity) {

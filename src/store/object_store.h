@@ -34,6 +34,11 @@ class ObjectEntry {
   ObjectEntry(std::shared_ptr<StoreCore> core, ObjectID id, std::uint64_t offset, std::uint64_t size,
               std::byte* data)
       : id(id), offset(offset), size(size), data(data), core_(std::move(core)) {}
+  // A view: a range of `parent` with its own id and progress; it owns no
+  // extent (the parent's pin keeps the memory).
+  ObjectEntry(std::shared_ptr<ObjectEntry> parent, ObjectID id, std::uint64_t offset, std::uint64_t size)
+      : id(id), offset(parent->offset + offset), size(size), data(parent->data + offset),
+        core_(parent->core_), parent_(std::move(parent)) {}
   ~ObjectEntry();
   ObjectEntry(const ObjectEntry&) = delete;
   ObjectEntry& operator=(const ObjectEntry&) = delete;
@@ -60,6 +65,7 @@ class ObjectEntry {
   std::atomic<std::uint64_t> progress_{0};
   std::atomic<bool> sealed_{false};
   std::shared_ptr<StoreCore> core_;
+  std::shared_ptr<ObjectEntry> parent_;
 };
 
 // The allocator and arena, shared by the store and every live entry.
@@ -78,6 +84,11 @@ class ObjectStore {
   // A new, empty, unsealed object. Capacity errors and duplicates change
   // nothing.
   [[nodiscard]] Result<std::shared_ptr<ObjectEntry>> create_object(const ObjectID& id, std::uint64_t size);
+  // A named range of an existing object (a part of a composite being
+  // assembled), readable by peers like any object.
+  [[nodiscard]] Result<std::shared_ptr<ObjectEntry>> create_view(const ObjectID& id,
+                                                                 const std::shared_ptr<ObjectEntry>& parent,
+                                                                 std::uint64_t offset, std::uint64_t size);
   std::shared_ptr<ObjectEntry> find(const ObjectID& id) const;
   // Drops the object from the table; its memory lives on while pinned.
   std::shared_ptr<ObjectEntry> erase(const ObjectID& id);

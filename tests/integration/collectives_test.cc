@@ -342,7 +342,9 @@ TEST(AllreduceTest, EveryRankGetsWhileTheReduceRuns) {
       [&](Node& node) -> int {
         int round = 0;
         for (bool stripes : {false, true}) {
-          for (std::uint64_t size : {kInline + 8, 4 * kMiB + 8}) {
+          // Striping cuts the object into one stripe per holder, 64-byte
+          // aligned: 3 chunks + 8 B and 4 MiB + 8 B leave a short last stripe.
+          for (std::uint64_t size : {kInline + 8, kChunk * 3 + 8, 4 * kMiB + 8}) {
             Case c;
             c.tag = "allreduce/" + std::to_string(round);
             c.op = kOps[round % 4];
@@ -388,15 +390,17 @@ std::uint64_t mix(std::uint64_t x) {
 // Inputs become complete in a seed-dependent order and at seed-dependent
 // times (streaming puts sealed after a delay), so arrival order, and with it
 // the position each input takes in the tree-chain, differs per seed.
-TEST(ReducePropertyTest, RandomArrivalOrdersAreByteExact) {
-  constexpr int kRanks = 5;
+class ReducePropertyTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(ReducePropertyTest, RandomArrivalOrdersAreByteExact) {
+  const int kRanks = GetParam();
   constexpr std::uint64_t kSeeds[] = {1, 2, 3, 4, 5, 6, 7, 8};
   int rc = run_cluster(
       kRanks,
       [&](Node& node) -> int {
         for (std::uint64_t seed : kSeeds) {
           Case c;
-          c.tag = "random/" + std::to_string(seed);
+          c.tag = "random/n" + std::to_string(kRanks) + "/" + std::to_string(seed);
           c.op = kOps[seed % 4];
           c.dtype = kTypes[(seed / 2) % 4];
           const std::uint64_t sizes[] = {8, kInline + 8, kChunk * 2 + 8, kChunk + 8};
@@ -431,6 +435,12 @@ TEST(ReducePropertyTest, RandomArrivalOrdersAreByteExact) {
       cluster_options());
   EXPECT_EQ(rc, 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Ranks, ReducePropertyTest, ::testing::Values(5, 8), [](const auto& info) {
+  std::string name = "n";  // not "n" + ...: see join()
+  name += std::to_string(info.param);
+  return name;
+});
 
 // ------------------------------------------------------------------ k of n
 
@@ -525,16 +535,60 @@ struct Pair {
   int a_coordinator = 0, b_coordinator = 1;
 };
 
-// Two reduces in flight at once into different targets; where the input
-// sets overlap, the shared inputs feed both trees at the same time.
+// Both reduces of each pair start at once and run side by side; every rank
+// then checks both targets. Both reduces of a pair read the same input
+// objects (tagged with a's tag), so where the rank sets overlap, the shared
+// inputs feed both trees at the same time.
+int run_pairs(Node& node, const std::vector<Pair>& pairs, milliseconds wait) {
+  const int me = node.rank();
+  for (const auto& p : pairs) {
+    const std::string in_tag = p.a.tag;
+    const bool in_a = std::count(p.a_ranks.begin(), p.a_ranks.end(), me) > 0;
+    const bool in_b = std::count(p.b_ranks.begin(), p.b_ranks.end(), me) > 0;
+    if (in_a || in_b) {
+      CHECK_OK(node.put(input_id(in_tag, me), make_input(p.a.size, p.a.dtype, me)));
+    }
+    CHECK_OK(node.barrier(kWait));
+    std::vector<std::pair<std::string, std::future<Result<ReduceResult>>>> futs;
+    if (me == p.a_coordinator) {
+      ReduceOptions o = reduce_options(p.a, input_ids(in_tag, p.a_ranks));
+      o.timeout = wait;
+      futs.emplace_back(p.a.tag, node.reduce_async(o));
+    }
+    if (me == p.b_coordinator) {
+      ReduceOptions o = reduce_options(p.b, input_ids(in_tag, p.b_ranks));
+      o.timeout = wait;
+      futs.emplace_back(p.b.tag, node.reduce_async(o));
+    }
+    for (auto& [tag, f] : futs) {
+      if (f.wait_for(wait) != std::future_status::ready) {
+        FAIL_BODY(tag + ": reduce not done after " + std::to_string(wait.count()) + " ms");
+      }
+      const Status st = status_of(f.get());
+      if (!st.is_ok()) FAIL_BODY(tag + ": " + st.to_string());
+    }
+    for (const Case* c : {&p.a, &p.b}) {
+      auto view = node.get(target_id(c->tag)).wait(wait);
+      if (!view.is_ok()) FAIL_BODY(c->tag + ": " + view.status().to_string());
+      CHECK_REDUCED(view->bytes(), c->size, c->op, c->dtype, c == &p.a ? p.a_ranks : p.b_ranks,
+                    c->tag);
+    }
+    CHECK_OK(node.barrier(kWait));
+  }
+  return 0;
+}
+
 TEST(ReduceConcurrencyTest, TwoReducesInFlight) {
   constexpr int kRanks = 6;
   std::vector<Pair> pairs;
   {
-    Pair p;  // overlapping inputs {2, 3}, different coordinators
+    // Overlapping in one input, different coordinators. (One shared input
+    // only: with two, a holder can be asked to pull the same upstream for
+    // both reduces; see SameUpstreamForTwoTasksOnOneNode.)
+    Pair p;
     p.a = {"pair/0/a", ReduceOp::kSum, DataType::kInt32, kChunk * 3 + 8, {}};
     p.b = {"pair/0/b", ReduceOp::kMax, DataType::kInt32, kChunk * 3 + 8, {}};
-    p.a_ranks = {0, 1, 2, 3};
+    p.a_ranks = {0, 1, 2};
     p.b_ranks = {2, 3, 4, 5};
     pairs.push_back(p);
   }
@@ -547,47 +601,40 @@ TEST(ReduceConcurrencyTest, TwoReducesInFlight) {
     pairs.push_back(p);
   }
   {
-    Pair p;  // every input in both, one coordinator for both
+    Pair p;  // disjoint inputs, one coordinator for both
     p.a = {"pair/2/a", ReduceOp::kSum, DataType::kFloat32, kInline + 8, {}};
     p.b = {"pair/2/b", ReduceOp::kProd, DataType::kFloat32, kInline + 8, {}};
-    p.a_ranks = all_ranks(kRanks);
-    p.b_ranks = all_ranks(kRanks);
+    p.a_ranks = {0, 1, 4};
+    p.b_ranks = {2, 3, 5};
     p.b_coordinator = 0;
     pairs.push_back(p);
   }
   int rc = run_cluster(
-      kRanks,
-      [&](Node& node) -> int {
-        const int me = node.rank();
-        for (const auto& p : pairs) {
-          // Both reduces of a pair read the same input objects, so the two
-          // cases share their input tag (a's) and only the targets differ.
-          const std::string in_tag = p.a.tag;
-          const bool in_a = std::count(p.a_ranks.begin(), p.a_ranks.end(), me) > 0;
-          const bool in_b = std::count(p.b_ranks.begin(), p.b_ranks.end(), me) > 0;
-          if (in_a || in_b) {
-            CHECK_OK(node.put(input_id(in_tag, me), make_input(p.a.size, p.a.dtype, me)));
-          }
-          CHECK_OK(node.barrier(kWait));
-          std::vector<std::future<Result<ReduceResult>>> futs;
-          if (me == p.a_coordinator) {
-            futs.push_back(node.reduce_async(reduce_options(p.a, input_ids(in_tag, p.a_ranks))));
-          }
-          if (me == p.b_coordinator) {
-            futs.push_back(node.reduce_async(reduce_options(p.b, input_ids(in_tag, p.b_ranks))));
-          }
-          for (auto& f : futs) {
-            CHECK_TRUE(f.wait_for(kWait) == std::future_status::ready);
-            CHECK_OK(f.get());
-          }
-          ASSIGN_OR_FAIL(ObjectView va, node.get(target_id(p.a.tag)).wait(kWait));
-          CHECK_REDUCED(va.bytes(), p.a.size, p.a.op, p.a.dtype, p.a_ranks, p.a.tag);
-          ASSIGN_OR_FAIL(ObjectView vb, node.get(target_id(p.b.tag)).wait(kWait));
-          CHECK_REDUCED(vb.bytes(), p.b.size, p.b.op, p.b.dtype, p.b_ranks, p.b.tag);
-          CHECK_OK(node.barrier(kWait));
-        }
-        return 0;
-      },
+      kRanks, [&](Node& node) -> int { return run_pairs(node, pairs, kWait); }, cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
+// Two reduces over the same two inputs, both coordinated by rank 0: rank 0
+// keeps its own input for the root of each, so both root tasks run on rank 0
+// and both pull rank 1's input at the same time. Each task must get that
+// upstream's progress; a node that tracks pulls by object id alone gives it
+// to one task and starves the other.
+TEST(ReduceConcurrencyTest, SameUpstreamForTwoTasksOnOneNode) {
+  std::vector<Pair> pairs;
+  for (int round = 0; round < 3; ++round) {
+    Pair p;
+    const std::string tag = "same-upstream/" + std::to_string(round);
+    p.a = {tag + "/a", ReduceOp::kSum, DataType::kInt64, 4 * kMiB + 8, {}};
+    p.b = {tag + "/b", ReduceOp::kMax, DataType::kInt64, 4 * kMiB + 8, {}};
+    p.a_ranks = {0, 1};
+    p.b_ranks = {0, 1};
+    p.b_coordinator = 0;
+    pairs.push_back(p);
+  }
+  // A healthy pair takes milliseconds; waiting for kWait would only slow
+  // down the failure.
+  int rc = run_cluster(
+      2, [&](Node& node) -> int { return run_pairs(node, pairs, milliseconds(5000)); },
       cluster_options());
   EXPECT_EQ(rc, 0);
 }
