@@ -50,7 +50,9 @@ int main() {
   for (std::size_t size : sizes) {
     std::vector<std::byte> mine(size);
     fill(mine, rank * 1000 + static_cast<int>(size % 997));
-    auto id = [&](int r) { return ObjectID::from_name("demo/" + std::to_string(size) + "/" + std::to_string(r)); };
+    auto id = [&](int r) {
+      return ObjectID::from_name("demo/" + std::to_string(size) + "/" + std::to_string(r));
+    };
     if (Status st = node.barrier(); !st) return fail("barrier", st);
     auto t0 = Clock::now();
     if (Status st = node.put(id(rank), mine); !st) return fail("put", st);

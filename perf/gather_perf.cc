@@ -20,8 +20,12 @@ int run_gather(int argc, char** argv, bool all) {
                                           std::uint64_t& wrong) -> Status {
       const int world = node.world_size(), rank = node.rank();
       std::uint64_t part = bytes / static_cast<std::uint64_t>(world);
-      auto id = [&](int r) { return ObjectID::from_name("gather/" + std::to_string(iter) + "/" + std::to_string(r)); };
-      auto seed = [&](int r) { return static_cast<std::uint64_t>(r) * 977 + static_cast<std::uint64_t>(iter); };
+      auto id = [&](int r) {
+        return ObjectID::from_name("gather/" + std::to_string(iter) + "/" + std::to_string(r));
+      };
+      auto seed = [&](int r) {
+        return static_cast<std::uint64_t>(r) * 977 + static_cast<std::uint64_t>(iter);
+      };
       auto w = node.create(id(rank), part);
       if (!w.is_ok()) return w.status();
       perf::fill_pattern(w->data().data(), part, seed(rank));

@@ -118,20 +118,21 @@ int run(int argc, char** argv, const std::string& name,
   Collective coll = make(args, node.world_size());
   const bool root = node.rank() == 0;
   if (root) {
-    std::printf("# %s: %d ranks, transport %s, chunk %llu B, inline <= %llu B\n", name.c_str(), node.world_size(),
-                opts->transport.c_str(), static_cast<unsigned long long>(opts->chunk_size),
+    std::printf("# %s: %d ranks, transport %s, chunk %llu B, inline <= %llu B\n", name.c_str(),
+                node.world_size(), opts->transport.c_str(), static_cast<unsigned long long>(opts->chunk_size),
                 static_cast<unsigned long long>(opts->inline_threshold));
     std::printf("#\n# %10s %12s %8s %6s %6s %10s %8s %8s %6s\n", "size", "count", "type", "redop", "root",
                 "time", "algbw", "busbw", "#wrong");
-    std::printf("# %10s %12s %8s %6s %6s %10s %8s %8s %6s\n", "(B)", "(elements)", "", "", "", "(us)", "(GB/s)",
-                "(GB/s)", "");
+    std::printf("# %10s %12s %8s %6s %6s %10s %8s %8s %6s\n", "(B)", "(elements)", "", "", "", "(us)",
+                "(GB/s)", "(GB/s)", "");
     std::fflush(stdout);
   }
   std::uint64_t total_wrong = 0;
   int iter_id = 0;
   int step_id = 0;
   for (std::uint64_t step = args.min_bytes; step <= args.max_bytes;
-       step = std::max<std::uint64_t>(step + 1, static_cast<std::uint64_t>(static_cast<double>(step) * args.step_factor))) {
+       step = std::max<std::uint64_t>(
+           step + 1, static_cast<std::uint64_t>(static_cast<double>(step) * args.step_factor))) {
     const std::uint64_t bytes = step - step % 8;  // whole elements of every type
     double sum = 0;
     std::uint64_t wrong = 0;
@@ -158,9 +159,11 @@ int run(int argc, char** argv, const std::string& name,
     total_wrong += wrong;
     if (root) {
       double algbw = static_cast<double>(bytes) / mean / 1e9;
-      std::printf("  %10llu %12llu %8s %6s %6d %10.1f %8.3f %8.3f %6llu\n", static_cast<unsigned long long>(bytes),
-                  static_cast<unsigned long long>(bytes / coll.element), coll.type.c_str(), coll.redop.c_str(), args.root, mean * 1e6,
-                  algbw, algbw * coll.busbw_factor, static_cast<unsigned long long>(args.check ? wrong : 0));
+      std::printf("  %10llu %12llu %8s %6s %6d %10.1f %8.3f %8.3f %6llu\n",
+                  static_cast<unsigned long long>(bytes),
+                  static_cast<unsigned long long>(bytes / coll.element), coll.type.c_str(),
+                  coll.redop.c_str(), args.root, mean * 1e6, algbw, algbw * coll.busbw_factor,
+                  static_cast<unsigned long long>(args.check ? wrong : 0));
       std::fflush(stdout);
     }
   }

@@ -33,12 +33,13 @@ Args parse_args(int argc, char** argv, const char* name);
 // One benchmark iteration of `bytes`: returns this rank's elapsed seconds
 // and adds wrong elements to `wrong`. `iter` is unique per call, so objects
 // can be named per iteration.
-using IterFn = std::function<Status(Node& node, std::uint64_t bytes, int iter, double& seconds, std::uint64_t& wrong)>;
+using IterFn =
+    std::function<Status(Node& node, std::uint64_t bytes, int iter, double& seconds, std::uint64_t& wrong)>;
 
 struct Collective {
   const char* name;
-  std::string redop;      // "none" for data movement
-  double busbw_factor;    // busbw = algbw * factor(world)
+  std::string redop;    // "none" for data movement
+  double busbw_factor;  // busbw = algbw * factor(world)
   IterFn iteration;
   std::string type = "float";
   std::size_t element = 4;

@@ -30,7 +30,8 @@ int run_reduce(int argc, char** argv, bool all) {
     c.element = element_size(*dt);
     int k = std::getenv("HOPLITE_PERF_K") ? std::atoi(std::getenv("HOPLITE_PERF_K")) : 0;
     c.iteration = [all, root = args.root, op = *op, dt = *dt, k](Node& node, std::uint64_t bytes, int iter,
-                                                                 double& seconds, std::uint64_t& wrong) -> Status {
+                                                                 double& seconds,
+                                                                 std::uint64_t& wrong) -> Status {
       const int world = node.world_size(), rank = node.rank();
       auto input = [&](int r) {
         return ObjectID::from_name("reduce/" + std::to_string(iter) + "/in/" + std::to_string(r));
@@ -73,7 +74,8 @@ int run_reduce(int argc, char** argv, bool all) {
       } else {
         for (int r = 0; r < world; ++r) used.push_back(r);
       }
-      if (v.is_ok() && (k == 0 || rank == root)) wrong += perf::check_reduced(v->data(), v->size(), dt, op, used);
+      if (v.is_ok() && (k == 0 || rank == root))
+        wrong += perf::check_reduced(v->data(), v->size(), dt, op, used);
       v = Status(StatusCode::kInternal, "released");
       HOPLITE_RETURN_IF_ERROR(node.barrier());
       HOPLITE_RETURN_IF_ERROR(node.remove(input(rank)));

@@ -11,10 +11,13 @@ using namespace hoplite;
 int main(int argc, char** argv) {
   return perf::run(argc, argv, "sendrecv_perf", [](const perf::Args&, int) {
     perf::Collective c{"sendrecv", "none", 1.0, nullptr};
-    c.iteration = [](Node& node, std::uint64_t bytes, int iter, double& seconds, std::uint64_t& wrong) -> Status {
+    c.iteration = [](Node& node, std::uint64_t bytes, int iter, double& seconds,
+                     std::uint64_t& wrong) -> Status {
       const int world = node.world_size(), rank = node.rank();
       const int from = (rank + world - 1) % world;
-      auto id = [&](int r) { return ObjectID::from_name("sendrecv/" + std::to_string(iter) + "/" + std::to_string(r)); };
+      auto id = [&](int r) {
+        return ObjectID::from_name("sendrecv/" + std::to_string(iter) + "/" + std::to_string(r));
+      };
       // Produce the input as a task would: straight into the store.
       auto w = node.create(id(rank), bytes);
       if (!w.is_ok()) return w.status();

@@ -44,8 +44,7 @@ class Endpoint {
   // Reads [remote_offset, remote_offset + length) of the peer's region into
   // `local` (inside a region registered here). Gets on one endpoint may
   // complete in any order.
-  virtual void get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
-                   Completion done) = 0;
+  virtual void get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset, Completion done) = 0;
   // Gets posted and not yet completed.
   virtual std::size_t in_flight() const = 0;
 };
@@ -65,7 +64,7 @@ class Transport {
   virtual std::string address() const = 0;
   // The store arena; called once.
   [[nodiscard]] virtual Result<std::unique_ptr<MemoryRegion>> register_memory(std::byte* base,
-                                                                             std::uint64_t length) = 0;
+                                                                              std::uint64_t length) = 0;
   // Learns how to reach `peer`: its address() and its region's remote_key().
   [[nodiscard]] virtual Status add_peer(Rank peer, const std::string& address,
                                         const std::vector<std::uint8_t>& remote_key) = 0;

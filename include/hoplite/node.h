@@ -14,11 +14,11 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <vector>
 #include <future>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "hoplite/object_id.h"
 #include "hoplite/object_view.h"
@@ -56,8 +56,8 @@ struct NodeStats {
 // A change of membership, as seen by this node.
 struct MembershipEvent {
   int rank = -1;
-  bool alive = false;         // false: declared failed; true: rejoined
-  std::uint64_t epoch = 0;    // increases with every change
+  bool alive = false;       // false: declared failed; true: rejoined
+  std::uint64_t epoch = 0;  // increases with every change
   std::string reason;
 };
 

@@ -24,7 +24,8 @@ namespace hoplite {
 class ObjectView {
  public:
   ObjectView() = default;
-  ObjectView(ObjectID id, const std::byte* data, std::size_t size, std::shared_ptr<const void> pin, int source)
+  ObjectView(ObjectID id, const std::byte* data, std::size_t size, std::shared_ptr<const void> pin,
+             int source)
       : id_(id), data_(data), size_(size), pin_(std::move(pin)), source_(source) {}
 
   const ObjectID& id() const { return id_; }

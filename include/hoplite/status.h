@@ -51,13 +51,27 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_argument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
-inline Status not_found(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
-inline Status timeout_error(std::string m) { return {StatusCode::kTimeout, std::move(m)}; }
-inline Status capacity_error(std::string m) { return {StatusCode::kCapacity, std::move(m)}; }
-inline Status peer_failure(std::string m) { return {StatusCode::kPeerFailure, std::move(m)}; }
-inline Status protocol_error(std::string m) { return {StatusCode::kProtocol, std::move(m)}; }
-inline Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status invalid_argument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
+inline Status not_found(std::string m) {
+  return {StatusCode::kNotFound, std::move(m)};
+}
+inline Status timeout_error(std::string m) {
+  return {StatusCode::kTimeout, std::move(m)};
+}
+inline Status capacity_error(std::string m) {
+  return {StatusCode::kCapacity, std::move(m)};
+}
+inline Status peer_failure(std::string m) {
+  return {StatusCode::kPeerFailure, std::move(m)};
+}
+inline Status protocol_error(std::string m) {
+  return {StatusCode::kProtocol, std::move(m)};
+}
+inline Status internal_error(std::string m) {
+  return {StatusCode::kInternal, std::move(m)};
+}
 
 // Either a value or the Status that explains why there is none.
 template <typename T>
@@ -87,8 +101,8 @@ class [[nodiscard]] Result {
 }  // namespace hoplite
 
 // Propagates a non-OK Status out of the calling function.
-#define HOPLITE_RETURN_IF_ERROR(expr)          \
-  do {                                         \
-    ::hoplite::Status _st = (expr);            \
-    if (!_st.is_ok()) return _st;              \
+#define HOPLITE_RETURN_IF_ERROR(expr) \
+  do {                                \
+    ::hoplite::Status _st = (expr);   \
+    if (!_st.is_ok()) return _st;     \
   } while (0)

@@ -156,8 +156,12 @@ inline std::string parse_args(int argc, char** argv, bool with_algo, Args& a) {
   return "";
 }
 
-inline bool is_reduction(Coll c) { return c == Coll::kReduce || c == Coll::kAllreduce; }
-inline bool is_gather(Coll c) { return c == Coll::kGather || c == Coll::kAllgather; }
+inline bool is_reduction(Coll c) {
+  return c == Coll::kReduce || c == Coll::kAllreduce;
+}
+inline bool is_gather(Coll c) {
+  return c == Coll::kGather || c == Coll::kAllgather;
+}
 
 inline const char* coll_label(Coll c) {
   switch (c) {
@@ -187,7 +191,8 @@ inline double busbw_factor(Coll c, int world) {
 inline std::vector<std::uint64_t> sizes(const Args& a) {
   std::vector<std::uint64_t> out;
   for (std::uint64_t step = a.min_bytes; step <= a.max_bytes;
-       step = std::max<std::uint64_t>(step + 1, static_cast<std::uint64_t>(static_cast<double>(step) * a.step_factor))) {
+       step = std::max<std::uint64_t>(
+           step + 1, static_cast<std::uint64_t>(static_cast<double>(step) * a.step_factor))) {
     out.push_back(step - step % 8);
   }
   return out;
@@ -235,7 +240,8 @@ std::uint64_t check_reduced(const T* p, std::uint64_t n, Op op, int world) {
 // ---- data movement: a pattern per element, seeded by source and iteration ----
 
 inline std::uint64_t pattern_seed(int source, int iter) {
-  return (static_cast<std::uint64_t>(source) + 1) * 0x100000001b3ULL + static_cast<std::uint64_t>(iter) * 7919;
+  return (static_cast<std::uint64_t>(source) + 1) * 0x100000001b3ULL +
+         static_cast<std::uint64_t>(iter) * 7919;
 }
 
 inline std::uint64_t pattern_word(std::uint64_t i, std::uint64_t seed) {
@@ -300,8 +306,8 @@ inline void print_header(const std::string& name, const Args& a, int world, cons
   std::printf("# time = mean, median = median, over iterations, of the slowest rank's time\n");
   std::printf("#\n# %10s %12s %8s %6s %6s %10s %8s %8s %6s %10s\n", "size", "count", "type", "redop", "root",
               "time", "algbw", "busbw", "#wrong", "median");
-  std::printf("# %10s %12s %8s %6s %6s %10s %8s %8s %6s %10s\n", "(B)", "(elements)", "", "", "", "(us)", "(GB/s)",
-              "(GB/s)", "", "(us)");
+  std::printf("# %10s %12s %8s %6s %6s %10s %8s %8s %6s %10s\n", "(B)", "(elements)", "", "", "", "(us)",
+              "(GB/s)", "(GB/s)", "", "(us)");
   std::fflush(stdout);
 }
 
@@ -311,10 +317,11 @@ inline void print_row(const Args& a, int world, std::uint64_t bytes, std::uint64
   const double mean = mean_of(slowest);
   const double median = median_of(slowest);
   const double algbw = mean > 0 ? static_cast<double>(bytes) / mean / 1e9 : 0;
-  std::printf("  %10llu %12llu %8s %6s %6d %10.1f %8.3f %8.3f %6llu %10.1f\n", static_cast<unsigned long long>(bytes),
-              static_cast<unsigned long long>(count), a.dtype.c_str(), is_reduction(a.coll) ? a.op.c_str() : "none",
-              a.root, mean * 1e6, algbw, algbw * busbw_factor(a.coll, world),
-              static_cast<unsigned long long>(a.check ? wrong : 0), median * 1e6);
+  std::printf("  %10llu %12llu %8s %6s %6d %10.1f %8.3f %8.3f %6llu %10.1f\n",
+              static_cast<unsigned long long>(bytes), static_cast<unsigned long long>(count), a.dtype.c_str(),
+              is_reduction(a.coll) ? a.op.c_str() : "none", a.root, mean * 1e6, algbw,
+              algbw * busbw_factor(a.coll, world), static_cast<unsigned long long>(a.check ? wrong : 0),
+              median * 1e6);
   std::fflush(stdout);
 }
 

@@ -125,14 +125,15 @@ int bench(const Args& a, Algo algo, const std::shared_ptr<gloo::Context>& ctx, c
   const int world = ctx->size;
   const Coll coll = a.coll;
   const bool gathers = compare::is_gather(coll);
-  const bool classic = coll == Coll::kAllreduce && (algo == Algo::kRingChunked || algo == Algo::kHalvingDoubling);
+  const bool classic =
+      coll == Coll::kAllreduce && (algo == Algo::kRingChunked || algo == Algo::kHalvingDoubling);
   if (rank == 0) compare::print_header("gloo_coll_perf", a, world, info);
 
   std::uint64_t total_wrong = 0;
   int iter_id = 0;  // across sizes, so that no buffer can hold a previous iteration's pattern
   for (std::uint64_t step_bytes : compare::sizes(a)) {
-    const std::uint64_t part = gathers ? step_bytes / sizeof(T) / static_cast<std::uint64_t>(world)
-                                       : step_bytes / sizeof(T);
+    const std::uint64_t part =
+        gathers ? step_bytes / sizeof(T) / static_cast<std::uint64_t>(world) : step_bytes / sizeof(T);
     if (part == 0) continue;  // less than one element per rank
     const std::uint64_t total = gathers ? part * static_cast<std::uint64_t>(world) : part;
     std::vector<T> send(part);
@@ -148,11 +149,11 @@ int bench(const Args& a, Algo algo, const std::shared_ptr<gloo::Context>& ctx, c
       std::vector<T*> ptrs{send.data()};
       const int count = static_cast<int>(part);
       if (algo == Algo::kRingChunked) {
-        classic_algo = std::make_unique<gloo::AllreduceRingChunked<T>>(ctx, ptrs, count,
-                                                                        reduction_function<T>(a.redop));
+        classic_algo =
+            std::make_unique<gloo::AllreduceRingChunked<T>>(ctx, ptrs, count, reduction_function<T>(a.redop));
       } else {
         classic_algo = std::make_unique<gloo::AllreduceHalvingDoubling<T>>(ctx, ptrs, count,
-                                                                            reduction_function<T>(a.redop));
+                                                                           reduction_function<T>(a.redop));
       }
     }
 
@@ -162,7 +163,8 @@ int bench(const Args& a, Algo algo, const std::shared_ptr<gloo::Context>& ctx, c
       const bool measured = i >= a.warmup;
       switch (coll) {
         case Coll::kBcast:
-          if (rank == a.root) compare::fill_pattern(send.data(), part, compare::pattern_seed(a.root, iter_id));
+          if (rank == a.root)
+            compare::fill_pattern(send.data(), part, compare::pattern_seed(a.root, iter_id));
           break;
         case Coll::kReduce:
         case Coll::kAllreduce:
@@ -240,7 +242,8 @@ int bench(const Args& a, Algo algo, const std::shared_ptr<gloo::Context>& ctx, c
       if (!a.check) continue;
       switch (coll) {
         case Coll::kBcast:
-          if (rank != a.root) wrong += compare::check_pattern(send.data(), part, compare::pattern_seed(a.root, iter_id));
+          if (rank != a.root)
+            wrong += compare::check_pattern(send.data(), part, compare::pattern_seed(a.root, iter_id));
           break;
         case Coll::kReduce:
           if (rank == a.root) wrong += compare::check_reduced(recv.data(), part, a.redop, world);
@@ -306,7 +309,8 @@ int run(int argc, char** argv) {
 
   const char* port = std::getenv("MASTER_PORT");
   const char* dir_env = std::getenv("GLOO_STORE_DIR");
-  const std::string dir = dir_env && *dir_env ? dir_env : std::string("/tmp/gloo-store-") + (port ? port : "default");
+  const std::string dir =
+      dir_env && *dir_env ? dir_env : std::string("/tmp/gloo-store-") + (port ? port : "default");
   std::string prefix = "run";
   if (const char* p = std::getenv("GLOO_PREFIX"); p && *p) {
     prefix = p;

@@ -77,12 +77,13 @@ int bench(const Args& a, int rank, int world) {
   int iter_id = 0;  // across sizes, so that no buffer can hold a previous iteration's pattern
   for (std::uint64_t step_bytes : compare::sizes(a)) {
     // Elements per rank's contribution (gather: size is the total gathered).
-    const std::uint64_t part = gathers ? step_bytes / sizeof(T) / static_cast<std::uint64_t>(world)
-                                       : step_bytes / sizeof(T);
+    const std::uint64_t part =
+        gathers ? step_bytes / sizeof(T) / static_cast<std::uint64_t>(world) : step_bytes / sizeof(T);
     if (part == 0) continue;  // less than one element per rank
     if (part > static_cast<std::uint64_t>(INT_MAX)) {
-      if (rank == 0) std::fprintf(stderr, "mpi_coll_perf: %llu elements exceed an MPI int count\n",
-                                  static_cast<unsigned long long>(part));
+      if (rank == 0)
+        std::fprintf(stderr, "mpi_coll_perf: %llu elements exceed an MPI int count\n",
+                     static_cast<unsigned long long>(part));
       return 2;
     }
     const int n = static_cast<int>(part);
@@ -97,7 +98,8 @@ int bench(const Args& a, int rank, int world) {
       const bool measured = i >= a.warmup;
       switch (coll) {
         case Coll::kBcast:
-          if (rank == a.root) compare::fill_pattern(send.data(), part, compare::pattern_seed(a.root, iter_id));
+          if (rank == a.root)
+            compare::fill_pattern(send.data(), part, compare::pattern_seed(a.root, iter_id));
           break;
         case Coll::kReduce:
         case Coll::kAllreduce: std::memset(recv.data(), 0, recv.size() * sizeof(T)); break;
@@ -112,12 +114,18 @@ int bench(const Args& a, int rank, int world) {
       int rc = MPI_SUCCESS;
       switch (coll) {
         case Coll::kBcast: rc = MPI_Bcast(send.data(), n, type, a.root, MPI_COMM_WORLD); break;
-        case Coll::kReduce: rc = MPI_Reduce(send.data(), recv.data(), n, type, op, a.root, MPI_COMM_WORLD); break;
-        case Coll::kAllreduce: rc = MPI_Allreduce(send.data(), recv.data(), n, type, op, MPI_COMM_WORLD); break;
+        case Coll::kReduce:
+          rc = MPI_Reduce(send.data(), recv.data(), n, type, op, a.root, MPI_COMM_WORLD);
+          break;
+        case Coll::kAllreduce:
+          rc = MPI_Allreduce(send.data(), recv.data(), n, type, op, MPI_COMM_WORLD);
+          break;
         case Coll::kGather:
           rc = MPI_Gather(send.data(), n, type, recv.data(), n, type, a.root, MPI_COMM_WORLD);
           break;
-        case Coll::kAllgather: rc = MPI_Allgather(send.data(), n, type, recv.data(), n, type, MPI_COMM_WORLD); break;
+        case Coll::kAllgather:
+          rc = MPI_Allgather(send.data(), n, type, recv.data(), n, type, MPI_COMM_WORLD);
+          break;
       }
       auto t1 = std::chrono::steady_clock::now();
       if (rc != MPI_SUCCESS) {
@@ -132,7 +140,8 @@ int bench(const Args& a, int rank, int world) {
       if (!a.check) continue;
       switch (coll) {
         case Coll::kBcast:
-          if (rank != a.root) wrong += compare::check_pattern(send.data(), part, compare::pattern_seed(a.root, iter_id));
+          if (rank != a.root)
+            wrong += compare::check_pattern(send.data(), part, compare::pattern_seed(a.root, iter_id));
           break;
         case Coll::kReduce:
           if (rank == a.root) wrong += compare::check_reduced(recv.data(), part, a.redop, world);

@@ -23,8 +23,12 @@ std::atomic<int> g_rank{-1};
 
 }  // namespace
 
-bool enabled(Level l) { return static_cast<int>(l) <= static_cast<int>(g_level); }
-void set_rank(int rank) { g_rank.store(rank, std::memory_order_relaxed); }
+bool enabled(Level l) {
+  return static_cast<int>(l) <= static_cast<int>(g_level);
+}
+void set_rank(int rank) {
+  g_rank.store(rank, std::memory_order_relaxed);
+}
 
 void write(Level l, const std::string& line) {
   static constexpr const char* kNames[] = {"E", "W", "I", "D"};

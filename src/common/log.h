@@ -19,13 +19,13 @@ void write(Level l, const std::string& line);
 
 }  // namespace hoplite::log
 
-#define HOPLITE_LOG(level, expr)                                      \
-  do {                                                                \
-    if (::hoplite::log::enabled(level)) {                             \
-      std::ostringstream _os;                                         \
-      _os << expr;                                                    \
-      ::hoplite::log::write(level, _os.str());                        \
-    }                                                                 \
+#define HOPLITE_LOG(level, expr)               \
+  do {                                         \
+    if (::hoplite::log::enabled(level)) {      \
+      std::ostringstream _os;                  \
+      _os << expr;                             \
+      ::hoplite::log::write(level, _os.str()); \
+    }                                          \
   } while (0)
 #define LOG_ERROR(expr) HOPLITE_LOG(::hoplite::log::Level::kError, expr)
 #define LOG_WARN(expr) HOPLITE_LOG(::hoplite::log::Level::kWarn, expr)

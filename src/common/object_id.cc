@@ -55,7 +55,8 @@ std::string ObjectID::hex() const {
 }
 
 Result<ObjectID> ObjectID::from_hex(std::string_view hex) {
-  if (hex.size() != 2 * kSize) return invalid_argument("object id must be 40 hex digits, got " + std::to_string(hex.size()));
+  if (hex.size() != 2 * kSize)
+    return invalid_argument("object id must be 40 hex digits, got " + std::to_string(hex.size()));
   auto nibble = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -25,8 +25,8 @@ Result<FrameHeader> decode_header(const std::uint8_t in[kHeaderSize], std::uint3
     return protocol_error(std::string("bad frame magic 0x") + hex);
   }
   if (in[2] != kVersion) {
-    return protocol_error("unsupported protocol version " + std::to_string(in[2]) +
-                          " (this node speaks " + std::to_string(kVersion) + ")");
+    return protocol_error("unsupported protocol version " + std::to_string(in[2]) + " (this node speaks " +
+                          std::to_string(kVersion) + ")");
   }
   FrameHeader h;
   h.type = in[3];

@@ -36,8 +36,7 @@ struct FrameHeader {
 void encode_header(std::uint8_t type, std::uint32_t length, std::uint8_t out[kHeaderSize]);
 // Validates magic, version and the length cap; the type is checked by the
 // caller, which knows its own message set.
-[[nodiscard]] Result<FrameHeader> decode_header(const std::uint8_t in[kHeaderSize],
-                                                std::uint32_t max_length);
+[[nodiscard]] Result<FrameHeader> decode_header(const std::uint8_t in[kHeaderSize], std::uint32_t max_length);
 
 class WireWriter {
  public:
@@ -51,9 +50,7 @@ class WireWriter {
     u32(static_cast<std::uint32_t>(b.size()));
     put(b.data(), b.size());
   }
-  void str(const std::string& s) {
-    bytes({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()});
-  }
+  void str(const std::string& s) { bytes({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}); }
   std::vector<std::uint8_t>& buffer() { return buf_; }
 
  private:

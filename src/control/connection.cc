@@ -15,7 +15,9 @@ Connection::Connection(asio::ip::tcp::socket sock, MessageHandler on_message, Cl
   name_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-void Connection::start() { read_header(); }
+void Connection::start() {
+  read_header();
+}
 
 void Connection::connect(const asio::ip::tcp::endpoint& to) {
   name_ = to.address().to_string() + ":" + std::to_string(to.port());

@@ -10,11 +10,11 @@
 // routes messages through. Thread-safety: thread-bound to the progress thread.
 #pragma once
 
-#include "common/asio.h"
 #include <deque>
 #include <functional>
 #include <memory>
 #include <string>
+#include "common/asio.h"
 
 #include "control/messages.h"
 

@@ -478,12 +478,32 @@ Result<Message> decode(std::uint8_t type, std::span<const std::uint8_t> payload)
 }
 
 const char* type_name(const Message& m) {
-  static constexpr const char* kNames[] = {
-      "Hello",  "HelloAck",    "Error",  "Register",  "Table",  "Barrier",
-      "BarrierDone", "Publish", "PublishAck", "Unpublish", "Lookup", "LookupReply",
-      "Remove", "RemoveAck",   "Delete", "Watch",     "Progress", "Unwatch",
-      "Locate", "LocateReply", "ReduceTask", "ReduceDone", "PublishComposite",
-      "Heartbeat", "Rejoin", "PeerUpdate"};
+  static constexpr const char* kNames[] = {"Hello",
+                                           "HelloAck",
+                                           "Error",
+                                           "Register",
+                                           "Table",
+                                           "Barrier",
+                                           "BarrierDone",
+                                           "Publish",
+                                           "PublishAck",
+                                           "Unpublish",
+                                           "Lookup",
+                                           "LookupReply",
+                                           "Remove",
+                                           "RemoveAck",
+                                           "Delete",
+                                           "Watch",
+                                           "Progress",
+                                           "Unwatch",
+                                           "Locate",
+                                           "LocateReply",
+                                           "ReduceTask",
+                                           "ReduceDone",
+                                           "PublishComposite",
+                                           "Heartbeat",
+                                           "Rejoin",
+                                           "PeerUpdate"};
   return kNames[m.index()];
 }
 

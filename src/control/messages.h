@@ -72,7 +72,7 @@ struct Error {
 struct PeerInfo {
   std::string host;
   std::uint16_t control_port = 0;
-  std::string transport_address;        // backend-specific, opaque here
+  std::string transport_address;         // backend-specific, opaque here
   std::vector<std::uint8_t> remote_key;  // the peer's store region
 };
 struct Register {
@@ -231,11 +231,10 @@ struct ReduceDone {
   std::string message;
 };
 
-using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone,
-                             Publish, PublishAck, Unpublish, Lookup, LookupReply, Remove,
-                             RemoveAck, Delete, Watch, Progress, Unwatch, Locate, LocateReply,
-                             ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin,
-                             PeerUpdate>;
+using Message =
+    std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
+                 Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
+                 LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

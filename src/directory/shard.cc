@@ -58,7 +58,8 @@ std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
       rec.complete.push_back(p.rank);
     }
     for (const auto& l : rec.locators) {
-      located_.push_back({l.requester, control::LocateReply{p.id, l.request, rec.size, rec.complete.front()}});
+      located_.push_back(
+          {l.requester, control::LocateReply{p.id, l.request, rec.size, rec.complete.front()}});
     }
     rec.locators.clear();
   } else {

@@ -58,8 +58,7 @@ constexpr size_t kReadChunk = 64 * 1024;
 
 // The launcher owns these per rank; letting --env override them would desynchronize the ranks.
 constexpr std::array<std::string_view, 7> kReservedVars = {
-    "RANK",        "WORLD_SIZE",  "LOCAL_RANK",   "LOCAL_WORLD_SIZE",
-    "MASTER_ADDR", "MASTER_PORT", "HOPLITE_TOKEN"};
+    "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "HOPLITE_TOKEN"};
 
 // The emulated cluster's subnet; keep in sync with scripts/netns-cluster.
 constexpr std::string_view kNetnsSubnet = "10.78.0.";
@@ -98,7 +97,9 @@ bool ValidNetnsPrefix(std::string_view p) {
          std::all_of(p.begin(), p.end(), [&](char c) { return lower(c) || digit(c) || c == '_'; });
 }
 
-std::string NetnsAddress(int rank) { return std::string(kNetnsSubnet) + std::to_string(rank + 1); }
+std::string NetnsAddress(int rank) {
+  return std::string(kNetnsSubnet) + std::to_string(rank + 1);
+}
 
 // Unbuffered writes keep launcher messages and forwarded rank output in the order they happened.
 void WriteAll(int fd, std::string_view data) {
@@ -152,8 +153,7 @@ po::options_description MakeOptionsDescription(Options& opts) {
   po::options_description desc("Options");
   auto add = desc.add_options();
   add("help,h", "show this help and exit");
-  add("nranks,n", po::value<int>(&opts.nranks)->value_name("N"),
-      "number of ranks to start (required)");
+  add("nranks,n", po::value<int>(&opts.nranks)->value_name("N"), "number of ranks to start (required)");
   add("timeout", po::value<double>(&opts.timeout_s)->value_name("SECONDS"),
       "stop all ranks after SECONDS and exit 124; 0 means no limit");
   add("keep-going", po::bool_switch(&opts.keep_going),
@@ -403,7 +403,9 @@ void CheckFdLimit(int nranks) {
   }
 }
 
-std::string_view EnvKey(std::string_view entry) { return entry.substr(0, entry.find('=')); }
+std::string_view EnvKey(std::string_view entry) {
+  return entry.substr(0, entry.find('='));
+}
 
 // The launcher's environment, minus anything a rank variable or --env replaces, then --env (last
 // occurrence of a key wins).
@@ -432,20 +434,21 @@ std::vector<std::string> BaseEnvironment(const Options& opts) {
     // All namespaces share one kernel and /dev/shm, so UCX would take the ranks for one host and
     // use shared memory between them, bypassing the shaped links.
     for (std::string_view kv : {"UCX_TLS=tcp,self", "UCX_NET_DEVICES=eth0"}) {
-      bool set = std::any_of(env.begin(), env.end(),
-                             [&](const std::string& e) { return EnvKey(e) == EnvKey(kv); });
+      bool set =
+          std::any_of(env.begin(), env.end(), [&](const std::string& e) { return EnvKey(e) == EnvKey(kv); });
       if (!set) env.emplace_back(kv);
     }
   }
   return env;
 }
 
-bool Failed(int wait_status) { return !WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0; }
+bool Failed(int wait_status) {
+  return !WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0;
+}
 
 std::string DescribeExit(int rank, int wait_status) {
   std::string out = "rank " + std::to_string(rank);
-  if (WIFEXITED(wait_status))
-    return out + " exited with status " + std::to_string(WEXITSTATUS(wait_status));
+  if (WIFEXITED(wait_status)) return out + " exited with status " + std::to_string(WEXITSTATUS(wait_status));
   int sig = WTERMSIG(wait_status);
   out += " killed by signal " + std::to_string(sig) + " (" + SignalName(sig) + ")";
   if (WCOREDUMP(wait_status)) out += ", core dumped";
@@ -498,9 +501,8 @@ std::string FindNetnsScript() {
 // so that stdout carries only the ranks' output.
 void BringUpCluster(const Options& opts) {
   std::string script = FindNetnsScript();
-  std::vector<std::string> args = {script,           "up",      std::to_string(opts.nranks),
-                                   "--rate",         opts.rate, "--prefix",
-                                   opts.netns_prefix};
+  std::vector<std::string> args = {
+      script, "up", std::to_string(opts.nranks), "--rate", opts.rate, "--prefix", opts.netns_prefix};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -517,8 +519,8 @@ void BringUpCluster(const Options& opts) {
     if (errno != EINTR) SetupError("waitpid", errno);
   }
   if (Failed(status)) {
-    NetnsError("'" + script + " up " + std::to_string(opts.nranks) + " --rate " + opts.rate +
-               " --prefix " + opts.netns_prefix + "' failed; no rank was started");
+    NetnsError("'" + script + " up " + std::to_string(opts.nranks) + " --rate " + opts.rate + " --prefix " +
+               opts.netns_prefix + "' failed; no rank was started");
   }
 }
 
@@ -532,8 +534,8 @@ std::string PrepareNetns(const Options& opts) {
     struct stat st;
     if (stat(("/run/netns/" + NetnsName(opts, i)).c_str(), &st) != 0) {
       NetnsError("network namespace " + NetnsName(opts, i) + " does not exist; create the " +
-                 "cluster with 'scripts/netns-cluster up " + std::to_string(opts.nranks) +
-                 " --prefix " + opts.netns_prefix + "' or pass --rate");
+                 "cluster with 'scripts/netns-cluster up " + std::to_string(opts.nranks) + " --prefix " +
+                 opts.netns_prefix + "' or pass --rate");
     }
   }
   return ip;
@@ -547,8 +549,8 @@ int RandomNetnsPort() {
 class Job {
  public:
   // With --netns, IP_TOOL is the path of 'ip', which runs PROGRAM inside each rank's namespace.
-  Job(const Options& opts, std::string program, std::string ip_tool,
-      std::vector<std::string> base_env, int master_port, std::string token)
+  Job(const Options& opts, std::string program, std::string ip_tool, std::vector<std::string> base_env,
+      int master_port, std::string token)
       : opts_(opts),
         program_(std::move(program)),
         ip_tool_(std::move(ip_tool)),
@@ -565,13 +567,13 @@ class Job {
     if (opts_.timeout_s > 0) {
       // Capped at ~30 years so converting an absurd value to clock ticks cannot overflow.
       double seconds = std::min(opts_.timeout_s, 1e9);
-      timeout_deadline_ = start + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(seconds));
+      timeout_deadline_ =
+          start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
     }
     for (int i = 0; i < opts_.nranks; ++i) {
       if (int err = Spawn(i); err != 0) {
-        BeginStop(StopReason::kSpawnFailed, "cannot start rank " + std::to_string(i) + " ('" +
-                                                program_ + "'): " + std::strerror(err) +
+        BeginStop(StopReason::kSpawnFailed, "cannot start rank " + std::to_string(i) + " ('" + program_ +
+                                                "'): " + std::strerror(err) +
                                                 "; terminating the started ranks");
         break;
       }
@@ -658,8 +660,7 @@ class Job {
     sigset_t defaults = handled_;
     sigaddset(&defaults, SIGPIPE);
     posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
     std::vector<std::string> args = opts_.command;
     const std::string* exec_path = &program_;
@@ -731,8 +732,8 @@ class Job {
       SignalRank(ranks_[i], SIGKILL);
     }
     if (!stubborn.empty()) {
-      Report("rank(s) " + RankList(stubborn) + " still running " +
-             std::to_string(kKillGrace.count()) + " s after SIGTERM; sending SIGKILL");
+      Report("rank(s) " + RankList(stubborn) + " still running " + std::to_string(kKillGrace.count()) +
+             " s after SIGTERM; sending SIGKILL");
     }
   }
 
@@ -836,8 +837,8 @@ class Job {
         if (now >= *drain_deadline_) break;
       }
       if (stop_ == StopReason::kNone && timeout_deadline_ && now >= *timeout_deadline_) {
-        BeginStop(StopReason::kTimeout, "timeout of " + FormatSeconds(opts_.timeout_s) +
-                                            " s expired; terminating all ranks");
+        BeginStop(StopReason::kTimeout,
+                  "timeout of " + FormatSeconds(opts_.timeout_s) + " s expired; terminating all ranks");
       }
       if (kill_deadline_ && !escalated_ && now >= *kill_deadline_) Escalate();
 
@@ -882,15 +883,11 @@ class Job {
       if (!r.stopped_by_us) Report(DescribeExit(static_cast<int>(i), r.wait_status));
     }
     switch (stop_) {
-      case StopReason::kSignal:
-        return kExitSignalBase + stop_signal_;
-      case StopReason::kTimeout:
-        return kExitTimeout;
+      case StopReason::kSignal: return kExitSignalBase + stop_signal_;
+      case StopReason::kTimeout: return kExitTimeout;
       case StopReason::kRankFailed:
-      case StopReason::kSpawnFailed:
-        return kExitRankFailed;
-      case StopReason::kNone:
-        break;
+      case StopReason::kSpawnFailed: return kExitRankFailed;
+      case StopReason::kNone: break;
     }
     return any_failed ? kExitRankFailed : 0;
   }
@@ -929,10 +926,7 @@ int main(int argc, char** argv) {
   std::string token = inherited_token && *inherited_token ? inherited_token : RandomToken();
   std::string ip_tool;
   if (opts.netns) ip_tool = PrepareNetns(opts);
-  int port = opts.master_port != 0 ? opts.master_port
-             : opts.netns          ? RandomNetnsPort()
-                                   : FindFreePort();
-  Job job(opts, std::move(program), std::move(ip_tool), BaseEnvironment(opts), port,
-          std::move(token));
+  int port = opts.master_port != 0 ? opts.master_port : opts.netns ? RandomNetnsPort() : FindFreePort();
+  Job job(opts, std::move(program), std::move(ip_tool), BaseEnvironment(opts), port, std::move(token));
   return job.Run();
 }

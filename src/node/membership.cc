@@ -64,7 +64,8 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
   // other connections before leaving is still worth reading.
   if (silent) {
     for (auto& w : inbound) {
-      if (auto c = w.lock(); c && c->peer == f) c->close(peer_failure("rank " + std::to_string(f) + " failed"));
+      if (auto c = w.lock(); c && c->peer == f)
+        c->close(peer_failure("rank " + std::to_string(f) + " failed"));
     }
   }
   transport->fail_peer(f, peer_failure("rank " + std::to_string(f) + " failed: " + why));
@@ -84,7 +85,8 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
   for (auto& [id, in] : inbound_transfers) {
     if (in.sender == f && !in.resuming) stalled.push_back(id);
   }
-  for (const auto& id : stalled) resume_inbound(id, peer_failure("sender rank " + std::to_string(f) + " failed"));
+  for (const auto& id : stalled)
+    resume_inbound(id, peer_failure("sender rank " + std::to_string(f) + " failed"));
 
   membership_changed(old_alive);
 
@@ -139,8 +141,8 @@ void Node::Impl::membership_changed(const std::vector<bool>& old_alive) {
       // A receiver is a partial location; its lookup is re-sent below.
       return;
     }
-    send_to(shard_of(e->id), publish_msg(*e, e->sealed() ? msg::LocationState::kComplete
-                                                          : msg::LocationState::kPartial));
+    send_to(shard_of(e->id),
+            publish_msg(*e, e->sealed() ? msg::LocationState::kComplete : msg::LocationState::kPartial));
   });
   for (const auto& id : lookups_pending) {
     if (owner_with(id, old_alive) == shard_of(id)) continue;
@@ -168,7 +170,8 @@ void Node::Impl::resume_inbound(const ObjectID& id, const Status& why) {
   in.done.clear();
   in.next = in.contiguous;
   in.sender_ready = 0;
-  LOG_INFO("transfer of " << id.short_hex() << " resumes at byte " << in.contiguous << ": " << why.to_string());
+  LOG_INFO("transfer of " << id.short_hex() << " resumes at byte " << in.contiguous << ": "
+                          << why.to_string());
   lookups_pending.insert(id);
   send_to(shard_of(id), msg::Lookup{id, 0, me, false, true});
 }

@@ -342,116 +342,119 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
   }
   // Any message is a sign of life.
   if (c && c->peer < world && !last_seen.empty()) last_seen[c->peer] = std::chrono::steady_clock::now();
-  std::visit(
-      Overloaded{
-          [&](const msg::Hello&) {
-            if (c) c->reject(protocol_error("second hello on a connection"));
-          },
-          [&](const msg::HelloAck&) {},
-          [&](const msg::Error& e) {
-            LOG_WARN("peer " << (c ? c->name() : "self") << " reported: " << e.message);
-            if (!joined_set && c && c->peer == 0) {
-              joined_set = true;
-              joined.set_value(Status(e.code <= static_cast<std::uint16_t>(StatusCode::kInternal)
-                                          ? static_cast<StatusCode>(e.code)
-                                          : StatusCode::kPeerFailure,
-                                      "rank 0 refused to let us join: " + e.message));
-            }
-            if (c) c->close(peer_failure(e.message));
-          },
-          [&](const msg::Register& r) {
-            if (me != 0 || !c || r.rank == 0 || r.rank >= world || registrations.count(r.rank)) {
-              if (c) c->reject(invalid_argument("bad registration for rank " + std::to_string(r.rank)));
-              return;
-            }
-            registrations[r.rank] = {r.info, c};
-            if (registrations.size() + 1 == world) {
-              msg::Table t;
-              t.peers.push_back({host, control_port, transport->address(), region->remote_key()});
-              for (auto& [rank, reg] : registrations) t.peers.push_back(reg.first);
-              for (auto& [rank, reg] : registrations) reg.second->send(t);
-              install_table(t);
-            }
-          },
-          [&](const msg::Table& t) { install_table(t); },
-          [&](const msg::Barrier& b) {
-            if (me != 0) return;
-            auto live = alive.empty() ? world : static_cast<std::uint32_t>(std::count(alive.begin(), alive.end(), true));
-            LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
-            if (++barrier_counts[b.epoch] >= live) {
-              barrier_counts.erase(b.epoch);
-              for (Rank r = 0; r < world; ++r) {
-                if (alive.empty() || alive[r]) send_to(r, msg::BarrierDone{b.epoch});
-              }
-            }
-          },
-          [&](const msg::BarrierDone& d) {
-            LOG_DEBUG("barrier " << d.epoch << " released");
-            auto it = barrier_waits.find(d.epoch);
-            if (it != barrier_waits.end()) {
-              it->second->set_value(Status::ok());
-              barrier_waits.erase(it);
-            }
-          },
-          [&](const msg::Publish& p) {
-            for (auto& r : shard.publish(p)) send_to(r.to, r.reply);
-            for (auto& a : shard.take_located()) send_to(a.to, a.reply);
-            if (p.request) send_to(p.rank, msg::PublishAck{p.id, p.request});
-          },
-          [&](const msg::PublishAck& a) {
-            auto it = acks.find(a.request);
-            if (it != acks.end()) {
-              it->second(Status::ok());
-              acks.erase(it);
-            }
-          },
-          [&](const msg::Unpublish& u) { shard.unpublish(u.id, u.rank); },
-          [&](const msg::Lookup& l) {
-            if (auto r = shard.lookup(l)) send_to(r->to, r->reply);
-          },
-          [&](const msg::LookupReply& r) { on_lookup_reply(r); },
-          [&](const msg::Remove& r) {
-            // A composite's parts go with it.
-            for (const auto& part : shard.parts(r.id)) send_to(shard_of(part.id), msg::Remove{part.id, 0, me});
-            for (Rank holder : shard.remove(r.id)) send_to(holder, msg::Delete{r.id});
-            send_to(r.requester, msg::RemoveAck{r.id, r.request});
-          },
-          [&](const msg::RemoveAck& a) {
-            auto it = acks.find(a.request);
-            if (it != acks.end()) {
-              it->second(Status::ok());
-              acks.erase(it);
-            }
-          },
-          [&](const msg::Delete& d) { delete_local(d.id); },
-          [&](const msg::Watch& w) { on_watch(w); },
-          [&](const msg::Progress& p) { on_progress(p); },
-          [&](const msg::Unwatch& u) {
-            auto it = watchers.find(u.id);
-            if (it == watchers.end()) return;
-            it->second.erase({u.requester, u.stream});
-            if (it->second.empty()) watchers.erase(it);
-          },
-          [&](const msg::Locate& l) {
-            if (auto a = shard.locate(l)) send_to(a->to, a->reply);
-          },
-          [&](const msg::LocateReply& r) { on_locate_reply(r); },
-          [&](const msg::ReduceTask& t) { on_reduce_task(t); },
-          [&](const msg::ReduceDone& d) { on_reduce_done(d); },
-          [&](const msg::Heartbeat&) {},
-          [&](const msg::Rejoin& r) { on_rejoin(c, r); },
-          [&](const msg::PeerUpdate& u) {
-            if (alive.empty()) {
-              // A rejoiner's table is installed first; updates follow it.
-              return;
-            }
-            on_peer_update(u);
-          },
-          [&](const msg::PublishComposite& p) {
-            for (auto& r : shard.publish_composite(p)) send_to(r.to, r.reply);
-          },
-      },
-      m);
+  std::visit(Overloaded{
+                 [&](const msg::Hello&) {
+                   if (c) c->reject(protocol_error("second hello on a connection"));
+                 },
+                 [&](const msg::HelloAck&) {},
+                 [&](const msg::Error& e) {
+                   LOG_WARN("peer " << (c ? c->name() : "self") << " reported: " << e.message);
+                   if (!joined_set && c && c->peer == 0) {
+                     joined_set = true;
+                     joined.set_value(Status(e.code <= static_cast<std::uint16_t>(StatusCode::kInternal)
+                                                 ? static_cast<StatusCode>(e.code)
+                                                 : StatusCode::kPeerFailure,
+                                             "rank 0 refused to let us join: " + e.message));
+                   }
+                   if (c) c->close(peer_failure(e.message));
+                 },
+                 [&](const msg::Register& r) {
+                   if (me != 0 || !c || r.rank == 0 || r.rank >= world || registrations.count(r.rank)) {
+                     if (c)
+                       c->reject(invalid_argument("bad registration for rank " + std::to_string(r.rank)));
+                     return;
+                   }
+                   registrations[r.rank] = {r.info, c};
+                   if (registrations.size() + 1 == world) {
+                     msg::Table t;
+                     t.peers.push_back({host, control_port, transport->address(), region->remote_key()});
+                     for (auto& [rank, reg] : registrations) t.peers.push_back(reg.first);
+                     for (auto& [rank, reg] : registrations) reg.second->send(t);
+                     install_table(t);
+                   }
+                 },
+                 [&](const msg::Table& t) { install_table(t); },
+                 [&](const msg::Barrier& b) {
+                   if (me != 0) return;
+                   auto live = alive.empty()
+                                   ? world
+                                   : static_cast<std::uint32_t>(std::count(alive.begin(), alive.end(), true));
+                   LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
+                   if (++barrier_counts[b.epoch] >= live) {
+                     barrier_counts.erase(b.epoch);
+                     for (Rank r = 0; r < world; ++r) {
+                       if (alive.empty() || alive[r]) send_to(r, msg::BarrierDone{b.epoch});
+                     }
+                   }
+                 },
+                 [&](const msg::BarrierDone& d) {
+                   LOG_DEBUG("barrier " << d.epoch << " released");
+                   auto it = barrier_waits.find(d.epoch);
+                   if (it != barrier_waits.end()) {
+                     it->second->set_value(Status::ok());
+                     barrier_waits.erase(it);
+                   }
+                 },
+                 [&](const msg::Publish& p) {
+                   for (auto& r : shard.publish(p)) send_to(r.to, r.reply);
+                   for (auto& a : shard.take_located()) send_to(a.to, a.reply);
+                   if (p.request) send_to(p.rank, msg::PublishAck{p.id, p.request});
+                 },
+                 [&](const msg::PublishAck& a) {
+                   auto it = acks.find(a.request);
+                   if (it != acks.end()) {
+                     it->second(Status::ok());
+                     acks.erase(it);
+                   }
+                 },
+                 [&](const msg::Unpublish& u) { shard.unpublish(u.id, u.rank); },
+                 [&](const msg::Lookup& l) {
+                   if (auto r = shard.lookup(l)) send_to(r->to, r->reply);
+                 },
+                 [&](const msg::LookupReply& r) { on_lookup_reply(r); },
+                 [&](const msg::Remove& r) {
+                   // A composite's parts go with it.
+                   for (const auto& part : shard.parts(r.id))
+                     send_to(shard_of(part.id), msg::Remove{part.id, 0, me});
+                   for (Rank holder : shard.remove(r.id)) send_to(holder, msg::Delete{r.id});
+                   send_to(r.requester, msg::RemoveAck{r.id, r.request});
+                 },
+                 [&](const msg::RemoveAck& a) {
+                   auto it = acks.find(a.request);
+                   if (it != acks.end()) {
+                     it->second(Status::ok());
+                     acks.erase(it);
+                   }
+                 },
+                 [&](const msg::Delete& d) { delete_local(d.id); },
+                 [&](const msg::Watch& w) { on_watch(w); },
+                 [&](const msg::Progress& p) { on_progress(p); },
+                 [&](const msg::Unwatch& u) {
+                   auto it = watchers.find(u.id);
+                   if (it == watchers.end()) return;
+                   it->second.erase({u.requester, u.stream});
+                   if (it->second.empty()) watchers.erase(it);
+                 },
+                 [&](const msg::Locate& l) {
+                   if (auto a = shard.locate(l)) send_to(a->to, a->reply);
+                 },
+                 [&](const msg::LocateReply& r) { on_locate_reply(r); },
+                 [&](const msg::ReduceTask& t) { on_reduce_task(t); },
+                 [&](const msg::ReduceDone& d) { on_reduce_done(d); },
+                 [&](const msg::Heartbeat&) {},
+                 [&](const msg::Rejoin& r) { on_rejoin(c, r); },
+                 [&](const msg::PeerUpdate& u) {
+                   if (alive.empty()) {
+                     // A rejoiner's table is installed first; updates follow it.
+                     return;
+                   }
+                   on_peer_update(u);
+                 },
+                 [&](const msg::PublishComposite& p) {
+                   for (auto& r : shard.publish_composite(p)) send_to(r.to, r.reply);
+                 },
+             },
+             m);
 }
 
 // --------------------------------------------------------------- get path
@@ -502,8 +505,9 @@ void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
   }
   switch (r.result) {
     case msg::LookupResult::kNotFound:
-      fulfill_waiters(r.id, not_found("object " + r.id.short_hex() + " is not in the directory (shard on rank " +
-                                      std::to_string(shard_of(r.id)) + ")"));
+      fulfill_waiters(r.id,
+                      not_found("object " + r.id.short_hex() + " is not in the directory (shard on rank " +
+                                std::to_string(shard_of(r.id)) + ")"));
       return;
     case msg::LookupResult::kInline: {
       auto e = store->create_object(r.id, r.size);
@@ -520,20 +524,19 @@ void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
       send_to(shard_of(r.id), p);
       return fulfill_waiters(r.id, view_of(e.value()));
     }
-    case msg::LookupResult::kComposite:
-      return start_composite(r);
+    case msg::LookupResult::kComposite: return start_composite(r);
     case msg::LookupResult::kSender: {
       auto e = store->create_object(r.id, r.size);
       if (!e.is_ok()) {
         send_to(shard_of(r.id), msg::Unpublish{r.id, me});
-        return fulfill_waiters(r.id, Status(e.status().code(), "get of " + r.id.short_hex() + ": " +
-                                                                   e.status().message()));
+        return fulfill_waiters(
+            r.id, Status(e.status().code(), "get of " + r.id.short_hex() + ": " + e.status().message()));
       }
       if (r.sender == me || r.sender >= world) {
         send_to(shard_of(r.id), msg::Unpublish{r.id, me});
         store->erase(r.id);
-        return fulfill_waiters(r.id, protocol_error("directory named an impossible sender " +
-                                                    std::to_string(r.sender)));
+        return fulfill_waiters(
+            r.id, protocol_error("directory named an impossible sender " + std::to_string(r.sender)));
       }
       Inbound in;
       in.entry = e.value();
@@ -645,9 +648,9 @@ void Node::Impl::on_progress(const msg::Progress& p) {
     return;
   }
   if (!p.present || p.size != in.size) {
-    return abort_inbound(p.id,
-                         peer_failure("rank " + std::to_string(in.sender) + " no longer holds " + p.id.short_hex()),
-                         true);
+    return abort_inbound(
+        p.id, peer_failure("rank " + std::to_string(in.sender) + " no longer holds " + p.id.short_hex()),
+        true);
   }
   in.remote_offset = p.offset;
   in.sender_ready = std::max(in.sender_ready, p.ready);
@@ -663,8 +666,9 @@ void Node::Impl::pump(const ObjectID& id) {
     std::uint64_t len = std::min<std::uint64_t>(opts.chunk_size, in.sender_ready - off);
     in.next += len;
     in.in_flight++;
-    ep->get(in.dest + off, len, in.remote_offset + off,
-            [this, id, gen = in.gen, off, len, pin = in.entry](Status st) { on_chunk(id, gen, off, len, st); });
+    ep->get(
+        in.dest + off, len, in.remote_offset + off,
+        [this, id, gen = in.gen, off, len, pin = in.entry](Status st) { on_chunk(id, gen, off, len, st); });
   }
 }
 
@@ -676,8 +680,8 @@ void Node::Impl::on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t o
   Inbound& in = it->second;
   in.in_flight--;
   if (!st.is_ok()) {
-    Status why(st.code(), "get of " + id.short_hex() + " from rank " + std::to_string(in.sender) + ": " +
-                              st.message());
+    Status why(st.code(),
+               "get of " + id.short_hex() + " from rank " + std::to_string(in.sender) + ": " + st.message());
     // A lost sender is not the end of the transfer: resume from another
     // copy, a bounded number of times.
     if ((st.code() == StatusCode::kPeerFailure || st.code() == StatusCode::kCancelled) &&
@@ -741,13 +745,14 @@ void Node::Impl::abort_inbound(const ObjectID& id, const Status& why, bool retry
 // gives the striped allreduce its ring-like 2(N-1)/N cost.
 void Node::Impl::start_composite(const msg::LookupReply& r) {
   auto e = store->create_object(r.id, r.size);
-  if (!e.is_ok()) return fulfill_waiters(r.id, Status(e.status().code(), "get of " + r.id.short_hex() + ": " +
-                                                                             e.status().message()));
+  if (!e.is_ok())
+    return fulfill_waiters(
+        r.id, Status(e.status().code(), "get of " + r.id.short_hex() + ": " + e.status().message()));
   for (const auto& part : r.parts) {
     if (inbound_transfers.count(part.id) || part.holder >= world) {
       store->erase(r.id);
-      return fulfill_waiters(r.id, protocol_error("composite " + r.id.short_hex() + " has a bad part " +
-                                                  part.id.short_hex()));
+      return fulfill_waiters(
+          r.id, protocol_error("composite " + r.id.short_hex() + " has a bad part " + part.id.short_hex()));
     }
   }
   // Holders read every part from their predecessor in the ring of holders
@@ -829,10 +834,12 @@ void Node::Impl::fail_composite(const ObjectID& composite, const Status& why) {
   LOG_INFO("get of composite " << composite.short_hex() << " failed: " << why.to_string());
   // A producer died: the allreduce restarts and republishes the target, so
   // look it up again (a few times) instead of failing the readers.
-  if (why.code() == StatusCode::kPeerFailure && ++composite_retries[composite] <= 3 && waiters.count(composite)) {
+  if (why.code() == StatusCode::kPeerFailure && ++composite_retries[composite] <= 3 &&
+      waiters.count(composite)) {
     auto timer = std::make_shared<asio::steady_timer>(io, opts.failure_timeout);
     timer->async_wait([this, timer, composite](error_code) {
-      if (!stopping && waiters.count(composite) && !lookups_pending.count(composite)) start_lookup(composite, false);
+      if (!stopping && waiters.count(composite) && !lookups_pending.count(composite))
+        start_lookup(composite, false);
     });
     return;
   }
@@ -894,7 +901,8 @@ Result<std::unique_ptr<Node>> Node::create(const NodeOptions& options) {
     // Not fatal: the planner falls back to a conservative model, 1 Gbit/s
     // and 50 us, and says so.
     LOG_WARN("link probe failed (" << st.to_string() << "); assuming 125 MB/s and 50 us");
-    node->impl_->link_bandwidth = node->impl_->opts.link_bandwidth > 0 ? node->impl_->opts.link_bandwidth : 1.25e8;
+    node->impl_->link_bandwidth =
+        node->impl_->opts.link_bandwidth > 0 ? node->impl_->opts.link_bandwidth : 1.25e8;
     node->impl_->link_latency = node->impl_->opts.link_latency > 0 ? node->impl_->opts.link_latency : 50e-6;
   }
   return node;
@@ -940,13 +948,20 @@ Status Node::probe_links() {
   HOPLITE_RETURN_IF_ERROR(remove(probe(next), RemoveScope::kLocal));
   if (m.link_latency <= 0) m.link_latency = rtt / 2;
   if (m.link_bandwidth <= 0) m.link_bandwidth = static_cast<double>(kProbe) / std::max(secs - rtt, 1e-6);
-  LOG_INFO("link model: latency " << m.link_latency * 1e6 << " us, bandwidth " << m.link_bandwidth / 1e6 << " MB/s");
+  LOG_INFO("link model: latency " << m.link_latency * 1e6 << " us, bandwidth " << m.link_bandwidth / 1e6
+                                  << " MB/s");
   return {};
 }
 
-int Node::rank() const { return static_cast<int>(impl_->me); }
-int Node::world_size() const { return static_cast<int>(impl_->world); }
-const NodeOptions& Node::options() const { return impl_->opts; }
+int Node::rank() const {
+  return static_cast<int>(impl_->me);
+}
+int Node::world_size() const {
+  return static_cast<int>(impl_->world);
+}
+const NodeOptions& Node::options() const {
+  return impl_->opts;
+}
 
 Status Node::put(const ObjectID& id, std::span<const std::byte> bytes) {
   auto e = impl_->store->create_object(id, bytes.size());
@@ -966,8 +981,9 @@ Result<ObjectWriter> Node::create(const ObjectID& id, std::uint64_t size) {
   auto state = std::make_shared<detail::WriterState>();
   state->node = impl_.get();
   state->entry = std::move(e).value();
-  Status st = impl_->request(impl_->shard_of(id), impl_->publish_msg(*state->entry, msg::LocationState::kPartial),
-                             "create of " + id.short_hex());
+  Status st =
+      impl_->request(impl_->shard_of(id), impl_->publish_msg(*state->entry, msg::LocationState::kPartial),
+                     "create of " + id.short_hex());
   if (!st.is_ok()) {
     impl_->store->erase(id);
     return st;
@@ -1074,7 +1090,9 @@ void Node::on_membership_change(std::function<void(const MembershipEvent&)> call
   impl_->membership_callback = std::move(callback);
 }
 
-LinkModel Node::link_model() const { return {impl_->link_bandwidth, impl_->link_latency}; }
+LinkModel Node::link_model() const {
+  return {impl_->link_bandwidth, impl_->link_latency};
+}
 
 NodeStats Node::stats() const {
   NodeStats s;
@@ -1108,9 +1126,13 @@ ObjectWriter& ObjectWriter::operator=(ObjectWriter&& o) noexcept {
   return *this;
 }
 
-ObjectWriter::~ObjectWriter() { abort(); }
+ObjectWriter::~ObjectWriter() {
+  abort();
+}
 
-const ObjectID& ObjectWriter::id() const { return s_->entry->id; }
+const ObjectID& ObjectWriter::id() const {
+  return s_->entry->id;
+}
 
 std::span<std::byte> ObjectWriter::data() const {
   if (!s_ || !s_->entry) return {};
@@ -1135,8 +1157,9 @@ Status ObjectWriter::seal() {
   s_->done = true;
   Node::Impl* node = s_->node;
   s_.reset();
-  Status st = node->request(node->shard_of(entry->id), node->publish_msg(*entry, msg::LocationState::kComplete),
-                            "seal of " + entry->id.short_hex());
+  Status st =
+      node->request(node->shard_of(entry->id), node->publish_msg(*entry, msg::LocationState::kComplete),
+                    "seal of " + entry->id.short_hex());
   asio::post(node->io, [node, entry] { node->on_local_sealed(entry); });
   return st;
 }
@@ -1155,4 +1178,3 @@ void ObjectWriter::abort() {
 }
 
 }  // namespace hoplite
-

@@ -18,9 +18,9 @@
 #include "control/connection.h"
 #include "control/messages.h"
 #include "directory/shard.h"
-#include "scheduler/reduce_planner.h"
 #include "hoplite/node.h"
 #include "hoplite/reduce.h"
+#include "scheduler/reduce_planner.h"
 #include "store/object_store.h"
 #include "transport/tcp/tcp_transport.h"
 
@@ -214,7 +214,7 @@ class Node::Impl {
     std::byte* dest = nullptr;
     std::uint64_t size = 0;
     int watch_retries = 0;
-    bool resuming = false;  // the sender died; a new one is being looked up
+    bool resuming = false;     // the sender died; a new one is being looked up
     std::uint64_t stream = 0;  // of the current Watch
     Rank producer = 0;         // composite parts: where the part is made
     bool serves = false;       // composite parts: `entry` is a view peers read
@@ -290,8 +290,8 @@ class Node::Impl {
     bool planned = false;
     std::uint64_t size = 0;
     scheduler::ReduceShape shape;
-    std::vector<ObjectID> used;      // arrival order
-    std::vector<Rank> pos_holder;    // by position
+    std::vector<ObjectID> used;    // arrival order
+    std::vector<Rank> pos_holder;  // by position
     std::vector<ObjectID> pos_output;
     std::vector<ObjectID> intermediates;
     std::uint64_t root_task = 0;
@@ -342,7 +342,8 @@ class Node::Impl {
   void on_reduce_done(const msg::ReduceDone& d);
   void reduce_pump(std::uint64_t task, std::size_t up);
   void on_reduce_progress(const msg::Progress& p);
-  void on_reduce_chunk(std::uint64_t task, std::size_t up, std::uint64_t chunk, std::uint32_t slot, Status st);
+  void on_reduce_chunk(std::uint64_t task, std::size_t up, std::uint64_t chunk, std::uint32_t slot,
+                       Status st);
   void fail_reduce_exec(std::uint64_t task, const Status& why);
 
   std::uint64_t next_reduce = 1;

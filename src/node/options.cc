@@ -79,7 +79,8 @@ Result<NodeOptions> NodeOptions::from_environment() {
   } else if (env("MASTER_ADDR") && env("MASTER_PORT")) {
     o.bootstrap_address = std::string(env("MASTER_ADDR")) + ":" + env("MASTER_PORT");
   } else {
-    return invalid_argument("no bootstrap address: set HOPLITE_BOOTSTRAP=host:port or MASTER_ADDR and MASTER_PORT");
+    return invalid_argument(
+        "no bootstrap address: set HOPLITE_BOOTSTRAP=host:port or MASTER_ADDR and MASTER_PORT");
   }
   if (const char* v = env("HOPLITE_LISTEN_HOST")) o.listen_host = v;
   if (const char* v = env("HOPLITE_TOKEN")) o.token = v;
@@ -88,9 +89,9 @@ Result<NodeOptions> NodeOptions::from_environment() {
     const char* name;
     std::uint64_t* field;
   };
-  for (auto [name, field] : {SizeVar{"HOPLITE_STORE_CAPACITY", &o.store_capacity},
-                             SizeVar{"HOPLITE_CHUNK_SIZE", &o.chunk_size},
-                             SizeVar{"HOPLITE_INLINE_THRESHOLD", &o.inline_threshold}}) {
+  for (auto [name, field] :
+       {SizeVar{"HOPLITE_STORE_CAPACITY", &o.store_capacity}, SizeVar{"HOPLITE_CHUNK_SIZE", &o.chunk_size},
+        SizeVar{"HOPLITE_INLINE_THRESHOLD", &o.inline_threshold}}) {
     if (const char* v = env(name)) {
       auto s = parse_size(v);
       if (!s.is_ok()) return invalid_argument(std::string(name) + ": " + s.status().message());
@@ -104,7 +105,8 @@ Result<NodeOptions> NodeOptions::from_environment() {
   }
   if (const char* v = env("HOPLITE_LINK_BANDWIDTH")) {
     auto b = parse_size(v);
-    if (!b.is_ok()) return invalid_argument(std::string("HOPLITE_LINK_BANDWIDTH (bytes/s): ") + b.status().message());
+    if (!b.is_ok())
+      return invalid_argument(std::string("HOPLITE_LINK_BANDWIDTH (bytes/s): ") + b.status().message());
     o.link_bandwidth = static_cast<double>(b.value());
   }
   if (const char* v = env("HOPLITE_LINK_LATENCY_US")) {
@@ -130,7 +132,8 @@ Result<NodeOptions> NodeOptions::from_environment() {
 Status NodeOptions::validate() const {
   if (world_size < 1) return invalid_argument("world size must be >= 1, got " + std::to_string(world_size));
   if (rank < 0 || rank >= world_size) {
-    return invalid_argument("rank " + std::to_string(rank) + " outside [0, " + std::to_string(world_size) + ")");
+    return invalid_argument("rank " + std::to_string(rank) + " outside [0, " + std::to_string(world_size) +
+                            ")");
   }
   if (bootstrap_address.rfind(':') == std::string::npos) {
     return invalid_argument("bootstrap address '" + bootstrap_address + "' is not host:port");
@@ -142,7 +145,8 @@ Status NodeOptions::validate() const {
     return invalid_argument("inline threshold above 1 MiB would bloat the directory: " +
                             std::to_string(inline_threshold));
   }
-  if (pipeline_depth < 1 || pipeline_depth > 256) return invalid_argument("pipeline depth must be in [1, 256]");
+  if (pipeline_depth < 1 || pipeline_depth > 256)
+    return invalid_argument("pipeline depth must be in [1, 256]");
   if (failure_timeout.count() < 20) return invalid_argument("failure timeout must be at least 20 ms");
   if (rejoin && rank == 0) return invalid_argument("rank 0 cannot rejoin: it runs the bootstrap");
   if (store_capacity < (1u << 20)) return invalid_argument("store capacity must be at least 1 MiB");

@@ -76,9 +76,9 @@ void Node::Impl::restart_reduce(std::uint64_t rid, const std::string& why) {
   auto it = reduces.find(rid);
   if (it == reduces.end() || it->second.finished) return;
   ReduceCoord& c = it->second;
-  if (c.attempt >= 3) return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() +
-                                                             " failed " + std::to_string(c.attempt + 1) +
-                                                             " times; last: " + why));
+  if (c.attempt >= 3)
+    return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + " failed " +
+                                           std::to_string(c.attempt + 1) + " times; last: " + why));
   LOG_WARN("reduce into " << c.opts.target.short_hex() << " restarts: " << why);
   for (const auto& id : c.intermediates) send_to(shard_of(id), msg::Remove{id, 0, me});
   ReduceOptions opts_copy = c.opts;
@@ -119,9 +119,9 @@ void Node::Impl::arrive(std::uint64_t rid, const msg::LocateReply& r) {
   const std::size_t esize = element_size(c.opts.dtype);
   if (!c.planned) {
     if (r.size % esize != 0) {
-      return finish_reduce(rid, invalid_argument("reduce input " + r.id.short_hex() + " has " +
-                                                 std::to_string(r.size) + " bytes, not a multiple of " +
-                                                 std::to_string(esize)));
+      return finish_reduce(
+          rid, invalid_argument("reduce input " + r.id.short_hex() + " has " + std::to_string(r.size) +
+                                " bytes, not a multiple of " + std::to_string(esize)));
     }
     c.size = r.size;
     scheduler::ReduceCost cost{static_cast<double>(r.size), link_bandwidth, link_latency};
@@ -133,8 +133,9 @@ void Node::Impl::arrive(std::uint64_t rid, const msg::LocateReply& r) {
     LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": " << c.k << " of " << c.opts.inputs.size()
                         << " inputs, " << r.size << " B, depth " << c.shape.depth);
   } else if (r.size != c.size) {
-    return finish_reduce(rid, invalid_argument("reduce inputs differ in size: " + std::to_string(c.size) +
-                                               " and " + std::to_string(r.size) + " (" + r.id.short_hex() + ")"));
+    return finish_reduce(
+        rid, invalid_argument("reduce inputs differ in size: " + std::to_string(c.size) + " and " +
+                              std::to_string(r.size) + " (" + r.id.short_hex() + ")"));
   }
 
   // With every input needed (k = n), an input on this node is kept for the
@@ -274,8 +275,8 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
     return restart_reduce(rid, d.message);
   }
   if (d.code != 0) {
-    return finish_reduce(rid, Status(static_cast<StatusCode>(d.code), "reduce into " + c.opts.target.short_hex() +
-                                                                          ": " + d.message));
+    return finish_reduce(rid, Status(static_cast<StatusCode>(d.code),
+                                     "reduce into " + c.opts.target.short_hex() + ": " + d.message));
   }
   if (c.striped) {
     c.stripe_tasks.erase(d.task);
@@ -313,8 +314,8 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
     send_to(t.coordinator, msg::ReduceDone{t.task, static_cast<std::uint16_t>(st.code()), st.message()});
   };
   auto input = store->find(t.input);
-  if (!input || !input->sealed()) return reply_error(not_found("input " + t.input.short_hex() + " is not on rank " +
-                                                               std::to_string(me)));
+  if (!input || !input->sealed())
+    return reply_error(not_found("input " + t.input.short_hex() + " is not on rank " + std::to_string(me)));
   if (t.input_offset > input->size || t.size > input->size - t.input_offset) {
     return reply_error(invalid_argument("reduce range outside input " + t.input.short_hex()));
   }
@@ -388,8 +389,8 @@ void Node::Impl::on_reduce_progress(const msg::Progress& p) {
   ReduceUp& up = eit->second.ups[ui];
   if (!p.present) {
     if (++up.watch_retries > kWatchRetries) {
-      return fail_reduce_exec(task, peer_failure("rank " + std::to_string(up.holder) + " does not hold upstream " +
-                                                 p.id.short_hex()));
+      return fail_reduce_exec(task, peer_failure("rank " + std::to_string(up.holder) +
+                                                 " does not hold upstream " + p.id.short_hex()));
     }
     auto timer = std::make_shared<asio::steady_timer>(io, kWatchRetryDelay);
     timer->async_wait([this, timer, id = p.id, holder = up.holder, stream = up.stream](error_code) {
@@ -419,8 +420,9 @@ void Node::Impl::reduce_pump(std::uint64_t task, std::size_t ui) {
     up.free_slots.pop_back();
     std::uint64_t c = up.next_chunk++;
     up.in_flight++;
-    ep->get(up.scratch->data + slot * ex.chunk, len, up.remote_offset + up.offset + off,
-            [this, task, ui, c, slot, pin = up.scratch](Status st) { on_reduce_chunk(task, ui, c, slot, st); });
+    ep->get(
+        up.scratch->data + slot * ex.chunk, len, up.remote_offset + up.offset + off,
+        [this, task, ui, c, slot, pin = up.scratch](Status st) { on_reduce_chunk(task, ui, c, slot, st); });
   }
 }
 

@@ -73,27 +73,34 @@ template <typename T>
 using Arith = typename ArithOf<T>::type;
 struct Sum {
   template <typename T>
-  T operator()(T x, T y) const { return static_cast<T>(static_cast<Arith<T>>(x) + static_cast<Arith<T>>(y)); }
+  T operator()(T x, T y) const {
+    return static_cast<T>(static_cast<Arith<T>>(x) + static_cast<Arith<T>>(y));
+  }
 };
 struct Prod {
   template <typename T>
-  T operator()(T x, T y) const { return static_cast<T>(static_cast<Arith<T>>(x) * static_cast<Arith<T>>(y)); }
+  T operator()(T x, T y) const {
+    return static_cast<T>(static_cast<Arith<T>>(x) * static_cast<Arith<T>>(y));
+  }
 };
 struct Min {
   template <typename T>
-  T operator()(T x, T y) const { return y < x ? y : x; }
+  T operator()(T x, T y) const {
+    return y < x ? y : x;
+  }
 };
 struct Max {
   template <typename T>
-  T operator()(T x, T y) const { return x < y ? y : x; }
+  T operator()(T x, T y) const {
+    return x < y ? y : x;
+  }
 };
 
 // One loop per (op, type); target_clones builds an AVX2 and a baseline body
 // and picks at load time, so one binary runs everywhere and uses wide
 // vectors where it can.
 template <typename T, typename Op>
-__attribute__((target_clones("avx2", "default"))) void loop(T* dst, const T* a, const T* b,
-                                                             std::size_t n) {
+__attribute__((target_clones("avx2", "default"))) void loop(T* dst, const T* a, const T* b, std::size_t n) {
   Op op;
   for (std::size_t i = 0; i < n; ++i) dst[i] = op(a[i], b[i]);
 }
@@ -118,7 +125,8 @@ void by_op(ReduceOp op, std::byte* dst, const std::byte* a, const std::byte* b, 
 
 }  // namespace
 
-void apply(ReduceOp op, DataType t, std::byte* dst, const std::byte* a, const std::byte* b, std::size_t bytes) {
+void apply(ReduceOp op, DataType t, std::byte* dst, const std::byte* a, const std::byte* b,
+           std::size_t bytes) {
   switch (t) {
     case DataType::kFloat32: return by_op<float>(op, dst, a, b, bytes);
     case DataType::kFloat64: return by_op<double>(op, dst, a, b, bytes);

@@ -13,6 +13,7 @@
 
 namespace hoplite::reduce {
 
-void apply(ReduceOp op, DataType t, std::byte* dst, const std::byte* a, const std::byte* b, std::size_t bytes);
+void apply(ReduceOp op, DataType t, std::byte* dst, const std::byte* a, const std::byte* b,
+           std::size_t bytes);
 
 }  // namespace hoplite::reduce

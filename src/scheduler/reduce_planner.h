@@ -33,9 +33,9 @@ struct ReduceShape {
 };
 
 struct ReduceCost {
-  double bytes = 0;               // S
-  double bandwidth = 1.25e8;      // B, bytes per second
-  double latency = 50e-6;         // L, seconds per hop
+  double bytes = 0;           // S
+  double bandwidth = 1.25e8;  // B, bytes per second
+  double latency = 50e-6;     // L, seconds per hop
 };
 
 // The tree-chain for `n` inputs (n >= 1).

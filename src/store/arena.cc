@@ -39,18 +39,19 @@ std::string bind_near_caller(void* base, std::uint64_t size) {
 
 Result<Arena> Arena::create(std::uint64_t capacity) {
   if (capacity == 0) return invalid_argument("store capacity must be > 0");
-  void* p = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void* p =
+      mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
-    return capacity_error("cannot map a store of " + std::to_string(capacity) + " bytes: " +
-                          std::strerror(errno));
+    return capacity_error("cannot map a store of " + std::to_string(capacity) +
+                          " bytes: " + std::strerror(errno));
   }
   std::string placement = bind_near_caller(p, capacity);
   return Arena(static_cast<std::byte*>(p), capacity, std::move(placement));
 }
 
 Arena::Arena(Arena&& o) noexcept
-    : base_(std::exchange(o.base_, nullptr)), size_(std::exchange(o.size_, 0)),
+    : base_(std::exchange(o.base_, nullptr)),
+      size_(std::exchange(o.size_, 0)),
       placement_(std::move(o.placement_)) {}
 
 Arena& Arena::operator=(Arena&& o) noexcept {

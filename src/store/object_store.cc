@@ -11,7 +11,8 @@ ObjectEntry::~ObjectEntry() {
 Result<std::shared_ptr<ObjectEntry>> ObjectStore::create_view(const ObjectID& id,
                                                               const std::shared_ptr<ObjectEntry>& parent,
                                                               std::uint64_t offset, std::uint64_t size) {
-  if (offset > parent->size || size > parent->size - offset) return invalid_argument("view outside its object");
+  if (offset > parent->size || size > parent->size - offset)
+    return invalid_argument("view outside its object");
   std::lock_guard lock(mu_);
   if (objects_.count(id)) {
     return Status(StatusCode::kAlreadyExists, "object " + id.short_hex() + " already in the local store");
@@ -37,7 +38,8 @@ Result<std::shared_ptr<ObjectEntry>> ObjectStore::create_object(const ObjectID& 
   {
     std::lock_guard core_lock(core_->mu_);
     auto r = core_->alloc_.allocate(size);
-    if (!r.is_ok()) return Status(r.status().code(), "put of " + id.short_hex() + ": " + r.status().message());
+    if (!r.is_ok())
+      return Status(r.status().code(), "put of " + id.short_hex() + ": " + r.status().message());
     offset = r.value();
   }
   auto entry = std::make_shared<ObjectEntry>(core_, id, offset, size, core_->arena_.base() + offset);

@@ -37,8 +37,12 @@ class ObjectEntry {
   // A view: a range of `parent` with its own id and progress; it owns no
   // extent (the parent's pin keeps the memory).
   ObjectEntry(std::shared_ptr<ObjectEntry> parent, ObjectID id, std::uint64_t offset, std::uint64_t size)
-      : id(id), offset(parent->offset + offset), size(size), data(parent->data + offset),
-        core_(parent->core_), parent_(std::move(parent)) {}
+      : id(id),
+        offset(parent->offset + offset),
+        size(size),
+        data(parent->data + offset),
+        core_(parent->core_),
+        parent_(std::move(parent)) {}
   ~ObjectEntry();
   ObjectEntry(const ObjectEntry&) = delete;
   ObjectEntry& operator=(const ObjectEntry&) = delete;

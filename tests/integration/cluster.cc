@@ -65,8 +65,8 @@ std::optional<Reservation> reserve_port() {
   return Reservation{fd, ntohs(addr.sin_port)};
 }
 
-[[noreturn]] void child_main(int rank, pid_t parent, const ProcessBody& body,
-                             const std::string& bootstrap, std::chrono::milliseconds timeout) {
+[[noreturn]] void child_main(int rank, pid_t parent, const ProcessBody& body, const std::string& bootstrap,
+                             std::chrono::milliseconds timeout) {
   g_rank = rank;
   // Two safety nets besides the parent's deadline: a child must not outlive
   // a parent that crashed, nor run forever if the parent's kill goes astray.
@@ -98,11 +98,13 @@ std::string describe(int status) {
 
 }  // namespace
 
-int this_rank() { return g_rank; }
+int this_rank() {
+  return g_rank;
+}
 
 void report_failure(const char* file, int line, const std::string& what) {
-  std::string msg = "[rank " + std::to_string(g_rank) + "] " + file + ":" + std::to_string(line) +
-                    ": " + what + "\n";
+  std::string msg =
+      "[rank " + std::to_string(g_rank) + "] " + file + ":" + std::to_string(line) + ": " + what + "\n";
   // One write keeps the line whole when several ranks fail at once.
   ssize_t rc = ::write(STDERR_FILENO, msg.data(), msg.size());
   (void)rc;
@@ -110,8 +112,7 @@ void report_failure(const char* file, int line, const std::string& what) {
 
 int run_processes(int n, const ProcessBody& body, std::chrono::milliseconds timeout) {
   if (int threads = thread_count(); threads != 1) {
-    std::fprintf(stderr, "run_processes: the test process has %d threads; fork needs exactly 1\n",
-                 threads);
+    std::fprintf(stderr, "run_processes: the test process has %d threads; fork needs exactly 1\n", threads);
     return -1;
   }
   auto reservation = reserve_port();
@@ -168,8 +169,7 @@ int run_processes(int n, const ProcessBody& body, std::chrono::milliseconds time
     bool expired = now >= deadline;
     if (expired || (kill_at && now >= *kill_at)) {
       std::string why =
-          expired ? "hung: killed at the " + std::to_string(timeout.count()) + " ms deadline"
-                  : kill_reason;
+          expired ? "hung: killed at the " + std::to_string(timeout.count()) + " ms deadline" : kill_reason;
       for (int r = 0; r < n; ++r) {
         if (status[r]) continue;
         ::kill(pids[r], SIGKILL);
@@ -186,11 +186,9 @@ int run_processes(int n, const ProcessBody& body, std::chrono::milliseconds time
 
   ::close(reservation->fd);
 
-  auto elapsed =
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
   bool all_ok = true;
-  std::string summary =
-      "cluster of " + std::to_string(n) + " (" + std::to_string(elapsed) + " ms):";
+  std::string summary = "cluster of " + std::to_string(n) + " (" + std::to_string(elapsed) + " ms):";
   for (int r = 0; r < n; ++r) {
     bool ok = WIFEXITED(*status[r]) && WEXITSTATUS(*status[r]) == 0;
     all_ok = all_ok && ok;
@@ -202,8 +200,7 @@ int run_processes(int n, const ProcessBody& body, std::chrono::milliseconds time
   return all_ok ? 0 : 1;
 }
 
-NodeOptions make_options(int rank, int n, const std::string& bootstrap,
-                         const ClusterOptions& opts) {
+NodeOptions make_options(int rank, int n, const std::string& bootstrap, const ClusterOptions& opts) {
   NodeOptions o;
   o.rank = rank;
   o.world_size = n;
@@ -267,8 +264,7 @@ std::vector<std::byte> make_pattern(std::size_t size, std::uint64_t seed) {
   return v;
 }
 
-std::string pattern_mismatch(std::span<const std::byte> bytes, std::uint64_t size,
-                             std::uint64_t seed) {
+std::string pattern_mismatch(std::span<const std::byte> bytes, std::uint64_t size, std::uint64_t seed) {
   if (bytes.size() != size) {
     return "size " + std::to_string(bytes.size()) + ", expected " + std::to_string(size);
   }
@@ -280,8 +276,8 @@ std::string pattern_mismatch(std::span<const std::byte> bytes, std::uint64_t siz
     if (std::memcmp(want.data(), bytes.data() + off, n) == 0) continue;
     std::size_t i = 0;
     while (want[i] == bytes[off + i]) ++i;
-    return "first difference at byte " + std::to_string(off + i) + " of " + std::to_string(size) +
-           ": got " + std::to_string(static_cast<int>(bytes[off + i])) + ", expected " +
+    return "first difference at byte " + std::to_string(off + i) + " of " + std::to_string(size) + ": got " +
+           std::to_string(static_cast<int>(bytes[off + i])) + ", expected " +
            std::to_string(static_cast<int>(want[i]));
   }
   return {};

@@ -59,8 +59,7 @@ using ProcessBody = std::function<int(int rank, const std::string& bootstrap)>;
 int run_processes(int n, const ProcessBody& body, std::chrono::milliseconds timeout);
 
 // The options every rank of run_cluster() starts with.
-NodeOptions make_options(int rank, int n, const std::string& bootstrap,
-                         const ClusterOptions& opts = {});
+NodeOptions make_options(int rank, int n, const std::string& bootstrap, const ClusterOptions& opts = {});
 
 // run_processes() where each child first joins an n-node cluster and then
 // runs body(node); the Node is destroyed before the child exits.
@@ -82,19 +81,22 @@ void fill_pattern(std::span<std::byte> out, std::uint64_t seed, std::uint64_t of
 std::vector<std::byte> make_pattern(std::size_t size, std::uint64_t seed);
 // Empty when `bytes` is exactly the object (size, seed); otherwise what is
 // wrong and where.
-std::string pattern_mismatch(std::span<const std::byte> bytes, std::uint64_t size,
-                             std::uint64_t seed);
+std::string pattern_mismatch(std::span<const std::byte> bytes, std::uint64_t size, std::uint64_t seed);
 
 // Polls `done` every millisecond; false if it is still false at `timeout`.
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
 
-inline const Status& status_of(const Status& s) { return s; }
+inline const Status& status_of(const Status& s) {
+  return s;
+}
 template <typename T>
 const Status& status_of(const Result<T>& r) {
   return r.status();
 }
 
-inline std::string printable(StatusCode c) { return std::string(to_string(c)); }
+inline std::string printable(StatusCode c) {
+  return std::string(to_string(c));
+}
 template <typename T>
 std::string printable(const T& v) {
   std::ostringstream os;
@@ -164,9 +166,8 @@ std::string printable(const T& v) {
   lhs = std::move(tmp).value()
 
 // `bytes` is exactly the pattern object (size, seed).
-#define CHECK_PATTERN(bytes, size, seed)                                                          \
-  do {                                                                                            \
-    const std::string hoplite_itest_why =                                                         \
-        ::hoplite::itest::pattern_mismatch((bytes), (size), (seed));                              \
-    if (!hoplite_itest_why.empty()) FAIL_BODY("CHECK_PATTERN(" #bytes "): " + hoplite_itest_why); \
+#define CHECK_PATTERN(bytes, size, seed)                                                               \
+  do {                                                                                                 \
+    const std::string hoplite_itest_why = ::hoplite::itest::pattern_mismatch((bytes), (size), (seed)); \
+    if (!hoplite_itest_why.empty()) FAIL_BODY("CHECK_PATTERN(" #bytes "): " + hoplite_itest_why);      \
   } while (0)

@@ -42,8 +42,7 @@ const std::uint64_t kChunk = NodeOptions{}.chunk_size;
 const std::uint64_t kInline = NodeOptions{}.inline_threshold;
 
 constexpr ReduceOp kOps[] = {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax};
-constexpr DataType kTypes[] = {DataType::kFloat32, DataType::kFloat64, DataType::kInt32,
-                               DataType::kInt64};
+constexpr DataType kTypes[] = {DataType::kFloat32, DataType::kFloat64, DataType::kInt32, DataType::kInt64};
 
 ClusterOptions cluster_options() {
   ClusterOptions o;
@@ -64,14 +63,10 @@ ClusterOptions cluster_options() {
 template <typename F>
 decltype(auto) with_type(DataType t, F&& f) {
   switch (t) {
-    case DataType::kFloat64:
-      return f(double{});
-    case DataType::kInt32:
-      return f(std::int32_t{});
-    case DataType::kInt64:
-      return f(std::int64_t{});
-    case DataType::kFloat32:
-      break;
+    case DataType::kFloat64: return f(double{});
+    case DataType::kInt32: return f(std::int32_t{});
+    case DataType::kInt64: return f(std::int64_t{});
+    case DataType::kFloat32: break;
   }
   return f(float{});
 }
@@ -84,14 +79,10 @@ T input_value(int rank, std::uint64_t i) {
 template <typename T>
 T combine(ReduceOp op, T x, T y) {
   switch (op) {
-    case ReduceOp::kSum:
-      return static_cast<T>(x + y);
-    case ReduceOp::kProd:
-      return static_cast<T>(x * y);
-    case ReduceOp::kMin:
-      return y < x ? y : x;
-    case ReduceOp::kMax:
-      return x < y ? y : x;
+    case ReduceOp::kSum: return static_cast<T>(x + y);
+    case ReduceOp::kProd: return static_cast<T>(x * y);
+    case ReduceOp::kMin: return y < x ? y : x;
+    case ReduceOp::kMax: return x < y ? y : x;
   }
   return x;
 }
@@ -114,8 +105,8 @@ std::vector<std::byte> make_input(std::uint64_t size, DataType t, int rank) {
 
 // Empty when `bytes` is exactly op over the inputs of `ranks`; otherwise the
 // first wrong element.
-std::string reduce_mismatch(std::span<const std::byte> bytes, std::uint64_t size, ReduceOp op,
-                            DataType t, const std::vector<int>& ranks) {
+std::string reduce_mismatch(std::span<const std::byte> bytes, std::uint64_t size, ReduceOp op, DataType t,
+                            const std::vector<int>& ranks) {
   if (bytes.size() != size) {
     return "size " + std::to_string(bytes.size()) + ", expected " + std::to_string(size);
   }
@@ -134,20 +125,19 @@ std::string reduce_mismatch(std::span<const std::byte> bytes, std::uint64_t size
       T got;
       std::memcpy(&got, bytes.data() + i * sizeof(T), sizeof(T));
       return "element " + std::to_string(i) + " of " + std::to_string(n) + " (byte " +
-             std::to_string(i * sizeof(T)) + "): got " + printable(got) + ", want " +
-             printable(want[i % 5]);
+             std::to_string(i * sizeof(T)) + "): got " + printable(got) + ", want " + printable(want[i % 5]);
     }
     return {};
   });
 }
 
-#define CHECK_REDUCED(bytes, size, op, t, ranks, what)                                    \
-  do {                                                                                    \
-    const std::string hoplite_why = reduce_mismatch((bytes), (size), (op), (t), (ranks)); \
-    if (!hoplite_why.empty()) {                                                           \
-      FAIL_BODY(std::string(what) + " " + to_string(op) + "/" + to_string(t) + " " +      \
-                std::to_string(size) + " B: " + hoplite_why);                             \
-    }                                                                                     \
+#define CHECK_REDUCED(bytes, size, op, t, ranks, what)                                                      \
+  do {                                                                                                      \
+    const std::string hoplite_why = reduce_mismatch((bytes), (size), (op), (t), (ranks));                   \
+    if (!hoplite_why.empty()) {                                                                             \
+      FAIL_BODY(std::string(what) + " " + to_string(op) + "/" + to_string(t) + " " + std::to_string(size) + \
+                " B: " + hoplite_why);                                                                      \
+    }                                                                                                       \
   } while (0)
 
 ObjectID input_id(const std::string& tag, int rank) {
@@ -175,8 +165,8 @@ std::vector<int> ranks_of(const std::vector<ObjectID>& used, const std::string& 
                           const std::vector<int>& candidates) {
   std::vector<int> out;
   for (const auto& id : used) {
-    auto it = std::find_if(candidates.begin(), candidates.end(),
-                           [&](int r) { return input_id(tag, r) == id; });
+    auto it =
+        std::find_if(candidates.begin(), candidates.end(), [&](int r) { return input_id(tag, r) == id; });
     if (it == candidates.end() || std::count(out.begin(), out.end(), *it) > 0) return {};
     out.push_back(*it);
   }
@@ -222,8 +212,7 @@ struct Case {
 };
 
 std::string describe(const Case& c) {
-  return c.tag + " " + to_string(c.op) + "/" + to_string(c.dtype) + " " + std::to_string(c.size) +
-         " B";
+  return c.tag + " " + to_string(c.op) + "/" + to_string(c.dtype) + " " + std::to_string(c.size) + " B";
 }
 
 ReduceOptions reduce_options(const Case& c, std::vector<ObjectID> inputs) {
@@ -244,8 +233,7 @@ int reduce_and_check(Node& node, const Case& c) {
   CHECK_OK(node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
   CHECK_OK(node.barrier(kWait));
   if (node.rank() == 0) {
-    ASSIGN_OR_FAIL(ReduceResult res,
-                   node.reduce(reduce_options(c, input_ids(c.tag, all_ranks(n)))));
+    ASSIGN_OR_FAIL(ReduceResult res, node.reduce(reduce_options(c, input_ids(c.tag, all_ranks(n)))));
     if (ranks_of(res.used, c.tag, all_ranks(n)) != all_ranks(n)) {
       FAIL_BODY(describe(c) + ": used is not every input once");
     }
@@ -301,12 +289,11 @@ TEST_P(ReduceMatrixTest, EveryOpAndTypeIsByteExact) {
   EXPECT_EQ(rc, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Ranks, ReduceMatrixTest, ::testing::ValuesIn(kMatrixRanks),
-                         [](const auto& info) {
-                           std::string name = "n";  // not "n" + ...: see join()
-                           name += std::to_string(info.param);
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Ranks, ReduceMatrixTest, ::testing::ValuesIn(kMatrixRanks), [](const auto& info) {
+  std::string name = "n";  // not "n" + ...: see join()
+  name += std::to_string(info.param);
+  return name;
+});
 
 // ------------------------------------------------------------ forced shapes
 
@@ -351,8 +338,7 @@ TEST(AllreduceTest, EveryRankGetsWhileTheReduceRuns) {
             c.dtype = kTypes[(round + 2) % 4];
             c.size = size;
             ++round;
-            CHECK_OK(
-                node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
+            CHECK_OK(node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
             CHECK_OK(node.barrier(kWait));
             std::future<Result<ReduceResult>> fut;
             if (node.rank() == 0) {
@@ -464,8 +450,7 @@ TEST(ReduceKOfNTest, StragglersAreLeftOut) {
         CHECK_OK(node.barrier(kWait));
         const auto start = Clock::now();
         if (node.rank() < 3) {
-          CHECK_OK(
-              node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
+          CHECK_OK(node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
         }
         if (node.rank() == 0) {
           ReduceOptions o = reduce_options(c, input_ids(c.tag, all_ranks(kRanks)));
@@ -504,8 +489,7 @@ TEST(ReduceKOfNTest, FirstKOfAllPresentInputs) {
           c.dtype = kTypes[(round + 3) % 4];
           c.size = size;
           ++round;
-          CHECK_OK(
-              node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
+          CHECK_OK(node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
           CHECK_OK(node.barrier(kWait));
           if (node.rank() == 0) {
             ReduceOptions o = reduce_options(c, input_ids(c.tag, all_ranks(kRanks)));
@@ -570,8 +554,7 @@ int run_pairs(Node& node, const std::vector<Pair>& pairs, milliseconds wait) {
     for (const Case* c : {&p.a, &p.b}) {
       auto view = node.get(target_id(c->tag)).wait(wait);
       if (!view.is_ok()) FAIL_BODY(c->tag + ": " + view.status().to_string());
-      CHECK_REDUCED(view->bytes(), c->size, c->op, c->dtype, c == &p.a ? p.a_ranks : p.b_ranks,
-                    c->tag);
+      CHECK_REDUCED(view->bytes(), c->size, c->op, c->dtype, c == &p.a ? p.a_ranks : p.b_ranks, c->tag);
     }
     CHECK_OK(node.barrier(kWait));
   }
@@ -634,8 +617,7 @@ TEST(ReduceConcurrencyTest, SameUpstreamForTwoTasksOnOneNode) {
   // A healthy pair takes milliseconds; waiting for kWait would only slow
   // down the failure.
   int rc = run_cluster(
-      2, [&](Node& node) -> int { return run_pairs(node, pairs, milliseconds(5000)); },
-      cluster_options());
+      2, [&](Node& node) -> int { return run_pairs(node, pairs, milliseconds(5000)); }, cluster_options());
   EXPECT_EQ(rc, 0);
 }
 
@@ -728,8 +710,7 @@ TEST(ReduceErrorTest, BadArgumentsFailAndTheClusterRecovers) {
           ++healthy;
           return reduce_and_check(node, c);
         };
-        auto expect_code = [&](const ReduceOptions& o, StatusCode want,
-                               const std::string& what) -> int {
+        auto expect_code = [&](const ReduceOptions& o, StatusCode want, const std::string& what) -> int {
           if (me != 0) return 0;
           auto r = node.reduce(o);
           if (r.is_ok() || r.status().code() != want) {
@@ -794,11 +775,10 @@ TEST(ReduceErrorTest, BadArgumentsFailAndTheClusterRecovers) {
         {
           ReduceOptions o = opts({a, odd_a}, DataType::kFloat32, "errors/t7");
           o.target = a;
-          RETURN_IF_FAILED(
-              expect_code(o, StatusCode::kInvalidArgument, "target is one of the inputs"));
+          RETURN_IF_FAILED(expect_code(o, StatusCode::kInvalidArgument, "target is one of the inputs"));
         }
-        RETURN_IF_FAILED(expect_code(opts({}, DataType::kFloat32, "errors/t8"),
-                                     StatusCode::kInvalidArgument, "no inputs"));
+        RETURN_IF_FAILED(expect_code(opts({}, DataType::kFloat32, "errors/t8"), StatusCode::kInvalidArgument,
+                                     "no inputs"));
         RETURN_IF_FAILED(recover());
         {
           ReduceOptions o = opts({a, odd_a}, DataType::kFloat32, "errors/t9");
@@ -807,9 +787,9 @@ TEST(ReduceErrorTest, BadArgumentsFailAndTheClusterRecovers) {
         }
         RETURN_IF_FAILED(recover());
         for (bool one_exists : {false, true}) {
-          ReduceOptions o = opts({ObjectID::from_name("errors/ghost/0"),
-                                  one_exists ? a : ObjectID::from_name("errors/ghost/1")},
-                                 DataType::kFloat32, "errors/t10/" + std::to_string(one_exists));
+          ReduceOptions o = opts(
+              {ObjectID::from_name("errors/ghost/0"), one_exists ? a : ObjectID::from_name("errors/ghost/1")},
+              DataType::kFloat32, "errors/t10/" + std::to_string(one_exists));
           o.timeout = milliseconds(500);
           if (me == 0) {
             const auto start = Clock::now();

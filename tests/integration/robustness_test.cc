@@ -67,8 +67,7 @@ class Bytes {
   std::vector<std::uint8_t> v_;
 };
 
-std::vector<std::uint8_t> header(std::uint8_t type, std::uint32_t length,
-                                 std::uint8_t version = 1) {
+std::vector<std::uint8_t> header(std::uint8_t type, std::uint32_t length, std::uint8_t version = 1) {
   return Bytes().u16(0x4850).u8(version).u8(type).u32(length).get();
 }
 
@@ -155,9 +154,9 @@ std::string expect_hangup(const std::string& address, const std::vector<std::uin
            std::to_string(r.bytes.size()) + " bytes received)";
   }
   if (error_type >= 0 && first_frame_type(r.bytes) != error_type) {
-    return "expected an error frame of type " + std::to_string(error_type) +
-           " before the close, got " + std::to_string(r.bytes.size()) +
-           " bytes starting with type " + std::to_string(first_frame_type(r.bytes));
+    return "expected an error frame of type " + std::to_string(error_type) + " before the close, got " +
+           std::to_string(r.bytes.size()) + " bytes starting with type " +
+           std::to_string(first_frame_type(r.bytes));
   }
   return {};
 }
@@ -185,17 +184,14 @@ int probe_node(const std::string& control, const std::string& data) {
       {"control: huge length", control, header(kControlHello, 0xfffffff0u), kControlError},
       {"control: bad version", control, bad_version, -1},
       {"control: wrong token", control,
-       frame(kControlHello, Bytes().u32(1).u32(kNotAMember).u8(0).str("wrong-token")),
-       kControlError},
+       frame(kControlHello, Bytes().u32(1).u32(kNotAMember).u8(0).str("wrong-token")), kControlError},
       {"control: protocol 2", control,
-       frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("test-token")),
-       kControlError},
+       frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("test-token")), kControlError},
       {"control: no hello first", control, frame(6, Bytes().u64(1).u32(0)), kControlError},
       {"data: random bytes", data, noise, -1},
       {"data: huge length", data, header(kDataHello, 0xfffffff0u), kDataError},
       {"data: bad version", data, bad_data_version, -1},
-      {"data: wrong token", data, frame(kDataHello, Bytes().u32(1).u32(2).str("wrong-token")),
-       kDataError},
+      {"data: wrong token", data, frame(kDataHello, Bytes().u32(1).u32(2).str("wrong-token")), kDataError},
   };
   for (const Case& c : cases) {
     std::string why = expect_hangup(c.address, c.bytes, c.error_type);
@@ -207,8 +203,7 @@ int probe_node(const std::string& control, const std::string& data) {
   {
     int fd = dial(control);
     CHECK_TRUE(fd >= 0);
-    CHECK_TRUE(send_all(
-        fd, frame(kControlHello, Bytes().u32(1).u32(kNotAMember).u8(0).str("test-token"))));
+    CHECK_TRUE(send_all(fd, frame(kControlHello, Bytes().u32(1).u32(kNotAMember).u8(0).str("test-token"))));
     Reply r = read_reply(fd, kCloseWait, 12);
     Reply more = read_reply(fd, milliseconds(200));
     ::close(fd);

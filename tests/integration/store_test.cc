@@ -73,10 +73,9 @@ TEST_P(RemoveTest, GlobalRemoveForgetsEveryCopyAndFreesTheId) {
   EXPECT_EQ(rc, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Objects, RemoveTest, ::testing::Values(2 * kMiB + 7, 100),
-                         [](const auto& info) {
-                           return std::string(info.param <= (64u << 10) ? "Inline" : "Chunked");
-                         });
+INSTANTIATE_TEST_SUITE_P(Objects, RemoveTest, ::testing::Values(2 * kMiB + 7, 100), [](const auto& info) {
+  return std::string(info.param <= (64u << 10) ? "Inline" : "Chunked");
+});
 
 TEST(CapacityTest, FullStoreRefusesCleanlyAndKeepsServing) {
   constexpr int kRanks = 3;

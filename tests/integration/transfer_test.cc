@@ -322,8 +322,7 @@ TEST(StreamingTest, AbortedWriterMidStreamDoesNotStrandReaders) {
     // earlier may still be pointed at the reader's doomed half.
     CHECK_OK(node.barrier(kWait));
     if (node.rank() == 2) {
-      CHECK_CODE(node.get(id, {.must_exist = true}).wait(milliseconds(5000)),
-                 StatusCode::kNotFound);
+      CHECK_CODE(node.get(id, {.must_exist = true}).wait(milliseconds(5000)), StatusCode::kNotFound);
     }
     CHECK_OK(node.barrier(kWait));
     if (node.rank() == 0) CHECK_OK(node.put(id, make_pattern(kSize, 2)));
@@ -375,8 +374,7 @@ TEST(StreamingTest, MustExistGetEndsWhenItsObjectIsAbortedMidTransfer) {
       auto result = got.wait(milliseconds(5000));
       if (result.is_ok()) FAIL_BODY("a get of an aborted object succeeded");
       if (result.status().code() == StatusCode::kTimeout) {
-        FAIL_BODY("must_exist get still waiting 5 s after the abort: " +
-                  result.status().to_string());
+        FAIL_BODY("must_exist get still waiting 5 s after the abort: " + result.status().to_string());
       }
     }
     CHECK_OK(node.barrier(kWait));

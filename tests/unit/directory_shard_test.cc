@@ -22,7 +22,9 @@
 
 namespace hoplite {
 
-void PrintTo(const ObjectID& id, std::ostream* os) { *os << id.hex(); }
+void PrintTo(const ObjectID& id, std::ostream* os) {
+  *os << id.hex();
+}
 
 namespace {
 
@@ -51,8 +53,7 @@ control::Publish InlinePub(const ObjectID& id, Rank rank, std::vector<std::uint8
   return p;
 }
 
-control::Lookup Look(const ObjectID& id, Rank requester, std::uint64_t request = 0,
-                     bool must_exist = false) {
+control::Lookup Look(const ObjectID& id, Rank requester, std::uint64_t request = 0, bool must_exist = false) {
   return control::Lookup{id, request, requester, must_exist, false};
 }
 
@@ -589,8 +590,7 @@ void RunShardSequence(std::uint32_t seed, bool allow_put_while_parked) {
       }
       for (const auto& [request, requester] : parked) {
         // The publisher's own lookup may stay parked; it reads its own copy.
-        ASSERT_EQ(requester, r) << "rank " << requester << " waits although " << r
-                                << " published a copy";
+        ASSERT_EQ(requester, r) << "rank " << requester << " waits although " << r << " published a copy";
       }
     } else if (what < 80) {
       if (holders.count(r)) continue;
@@ -602,8 +602,7 @@ void RunShardSequence(std::uint32_t seed, bool allow_put_while_parked) {
         ASSERT_EQ(reply->reply.request, request);
         ASSERT_NO_FATAL_FAILURE(check_reply(*reply, members));
       } else {
-        ASSERT_TRUE(holders.empty())
-            << "lookup parked although " << *holders.begin() << " holds a copy";
+        ASSERT_TRUE(holders.empty()) << "lookup parked although " << *holders.begin() << " holds a copy";
         parked.emplace(request, r);
       }
     } else {

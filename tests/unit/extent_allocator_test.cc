@@ -19,7 +19,9 @@ namespace {
 
 constexpr std::uint64_t kAlign = ExtentAllocator::kAlignment;
 
-std::uint64_t RoundUp(std::uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+std::uint64_t RoundUp(std::uint64_t n) {
+  return (n + kAlign - 1) / kAlign * kAlign;
+}
 
 // Allocates or fails the test; keeps the happy-path tests short.
 std::uint64_t MustAllocate(ExtentAllocator& a, std::uint64_t size) {
@@ -35,7 +37,9 @@ struct Snapshot {
   std::uint64_t largest_free;
   bool operator==(const Snapshot&) const = default;
 };
-Snapshot Snap(const ExtentAllocator& a) { return {a.used(), a.free_ranges(), a.largest_free()}; }
+Snapshot Snap(const ExtentAllocator& a) {
+  return {a.used(), a.free_ranges(), a.largest_free()};
+}
 
 void ExpectCapacityError(ExtentAllocator& a, std::uint64_t size) {
   const Snapshot before = Snap(a);
@@ -280,8 +284,7 @@ TEST(ExtentAllocator, RandomizedAllocFreeKeepsExtentsDisjoint) {
         }
         if (next != live.begin()) {
           auto prev = std::prev(next);
-          ASSERT_LE(prev->first + prev->second.rounded, off)
-              << "overlaps the extent at " << prev->first;
+          ASSERT_LE(prev->first + prev->second.rounded, off) << "overlaps the extent at " << prev->first;
         }
         live.emplace(off, e);
         rounded_sum += e.rounded;

@@ -21,8 +21,7 @@ namespace hoplite::reduce {
 namespace {
 
 constexpr ReduceOp kOps[] = {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax};
-constexpr DataType kTypes[] = {DataType::kFloat32, DataType::kFloat64, DataType::kInt32,
-                               DataType::kInt64};
+constexpr DataType kTypes[] = {DataType::kFloat32, DataType::kFloat64, DataType::kInt32, DataType::kInt64};
 // Around 8 and 64 elements: one AVX2 register holds 4 or 8 of them, and GCC
 // unrolls; 4096 + 3 leaves a ragged tail after a long vector body.
 constexpr std::size_t kLengths[] = {0, 1, 7, 8, 9, 63, 64, 65, 1000, 4096 + 3};
@@ -35,21 +34,15 @@ T reference(ReduceOp op, T x, T y) {
     // Two's-complement wrap, written out so the reference has no UB either.
     using U = std::make_unsigned_t<T>;
     switch (op) {
-      case ReduceOp::kSum:
-        return static_cast<T>(static_cast<U>(x) + static_cast<U>(y));
-      case ReduceOp::kProd:
-        return static_cast<T>(static_cast<U>(x) * static_cast<U>(y));
-      default:
-        break;
+      case ReduceOp::kSum: return static_cast<T>(static_cast<U>(x) + static_cast<U>(y));
+      case ReduceOp::kProd: return static_cast<T>(static_cast<U>(x) * static_cast<U>(y));
+      default: break;
     }
   } else {
     switch (op) {
-      case ReduceOp::kSum:
-        return x + y;
-      case ReduceOp::kProd:
-        return x * y;
-      default:
-        break;
+      case ReduceOp::kSum: return x + y;
+      case ReduceOp::kProd: return x * y;
+      default: break;
     }
   }
   return op == ReduceOp::kMin ? (y < x ? y : x) : (x < y ? y : x);
@@ -102,8 +95,7 @@ void check_apply(ReduceOp op, const std::vector<T>& a, const std::vector<T>& b, 
   // One buffer per operand with a guard element after the data, so an
   // overrun of the tail shows up as a changed guard.
   const T guard = static_cast<T>(77);
-  std::vector<T> abuf(n + offset + 1, guard), bbuf(n + offset + 1, guard),
-      dbuf(n + offset + 1, guard);
+  std::vector<T> abuf(n + offset + 1, guard), bbuf(n + offset + 1, guard), dbuf(n + offset + 1, guard);
   std::copy(a.begin(), a.end(), abuf.begin() + offset);
   std::copy(b.begin(), b.end(), bbuf.begin() + offset);
   T* pa = abuf.data() + offset;
@@ -153,10 +145,18 @@ void check_all_shapes(ReduceOp op) {
 
 class KernelTest : public ::testing::TestWithParam<ReduceOp> {};
 
-TEST_P(KernelTest, Float32MatchesReference) { check_all_shapes<float>(GetParam()); }
-TEST_P(KernelTest, Float64MatchesReference) { check_all_shapes<double>(GetParam()); }
-TEST_P(KernelTest, Int32MatchesReference) { check_all_shapes<std::int32_t>(GetParam()); }
-TEST_P(KernelTest, Int64MatchesReference) { check_all_shapes<std::int64_t>(GetParam()); }
+TEST_P(KernelTest, Float32MatchesReference) {
+  check_all_shapes<float>(GetParam());
+}
+TEST_P(KernelTest, Float64MatchesReference) {
+  check_all_shapes<double>(GetParam());
+}
+TEST_P(KernelTest, Int32MatchesReference) {
+  check_all_shapes<std::int32_t>(GetParam());
+}
+TEST_P(KernelTest, Int64MatchesReference) {
+  check_all_shapes<std::int64_t>(GetParam());
+}
 
 TEST_P(KernelTest, AllThreePointersTheSame) {
   // a op a: what a degenerate self-reduce would compute.
@@ -262,14 +262,12 @@ TEST(KernelMinMaxTest, NegativeNumbers) {
   EXPECT_EQ(apply_to(ReduceOp::kMax, f, g),
             (std::vector<float>{-3.25f, 1e30f, 0.5f, -0.125f, 1.0f, -2.0f, -8.0f, 4.0f, 4.0f}));
 
-  std::vector<std::int64_t> p = {-(std::int64_t{1} << 40), -1,
-                                 std::numeric_limits<std::int64_t>::min()};
+  std::vector<std::int64_t> p = {-(std::int64_t{1} << 40), -1, std::numeric_limits<std::int64_t>::min()};
   std::vector<std::int64_t> q = {-(std::int64_t{1} << 41), 1, -1};
-  EXPECT_EQ(apply_to(ReduceOp::kMin, p, q),
-            (std::vector<std::int64_t>{-(std::int64_t{1} << 41), -1,
-                                       std::numeric_limits<std::int64_t>::min()}));
-  EXPECT_EQ(apply_to(ReduceOp::kMax, p, q),
-            (std::vector<std::int64_t>{-(std::int64_t{1} << 40), 1, -1}));
+  EXPECT_EQ(
+      apply_to(ReduceOp::kMin, p, q),
+      (std::vector<std::int64_t>{-(std::int64_t{1} << 41), -1, std::numeric_limits<std::int64_t>::min()}));
+  EXPECT_EQ(apply_to(ReduceOp::kMax, p, q), (std::vector<std::int64_t>{-(std::int64_t{1} << 40), 1, -1}));
 }
 
 TEST(KernelEdgeTest, ZeroBytesTouchesNothing) {

@@ -21,12 +21,11 @@ constexpr const char* kVariables[] = {
     // hoplite-run and torchrun
     "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
     // Open MPI, PMI, Slurm
-    "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMI_SIZE", "SLURM_PROCID",
-    "SLURM_NTASKS",
+    "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_NTASKS",
     // Our own
-    "HOPLITE_RANK", "HOPLITE_WORLD_SIZE", "HOPLITE_BOOTSTRAP", "HOPLITE_LISTEN_HOST",
-    "HOPLITE_TOKEN", "HOPLITE_TRANSPORT", "HOPLITE_STORE_CAPACITY", "HOPLITE_CHUNK_SIZE",
-    "HOPLITE_INLINE_THRESHOLD", "HOPLITE_PIPELINE_DEPTH", "HOPLITE_BOOTSTRAP_TIMEOUT_MS"};
+    "HOPLITE_RANK", "HOPLITE_WORLD_SIZE", "HOPLITE_BOOTSTRAP", "HOPLITE_LISTEN_HOST", "HOPLITE_TOKEN",
+    "HOPLITE_TRANSPORT", "HOPLITE_STORE_CAPACITY", "HOPLITE_CHUNK_SIZE", "HOPLITE_INLINE_THRESHOLD",
+    "HOPLITE_PIPELINE_DEPTH", "HOPLITE_BOOTSTRAP_TIMEOUT_MS"};
 
 class FromEnvironment : public ::testing::Test {
  protected:
@@ -194,7 +193,9 @@ TEST_F(FromEnvironment, MissingWorldSizeIsInvalid) {
   ExpectInvalid("no world size");
 }
 
-TEST_F(FromEnvironment, EmptyEnvironmentIsInvalid) { ExpectInvalid("nothing set"); }
+TEST_F(FromEnvironment, EmptyEnvironmentIsInvalid) {
+  ExpectInvalid("nothing set");
+}
 
 TEST_F(FromEnvironment, MasterAddrWithoutPortIsInvalid) {
   Set("RANK", "0");

@@ -30,7 +30,9 @@
 namespace hoplite {
 
 // Readable failure output: 40 hex digits instead of gtest's raw byte dump.
-void PrintTo(const ObjectID& id, std::ostream* os) { *os << id.hex(); }
+void PrintTo(const ObjectID& id, std::ostream* os) {
+  *os << id.hex();
+}
 
 namespace {
 
@@ -62,24 +64,42 @@ Bytes EncodePayload(const ctl::Message& m) {
 // The message structs have no operator==; comparing through tuples of their
 // fields keeps each comparison in one line and prints every field on failure.
 
-auto Fields(const ctl::Hello& m) { return std::tie(m.protocol, m.rank, m.channel, m.token); }
-auto Fields(const ctl::HelloAck& m) { return std::tie(m.rank); }
-auto Fields(const ctl::Error& m) { return std::tie(m.code, m.message); }
+auto Fields(const ctl::Hello& m) {
+  return std::tie(m.protocol, m.rank, m.channel, m.token);
+}
+auto Fields(const ctl::HelloAck& m) {
+  return std::tie(m.rank);
+}
+auto Fields(const ctl::Error& m) {
+  return std::tie(m.code, m.message);
+}
 auto Fields(const ctl::PeerInfo& p) {
   return std::tie(p.host, p.control_port, p.transport_address, p.remote_key);
 }
-auto Fields(const ctl::Barrier& m) { return std::tie(m.epoch, m.rank); }
-auto Fields(const ctl::BarrierDone& m) { return std::tie(m.epoch); }
+auto Fields(const ctl::Barrier& m) {
+  return std::tie(m.epoch, m.rank);
+}
+auto Fields(const ctl::BarrierDone& m) {
+  return std::tie(m.epoch);
+}
 auto Fields(const ctl::Publish& m) {
   return std::tie(m.id, m.request, m.size, m.rank, m.state, m.has_inline, m.inline_data);
 }
-auto Fields(const ctl::PublishAck& m) { return std::tie(m.id, m.request); }
-auto Fields(const ctl::Unpublish& m) { return std::tie(m.id, m.rank); }
+auto Fields(const ctl::PublishAck& m) {
+  return std::tie(m.id, m.request);
+}
+auto Fields(const ctl::Unpublish& m) {
+  return std::tie(m.id, m.rank);
+}
 auto Fields(const ctl::Lookup& m) {
   return std::tie(m.id, m.request, m.requester, m.must_exist, m.resume);
 }
-auto Fields(const ctl::Heartbeat& m) { return std::tie(m.rank, m.epoch); }
-auto Fields(const ctl::Part& p) { return std::tie(p.id, p.holder, p.offset, p.size); }
+auto Fields(const ctl::Heartbeat& m) {
+  return std::tie(m.rank, m.epoch);
+}
+auto Fields(const ctl::Part& p) {
+  return std::tie(p.id, p.holder, p.offset, p.size);
+}
 void ExpectSameParts(const std::vector<ctl::Part>& a, const std::vector<ctl::Part>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(Fields(a[i]), Fields(b[i])) << "part " << i;
@@ -101,18 +121,36 @@ void ExpectSame(const ctl::PublishComposite& a, const ctl::PublishComposite& b) 
   EXPECT_EQ(std::tie(a.id, a.request, a.size), std::tie(b.id, b.request, b.size));
   ExpectSameParts(a.parts, b.parts);
 }
-auto Fields(const ctl::Remove& m) { return std::tie(m.id, m.request, m.requester); }
-auto Fields(const ctl::RemoveAck& m) { return std::tie(m.id, m.request); }
-auto Fields(const ctl::Delete& m) { return std::tie(m.id); }
-auto Fields(const ctl::Watch& m) { return std::tie(m.id, m.requester, m.stream); }
+auto Fields(const ctl::Remove& m) {
+  return std::tie(m.id, m.request, m.requester);
+}
+auto Fields(const ctl::RemoveAck& m) {
+  return std::tie(m.id, m.request);
+}
+auto Fields(const ctl::Delete& m) {
+  return std::tie(m.id);
+}
+auto Fields(const ctl::Watch& m) {
+  return std::tie(m.id, m.requester, m.stream);
+}
 auto Fields(const ctl::Progress& m) {
   return std::tie(m.id, m.present, m.offset, m.size, m.ready, m.stream);
 }
-auto Fields(const ctl::Unwatch& m) { return std::tie(m.id, m.requester, m.stream); }
-auto Fields(const ctl::Locate& m) { return std::tie(m.id, m.request, m.requester); }
-auto Fields(const ctl::LocateReply& m) { return std::tie(m.id, m.request, m.size, m.holder); }
-auto Fields(const ctl::Upstream& u) { return std::tie(u.id, u.holder, u.offset); }
-auto Fields(const ctl::ReduceDone& m) { return std::tie(m.task, m.code, m.message); }
+auto Fields(const ctl::Unwatch& m) {
+  return std::tie(m.id, m.requester, m.stream);
+}
+auto Fields(const ctl::Locate& m) {
+  return std::tie(m.id, m.request, m.requester);
+}
+auto Fields(const ctl::LocateReply& m) {
+  return std::tie(m.id, m.request, m.size, m.holder);
+}
+auto Fields(const ctl::Upstream& u) {
+  return std::tie(u.id, u.holder, u.offset);
+}
+auto Fields(const ctl::ReduceDone& m) {
+  return std::tie(m.task, m.code, m.message);
+}
 
 void ExpectSame(const ctl::Register& a, const ctl::Register& b) {
   EXPECT_EQ(a.rank, b.rank);
@@ -125,9 +163,8 @@ void ExpectSame(const ctl::Table& a, const ctl::Table& b) {
   }
 }
 void ExpectSame(const ctl::ReduceTask& a, const ctl::ReduceTask& b) {
-  EXPECT_EQ(
-      std::tie(a.task, a.coordinator, a.output, a.input, a.input_offset, a.size, a.op, a.dtype),
-      std::tie(b.task, b.coordinator, b.output, b.input, b.input_offset, b.size, b.op, b.dtype));
+  EXPECT_EQ(std::tie(a.task, a.coordinator, a.output, a.input, a.input_offset, a.size, a.op, a.dtype),
+            std::tie(b.task, b.coordinator, b.output, b.input, b.input_offset, b.size, b.op, b.dtype));
   ASSERT_EQ(a.upstreams.size(), b.upstreams.size());
   for (std::size_t i = 0; i < a.upstreams.size(); ++i) {
     EXPECT_EQ(Fields(a.upstreams[i]), Fields(b.upstreams[i])) << "upstream " << i;
@@ -140,8 +177,7 @@ void ExpectSame(const T& a, const T& b) {
 
 // --------------------------------------------------------------- samples
 
-ctl::PeerInfo Peer(const std::string& host, std::uint16_t port, const std::string& addr,
-                   Bytes key) {
+ctl::PeerInfo Peer(const std::string& host, std::uint16_t port, const std::string& addr, Bytes key) {
   ctl::PeerInfo p;
   p.host = host;
   p.control_port = port;
@@ -172,11 +208,10 @@ std::vector<Sample> Samples() {
   s.push_back({"Register", MsgType::kRegister,
                ctl::Register{5, Peer("10.0.0.5", 40123, "tcp://10.0.0.5:40124", Iota(33, 7))}});
   s.push_back({"RegisterEmptyStrings", MsgType::kRegister, ctl::Register{6, Peer("", 1, "", {})}});
-  s.push_back(
-      {"Table", MsgType::kTable,
-       ctl::Table{{Peer("node-a", 5000, "tcp://a:5001", Iota(16, 0)), Peer("", 5002, "", {}),
-                   Peer("node-c.example.org", 65535, std::string(300, 'x'), Iota(4096, 3)),
-                   Peer("node-d", 1, "ucx:blob", Iota(1, 250))}}});
+  s.push_back({"Table", MsgType::kTable,
+               ctl::Table{{Peer("node-a", 5000, "tcp://a:5001", Iota(16, 0)), Peer("", 5002, "", {}),
+                           Peer("node-c.example.org", 65535, std::string(300, 'x'), Iota(4096, 3)),
+                           Peer("node-d", 1, "ucx:blob", Iota(1, 250))}}});
   s.push_back({"TableOnePeer", MsgType::kTable, ctl::Table{{Peer("solo", 80, "a", {9})}}});
   s.push_back({"Barrier", MsgType::kBarrier, ctl::Barrier{0x0123456789abcdefULL, 12}});
   s.push_back({"BarrierDone", MsgType::kBarrierDone, ctl::BarrierDone{0xfedcba9876543210ULL}});
@@ -257,8 +292,7 @@ std::vector<Sample> Samples() {
   std::vector<ctl::Part> parts = {{ObjectID::from_name("p0"), 0, 0, 100},
                                   {ObjectID::from_name("p1"), 3, 100, 28},
                                   {ObjectID::from_name("p2"), 1, 128, 0}};
-  s.push_back({"PublishComposite", MsgType::kPublishComposite,
-               ctl::PublishComposite{whole, 77, 128, parts}});
+  s.push_back({"PublishComposite", MsgType::kPublishComposite, ctl::PublishComposite{whole, 77, 128, parts}});
   ctl::LookupReply composite{whole, 78, ctl::LookupResult::kComposite, 128, ctl::kNoRank, {}, {}};
   composite.parts = parts;
   s.push_back({"LookupReplyComposite", MsgType::kLookupReply, composite});
@@ -276,22 +310,42 @@ const std::vector<Sample>& AllSamples() {
 }
 
 constexpr MsgType kAllTypes[] = {
-    MsgType::kHello,      MsgType::kHelloAck,   MsgType::kError,       MsgType::kRegister,
-    MsgType::kTable,      MsgType::kBarrier,    MsgType::kBarrierDone, MsgType::kPublish,
-    MsgType::kPublishAck, MsgType::kUnpublish,  MsgType::kLookup,      MsgType::kLookupReply,
-    MsgType::kRemove,     MsgType::kRemoveAck,  MsgType::kDelete,      MsgType::kWatch,
-    MsgType::kProgress,   MsgType::kUnwatch,    MsgType::kLocate,      MsgType::kLocateReply,
-    MsgType::kReduceTask, MsgType::kReduceDone, MsgType::kPublishComposite,
-    MsgType::kHeartbeat,  MsgType::kRejoin,     MsgType::kPeerUpdate,
+    MsgType::kHello,
+    MsgType::kHelloAck,
+    MsgType::kError,
+    MsgType::kRegister,
+    MsgType::kTable,
+    MsgType::kBarrier,
+    MsgType::kBarrierDone,
+    MsgType::kPublish,
+    MsgType::kPublishAck,
+    MsgType::kUnpublish,
+    MsgType::kLookup,
+    MsgType::kLookupReply,
+    MsgType::kRemove,
+    MsgType::kRemoveAck,
+    MsgType::kDelete,
+    MsgType::kWatch,
+    MsgType::kProgress,
+    MsgType::kUnwatch,
+    MsgType::kLocate,
+    MsgType::kLocateReply,
+    MsgType::kReduceTask,
+    MsgType::kReduceDone,
+    MsgType::kPublishComposite,
+    MsgType::kHeartbeat,
+    MsgType::kRejoin,
+    MsgType::kPeerUpdate,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
 static_assert(std::size(kAllTypes) == std::variant_size_v<ctl::Message>);
 
-std::uint8_t Byte(MsgType t) { return static_cast<std::uint8_t>(t); }
+std::uint8_t Byte(MsgType t) {
+  return static_cast<std::uint8_t>(t);
+}
 
-void ExpectProtocolError(std::uint8_t type, std::span<const std::uint8_t> payload,
-                         const std::string& what) {
+void ExpectProtocolError(std::uint8_t type, std::span<const std::uint8_t> payload, const std::string& what) {
   auto r = ctl::decode(type, payload);
   ASSERT_FALSE(r.is_ok()) << what << ": decoded as " << ctl::type_name(r.value());
   EXPECT_EQ(r.status().code(), StatusCode::kProtocol) << what << ": " << r.status().to_string();
@@ -471,8 +525,7 @@ TEST(ControlCodec, RejectsOversizedStringLength) {
     w.u32(claimed);
     // Enough real bytes for kMaxString + 1, so only the cap can reject it.
     w.buffer().insert(w.buffer().end(), ctl::kMaxString + 1, 'a');
-    ExpectProtocolError(Byte(MsgType::kHello), w.buffer(),
-                        "token length " + std::to_string(claimed));
+    ExpectProtocolError(Byte(MsgType::kHello), w.buffer(), "token length " + std::to_string(claimed));
   }
 }
 
@@ -538,8 +591,7 @@ TEST(ControlCodec, RejectsEnumAndBoolOutOfRange) {
   constexpr std::size_t kId = ObjectID::kSize;
   // Offsets follow the layouts in messages.cc.
   for (std::uint8_t v : {2, 3, 127, 255}) {
-    ExpectRejectedWithByte(ctl::Hello{1, 0, ctl::Channel::kControl, "t"}, 4 + 4, v,
-                           "Hello.channel");
+    ExpectRejectedWithByte(ctl::Hello{1, 0, ctl::Channel::kControl, "t"}, 4 + 4, v, "Hello.channel");
     ctl::Publish p;
     p.id = id;
     ExpectRejectedWithByte(p, kId + 8 + 8 + 4, v, "Publish.state");
@@ -549,8 +601,8 @@ TEST(ControlCodec, RejectsEnumAndBoolOutOfRange) {
     ExpectRejectedWithByte(ctl::Progress{id, false, 0, 0, 0}, kId, v, "Progress.present");
   }
   for (std::uint8_t v : {3, 4, 255}) {
-    ExpectRejectedWithByte(ctl::LookupReply{id, 1, ctl::LookupResult::kSender, 5, 0, {}, {}}, kId + 8,
-                           v, "LookupReply.result");
+    ExpectRejectedWithByte(ctl::LookupReply{id, 1, ctl::LookupResult::kSender, 5, 0, {}, {}}, kId + 8, v,
+                           "LookupReply.result");
   }
   ctl::ReduceTask task;
   task.output = id;
@@ -643,8 +695,7 @@ void CheckDecodeOutcome(std::uint8_t type, const Bytes& payload) {
   }
   Bytes again = ctl::encode(r.value());
   ASSERT_EQ(again[3], type);
-  ASSERT_TRUE(
-      std::equal(again.begin() + wire::kHeaderSize, again.end(), payload.begin(), payload.end()))
+  ASSERT_TRUE(std::equal(again.begin() + wire::kHeaderSize, again.end(), payload.begin(), payload.end()))
       << "type " << int{type} << " decoded non-canonically";
 }
 

@@ -24,7 +24,7 @@ enum DataType : std::uint8_t {
 };
 constexpr std::uint32_t kProtocol = 1;
 constexpr std::uint32_t kRegionId = 1;
-constexpr std::size_t kGetRequestSize = 24;   // request u64, offset u64, length u64
+constexpr std::size_t kGetRequestSize = 24;    // request u64, offset u64, length u64
 constexpr std::size_t kGetResponseFixed = 18;  // request u64, status u16, length u64
 constexpr std::uint32_t kMaxHello = 4096;
 
@@ -107,7 +107,8 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
       send(frame(kDataHelloAck, w.buffer()), nullptr, 0);
       return read_header();
     }
-    if (type_ != kGetRequest) return reject(protocol_error("unexpected data frame type " + std::to_string(type_)));
+    if (type_ != kGetRequest)
+      return reject(protocol_error("unexpected data frame type " + std::to_string(type_)));
     std::uint64_t req = 0, off = 0, len = 0;
     Status st = r.u64(req);
     if (st.is_ok()) st = r.u64(off);
@@ -230,9 +231,10 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
     state_ = State::kConnecting;
     sock_ = tcp::socket(t_.io_);
     sock_.async_connect(addr_, [this](error_code ec) {
-      if (ec) return fail_all(peer_failure("data plane: cannot connect to rank " + std::to_string(peer_) +
-                                           " at " + addr_.address().to_string() + ":" +
-                                           std::to_string(addr_.port()) + ": " + ec.message()));
+      if (ec)
+        return fail_all(peer_failure("data plane: cannot connect to rank " + std::to_string(peer_) + " at " +
+                                     addr_.address().to_string() + ":" + std::to_string(addr_.port()) + ": " +
+                                     ec.message()));
       tune(sock_);
       wire::WireWriter w;
       w.u32(kProtocol);
@@ -259,7 +261,9 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
     writing_ = true;
     asio::async_write(sock_, asio::buffer(outq_.front()), [this, gen = gen_](error_code ec, std::size_t) {
       if (gen != gen_) return;
-      if (ec) return fail_all(peer_failure("data plane: write to rank " + std::to_string(peer_) + ": " + ec.message()));
+      if (ec)
+        return fail_all(
+            peer_failure("data plane: write to rank " + std::to_string(peer_) + ": " + ec.message()));
       outq_.pop_front();
       write_next();
     });
@@ -268,7 +272,9 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
   void read_header() {
     asio::async_read(sock_, asio::buffer(hdr_), [this, gen = gen_](error_code ec, std::size_t) {
       if (gen != gen_) return;
-      if (ec) return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) + " closed: " + ec.message()));
+      if (ec)
+        return fail_all(
+            peer_failure("data plane: rank " + std::to_string(peer_) + " closed: " + ec.message()));
       auto h = wire::decode_header(hdr_.data(), static_cast<std::uint32_t>(t_.opts_.max_get + 64));
       if (!h.is_ok()) return fail_all(h.status());
       if (h->type == kGetResponse) {
@@ -282,7 +288,8 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
       small_.resize(h->length);
       asio::async_read(sock_, asio::buffer(small_), [this, type = h->type, gen](error_code ec2, std::size_t) {
         if (gen != gen_) return;
-        if (ec2) return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) + ": " + ec2.message()));
+        if (ec2)
+          return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) + ": " + ec2.message()));
         if (type == kDataError) {
           wire::WireReader r(small_);
           std::uint16_t code = 0;
@@ -299,7 +306,8 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
   void read_response() {
     asio::async_read(sock_, asio::buffer(fixed_), [this, gen = gen_](error_code ec, std::size_t) {
       if (gen != gen_) return;
-      if (ec) return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) + ": " + ec.message()));
+      if (ec)
+        return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) + ": " + ec.message()));
       wire::WireReader r(fixed_);
       std::uint64_t req = 0, len = 0;
       std::uint16_t status = 0;
@@ -309,7 +317,8 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
       if (pending_.empty() || pending_.front().req != req) {
         return fail_all(protocol_error("get response for an unknown request " + std::to_string(req)));
       }
-      if (body_len_ - kGetResponseFixed != len) return fail_all(protocol_error("get response length mismatch"));
+      if (body_len_ - kGetResponseFixed != len)
+        return fail_all(protocol_error("get response length mismatch"));
       if (status != 0) {
         Pending p = std::move(pending_.front());
         pending_.pop_front();
@@ -317,15 +326,18 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
         return read_header();
       }
       if (len != pending_.front().length) return fail_all(protocol_error("get response of the wrong size"));
-      asio::async_read(sock_, asio::buffer(pending_.front().local, len), [this, gen](error_code ec2, std::size_t n) {
-        if (gen != gen_) return;
-        if (ec2) return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) + " died mid-chunk: " + ec2.message()));
-        Pending p = std::move(pending_.front());
-        pending_.pop_front();
-        t_.stats_.bytes_read += n;
-        p.done(Status::ok());
-        read_header();
-      });
+      asio::async_read(sock_, asio::buffer(pending_.front().local, len),
+                       [this, gen](error_code ec2, std::size_t n) {
+                         if (gen != gen_) return;
+                         if (ec2)
+                           return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) +
+                                                        " died mid-chunk: " + ec2.message()));
+                         Pending p = std::move(pending_.front());
+                         pending_.pop_front();
+                         t_.stats_.bytes_read += n;
+                         p.done(Status::ok());
+                         read_header();
+                       });
     });
   }
 
@@ -410,7 +422,9 @@ Result<std::unique_ptr<TcpTransport>> TcpTransport::create(asio::io_context& io,
   return t;
 }
 
-TcpTransport::~TcpTransport() { shutdown(); }
+TcpTransport::~TcpTransport() {
+  shutdown();
+}
 
 void TcpTransport::accept() {
   acceptor_.async_accept([this](error_code ec, tcp::socket s) {
@@ -426,7 +440,9 @@ void TcpTransport::accept() {
   });
 }
 
-std::string TcpTransport::address() const { return opts_.advertise_host + ":" + std::to_string(port_); }
+std::string TcpTransport::address() const {
+  return opts_.advertise_host + ":" + std::to_string(port_);
+}
 
 Result<std::unique_ptr<MemoryRegion>> TcpTransport::register_memory(std::byte* base, std::uint64_t length) {
   if (region_base_) return invalid_argument("tcp transport: one region per node");
@@ -435,7 +451,8 @@ Result<std::unique_ptr<MemoryRegion>> TcpTransport::register_memory(std::byte* b
   return std::unique_ptr<MemoryRegion>(new TcpRegion(base, length));
 }
 
-Status TcpTransport::add_peer(Rank peer, const std::string& address, const std::vector<std::uint8_t>& remote_key) {
+Status TcpTransport::add_peer(Rank peer, const std::string& address,
+                              const std::vector<std::uint8_t>& remote_key) {
   auto colon = address.rfind(':');
   if (colon == std::string::npos) return invalid_argument("tcp address without a port: " + address);
   error_code ec;
@@ -449,7 +466,8 @@ Status TcpTransport::add_peer(Rank peer, const std::string& address, const std::
   HOPLITE_RETURN_IF_ERROR(r.u32(region));
   HOPLITE_RETURN_IF_ERROR(r.u64(len));
   if (region != kRegionId) return protocol_error("tcp remote key for an unknown region");
-  endpoints_[peer] = std::make_unique<ClientEndpoint>(*this, peer, tcp::endpoint(ip, static_cast<std::uint16_t>(port)));
+  endpoints_[peer] =
+      std::make_unique<ClientEndpoint>(*this, peer, tcp::endpoint(ip, static_cast<std::uint16_t>(port)));
   return {};
 }
 

@@ -15,11 +15,11 @@
 // Thread-safety: thread-bound to that io_context's thread.
 #pragma once
 
-#include "common/asio.h"
 #include <deque>
 #include <map>
 #include <memory>
 #include <string>
+#include "common/asio.h"
 
 #include "transport/transport.h"
 
@@ -36,13 +36,14 @@ struct TcpOptions {
 class TcpTransport final : public Transport {
  public:
   [[nodiscard]] static Result<std::unique_ptr<TcpTransport>> create(boost::asio::io_context& io,
-                                                                   TcpOptions opts);
+                                                                    TcpOptions opts);
   ~TcpTransport() override;
 
   const char* name() const override { return "tcp"; }
   std::string address() const override;
   Result<std::unique_ptr<MemoryRegion>> register_memory(std::byte* base, std::uint64_t length) override;
-  Status add_peer(Rank peer, const std::string& address, const std::vector<std::uint8_t>& remote_key) override;
+  Status add_peer(Rank peer, const std::string& address,
+                  const std::vector<std::uint8_t>& remote_key) override;
   Endpoint* endpoint(Rank peer) override;
   TransportStats stats() const override { return stats_; }
   void fail_peer(Rank peer, const Status& why) override;
