@@ -300,6 +300,8 @@ class Node::Impl {
     // decision window closes.
     bool deciding = false;
     bool striped = false;
+    std::chrono::steady_clock::time_point started, decide_by;
+    std::shared_ptr<asio::steady_timer> decide_timer;
     std::vector<msg::LocateReply> pending;
     std::unordered_set<std::uint64_t> stripe_tasks;
     std::unordered_set<Rank> striped_holders;
@@ -335,6 +337,7 @@ class Node::Impl {
   void on_locate_reply(const msg::LocateReply& r);
   void place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder);
   void arrive(std::uint64_t rid, const msg::LocateReply& r);
+  void arm_decision(std::uint64_t rid);
   void run_striped(std::uint64_t rid);
   void restart_reduce(std::uint64_t rid, const std::string& why);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);

@@ -46,18 +46,11 @@ std::uint64_t Node::Impl::start_reduce(ReduceOptions o,
   // locate replies a short window to come in before choosing.
   if (c.opts.allow_stripes && c.k == c.opts.inputs.size() && world > 1) {
     c.deciding = true;
-    auto window = std::chrono::microseconds(std::max<long>(2000, static_cast<long>(link_latency * 40e6)));
-    auto timer = std::make_shared<asio::steady_timer>(io, window);
-    timer->async_wait([this, timer, rid](error_code) {
-      auto it = reduces.find(rid);
-      if (stopping || it == reduces.end() || !it->second.deciding) return;
-      // Inputs are late: the dynamic tree-chain starts with what is here.
-      it->second.deciding = false;
-      auto pending = std::move(it->second.pending);
-      for (const auto& r : pending) {
-        if (reduces.count(rid)) arrive(rid, r);
-      }
-    });
+    c.started = std::chrono::steady_clock::now();
+    c.decide_by =
+        c.started + std::chrono::microseconds(std::max<long>(2000, static_cast<long>(link_latency * 40e6)));
+    c.decide_timer = std::make_shared<asio::steady_timer>(io);
+    arm_decision(rid);
   }
   for (const auto& id : c.opts.inputs) {
     std::uint64_t req = next_request++;
@@ -103,6 +96,15 @@ void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
   ReduceCoord& c = it->second;
   if (c.deciding) {
     c.pending.push_back(r);
+    if (c.pending.size() == 1) {
+      // Inputs sealed "at the same time" by different nodes reach their
+      // shards a little apart; waiting 1 % of the object's transfer time for
+      // them costs little and keeps a large allreduce from losing the
+      // striped form to a few milliseconds of skew.
+      double transfer = static_cast<double>(r.size) / std::max(link_bandwidth, 1.0);
+      auto extra = std::chrono::microseconds(static_cast<long>(std::min(transfer * 0.01, 0.05) * 1e6));
+      c.decide_by = std::max(c.decide_by, c.started + extra);
+    }
     if (c.pending.size() == c.opts.inputs.size()) {
       c.deciding = false;
       run_striped(rid);
@@ -110,6 +112,24 @@ void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
     return;
   }
   arrive(rid, r);
+}
+
+// Closes the striping window at c.decide_by (which the first arrival may
+// push back): inputs still missing then are late, and the dynamic
+// tree-chain starts with those that are here.
+void Node::Impl::arm_decision(std::uint64_t rid) {
+  ReduceCoord& c = reduces.at(rid);
+  c.decide_timer->expires_at(c.decide_by);
+  c.decide_timer->async_wait([this, rid](error_code ec) {
+    auto it = reduces.find(rid);
+    if (ec || stopping || it == reduces.end() || !it->second.deciding) return;
+    if (std::chrono::steady_clock::now() < it->second.decide_by) return arm_decision(rid);
+    it->second.deciding = false;
+    auto pending = std::move(it->second.pending);
+    for (const auto& r : pending) {
+      if (reduces.count(rid)) arrive(rid, r);
+    }
+  });
 }
 
 void Node::Impl::arrive(std::uint64_t rid, const msg::LocateReply& r) {
