@@ -105,6 +105,7 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
     std::uint32_t live = static_cast<std::uint32_t>(std::count(alive.begin(), alive.end(), true));
     for (auto it = barrier_counts.begin(); it != barrier_counts.end();) {
       if (it->second >= live) {
+        last_barrier_released = std::max(last_barrier_released, it->first);
         for (Rank r = 0; r < world; ++r) {
           if (alive[r]) send_to(r, msg::BarrierDone{it->first});
         }
@@ -154,6 +155,13 @@ void Node::Impl::membership_changed(const std::vector<bool>& old_alive) {
     if (owner_with(id, old_alive) == shard_of(id)) continue;
     send_to(shard_of(id), msg::Locate{id, req, me});
   }
+  // Puts and removes still waiting for an ack from a shard that moved.
+  for (auto& [req, u] : unacked) {
+    Rank now = shard_of(u.id);
+    if (now == u.sent_to) continue;
+    u.sent_to = now;
+    send_to(now, u.message);
+  }
 }
 
 void Node::Impl::resume_inbound(const ObjectID& id, const Status& why) {
@@ -201,6 +209,7 @@ void Node::Impl::on_rejoin(const std::shared_ptr<Connection>& c, const msg::Rejo
   if (c) {
     c->peer = r.rank;
     c->send(t);
+    c->send(msg::BarrierDone{last_barrier_released});
     for (Rank x = 0; x < world; ++x) {
       if (!alive[x] && x != r.rank) c->send(msg::PeerUpdate{x, false, peers[x]});
     }

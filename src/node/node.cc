@@ -382,6 +382,7 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                    LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
                    if (++barrier_counts[b.epoch] >= live) {
                      barrier_counts.erase(b.epoch);
+                     last_barrier_released = std::max(last_barrier_released, b.epoch);
                      for (Rank r = 0; r < world; ++r) {
                        if (alive.empty() || alive[r]) send_to(r, msg::BarrierDone{b.epoch});
                      }
@@ -389,6 +390,12 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                  },
                  [&](const msg::BarrierDone& d) {
                    LOG_DEBUG("barrier " << d.epoch << " released");
+                   // A rejoiner is told the last released barrier so that its
+                   // next one carries the survivors' number.
+                   std::uint64_t cur = barrier_epoch.load();
+                   while (barrier_waits.empty() && cur < d.epoch &&
+                          !barrier_epoch.compare_exchange_weak(cur, d.epoch)) {
+                   }
                    auto it = barrier_waits.find(d.epoch);
                    if (it != barrier_waits.end()) {
                      it->second->set_value(Status::ok());
@@ -401,6 +408,7 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                    if (p.request) send_to(p.rank, msg::PublishAck{p.id, p.request});
                  },
                  [&](const msg::PublishAck& a) {
+                   unacked.erase(a.request);
                    auto it = acks.find(a.request);
                    if (it != acks.end()) {
                      it->second(Status::ok());
@@ -420,6 +428,7 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                    send_to(r.requester, msg::RemoveAck{r.id, r.request});
                  },
                  [&](const msg::RemoveAck& a) {
+                   unacked.erase(a.request);
                    auto it = acks.find(a.request);
                    if (it != acks.end()) {
                      it->second(Status::ok());
@@ -565,6 +574,11 @@ void Node::Impl::on_watch(const msg::Watch& w) {
   msg::Progress p;
   p.id = w.id;
   p.stream = w.stream;
+  if (!e) {
+    // The directory thinks we hold it: correct that, or it keeps sending
+    // readers here.
+    send_to(shard_of(w.id), msg::Unpublish{w.id, me});
+  }
   if (e) {
     auto& wt = watchers[w.id][{w.requester, w.stream}];
     wt.pin = e;
@@ -829,8 +843,10 @@ void Node::Impl::fail_composite(const ObjectID& composite, const Status& why) {
     store->erase(v);
     drop_watchers(v);
   }
+  // Only our own half-assembled copy: a restarted reduce may already have
+  // put a new object under this id here.
+  if (store->find(composite) == it->second.entry) store->erase(composite);
   composite_gets.erase(it);
-  store->erase(composite);
   LOG_INFO("get of composite " << composite.short_hex() << " failed: " << why.to_string());
   // A producer died: the allreduce restarts and republishes the target, so
   // look it up again (a few times) instead of failing the readers.
@@ -912,6 +928,12 @@ Status Node::probe_links() {
   Impl& m = *impl_;
   m.link_bandwidth = m.opts.link_bandwidth;
   m.link_latency = m.opts.link_latency;
+  // A rejoiner cannot run the probe: its barriers are not the survivors'.
+  if (m.opts.rejoin) {
+    if (m.link_bandwidth <= 0) m.link_bandwidth = 1.25e8;
+    if (m.link_latency <= 0) m.link_latency = 50e-6;
+    return {};
+  }
   if (m.world == 1 || (m.link_bandwidth > 0 && m.link_latency > 0)) {
     if (m.link_bandwidth <= 0) m.link_bandwidth = 1e10;  // one node: memory speed, order of magnitude
     if (m.link_latency <= 0) m.link_latency = 1e-6;
@@ -969,8 +991,8 @@ Status Node::put(const ObjectID& id, std::span<const std::byte> bytes) {
   auto entry = std::move(e).value();
   if (!bytes.empty()) std::memcpy(entry->data, bytes.data(), bytes.size());
   entry->seal();
-  Status st = impl_->request(impl_->shard_of(id), impl_->publish_msg(*entry, msg::LocationState::kComplete),
-                             "put of " + id.short_hex());
+  Status st =
+      impl_->request(impl_->publish_msg(*entry, msg::LocationState::kComplete), "put of " + id.short_hex());
   asio::post(impl_->io, [impl = impl_.get(), entry] { impl->on_local_sealed(entry); });
   return st;
 }
@@ -981,9 +1003,8 @@ Result<ObjectWriter> Node::create(const ObjectID& id, std::uint64_t size) {
   auto state = std::make_shared<detail::WriterState>();
   state->node = impl_.get();
   state->entry = std::move(e).value();
-  Status st =
-      impl_->request(impl_->shard_of(id), impl_->publish_msg(*state->entry, msg::LocationState::kPartial),
-                     "create of " + id.short_hex());
+  Status st = impl_->request(impl_->publish_msg(*state->entry, msg::LocationState::kPartial),
+                             "create of " + id.short_hex());
   if (!st.is_ok()) {
     impl_->store->erase(id);
     return st;
@@ -1012,7 +1033,7 @@ Status Node::remove(const ObjectID& id, RemoveScope scope) {
     return {};
   }
   impl_->run_sync([&] { impl_->delete_local(id); });
-  return impl_->request(impl_->shard_of(id), msg::Remove{id, 0, impl_->me}, "remove of " + id.short_hex());
+  return impl_->request(msg::Remove{id, 0, impl_->me}, "remove of " + id.short_hex());
 }
 
 bool Node::contains(const ObjectID& id) const {
@@ -1157,9 +1178,8 @@ Status ObjectWriter::seal() {
   s_->done = true;
   Node::Impl* node = s_->node;
   s_.reset();
-  Status st =
-      node->request(node->shard_of(entry->id), node->publish_msg(*entry, msg::LocationState::kComplete),
-                    "seal of " + entry->id.short_hex());
+  Status st = node->request(node->publish_msg(*entry, msg::LocationState::kComplete),
+                            "seal of " + entry->id.short_hex());
   asio::post(node->io, [node, entry] { node->on_local_sealed(entry); });
   return st;
 }

@@ -109,18 +109,29 @@ class Node::Impl {
     return f.get();
   }
   // Posts a message that expects an ack and waits for it.
+  // The destination is the object's shard, chosen on the progress thread;
+  // if that shard's owner fails before answering, the request is re-sent to
+  // the new owner (membership_changed).
   template <typename M>
-  Status request(Rank to, M m, const std::string& what) {
+  Status request(M m, const std::string& what) {
     auto p = std::make_shared<std::promise<Status>>();
     auto f = p->get_future();
-    asio::post(io, [this, to, m, p]() mutable {
+    asio::post(io, [this, m, p]() mutable {
       if (stopping) return p->set_value(Status(StatusCode::kCancelled, "node shutting down"));
       m.request = next_request++;
       acks[m.request] = [p](Status st) { p->set_value(std::move(st)); };
+      Rank to = shard_of(m.id);
+      unacked[m.request] = {m.id, to, msg::Message(m)};
       send_to(to, m);
     });
     return wait_ack(f, what);
   }
+  struct Unacked {
+    ObjectID id;
+    Rank sent_to;
+    msg::Message message;
+  };
+  std::unordered_map<std::uint64_t, Unacked> unacked;
 
   // ---- progress thread ----
   // The directory shard of an object: its hash's rank, or the next live rank
@@ -254,7 +265,10 @@ class Node::Impl {
   // Watches for an object whose lookup reply is still on its way here.
   std::unordered_map<ObjectID, std::vector<std::pair<Rank, std::uint64_t>>> parked_watches;
 
-  std::uint64_t barrier_epoch = 0;  // user side; guarded by barrier_mu
+  // Numbers barriers; the same sequence on every member. Atomic because a
+  // rejoiner learns the current number on the progress thread.
+  std::atomic<std::uint64_t> barrier_epoch{0};
+  std::uint64_t last_barrier_released = 0;  // rank 0
   std::mutex barrier_mu;
   std::map<std::uint64_t, std::uint32_t> barrier_counts;  // rank 0
   std::map<std::uint64_t, std::shared_ptr<std::promise<Status>>> barrier_waits;

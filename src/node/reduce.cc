@@ -74,6 +74,11 @@ void Node::Impl::restart_reduce(std::uint64_t rid, const std::string& why) {
                                            std::to_string(c.attempt + 1) + " times; last: " + why));
   LOG_WARN("reduce into " << c.opts.target.short_hex() << " restarts: " << why);
   for (const auto& id : c.intermediates) send_to(shard_of(id), msg::Remove{id, 0, me});
+  // A striped attempt declared the target as a composite of its stripes;
+  // that record (and the stripes) must go, or readers would keep reading
+  // the dead attempt's parts instead of the new target. Sent before the new
+  // attempt's messages on the same connection, so the shard sees it first.
+  if (c.striped) send_to(shard_of(c.opts.target), msg::Remove{c.opts.target, 0, me});
   ReduceOptions opts_copy = c.opts;
   auto done = c.done;
   int attempt = c.attempt + 1;
@@ -346,6 +351,19 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
         fail_reduce_exec(id, Status(StatusCode::kCancelled, "superseded by a restarted reduce"));
         break;
       }
+    }
+    if (auto cg = composite_gets.find(t.output); cg != composite_gets.end() && cg->second.entry == stale) {
+      // We were assembling the dead attempt's composite under this id: the
+      // readers waiting for it get this task's output instead.
+      for (const auto& part : cg->second.parts) {
+        auto pit = inbound_transfers.find(part);
+        if (pit != inbound_transfers.end() && pit->second.composite == t.output) {
+          end_stream(pit->second);
+          inbound_transfers.erase(pit);
+        }
+      }
+      for (const auto& v : cg->second.views) store->erase(v);
+      composite_gets.erase(cg);
     }
     store->erase(t.output);
     drop_watchers(t.output);
