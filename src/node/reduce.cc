@@ -362,7 +362,10 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
           inbound_transfers.erase(pit);
         }
       }
-      for (const auto& v : cg->second.views) store->erase(v);
+      for (const auto& v : cg->second.views) {
+        store->erase(v);
+        drop_watchers(v);  // our ring successors look elsewhere
+      }
       composite_gets.erase(cg);
     }
     store->erase(t.output);
