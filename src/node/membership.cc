@@ -88,6 +88,17 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
   for (const auto& id : stalled)
     resume_inbound(id, peer_failure("sender rank " + std::to_string(f) + " failed"));
 
+  // Reduce tasks reading from the dead node: no progress will come.
+  std::vector<std::uint64_t> stuck_tasks;
+  for (const auto& [task, ex] : reduce_execs) {
+    for (const auto& u : ex.ups) {
+      if (u.holder == f && !u.finished) stuck_tasks.push_back(task);
+    }
+  }
+  for (auto task : stuck_tasks) {
+    fail_reduce_exec(task, peer_failure("upstream holder rank " + std::to_string(f) + " failed"));
+  }
+
   membership_changed(old_alive);
 
   // Reduces whose plan used the dead node start over (reduce.cc).

@@ -93,6 +93,16 @@ void Node::Impl::restart_reduce(std::uint64_t rid, const std::string& why) {
 void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
   auto lit = locate_to_reduce.find(r.request);
   if (lit == locate_to_reduce.end()) return;
+  if (r.holder >= world || (!alive.empty() && !alive[r.holder])) {
+    // A shard that has not yet noticed the failure named a dead holder:
+    // ask again shortly (it forgets the rank within a failure timeout, or a
+    // re-put gives a live holder), instead of sending work to the dead.
+    auto timer = std::make_shared<asio::steady_timer>(io, opts.failure_timeout / 4);
+    timer->async_wait([this, timer, req = r.request, id = r.id](error_code) {
+      if (!stopping && locate_to_reduce.count(req)) send_to(shard_of(id), msg::Locate{id, req, me});
+    });
+    return;
+  }
   std::uint64_t rid = lit->second;
   locate_to_reduce.erase(lit);
   locate_ids.erase(r.request);
