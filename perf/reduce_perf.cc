@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "collectives.h"
 #include "perf_common.h"
@@ -29,9 +30,12 @@ int run_reduce(int argc, char** argv, bool all) {
     c.type = to_string(*dt);
     c.element = element_size(*dt);
     int k = std::getenv("HOPLITE_PERF_K") ? std::atoi(std::getenv("HOPLITE_PERF_K")) : 0;
-    c.iteration = [all, root = args.root, op = *op, dt = *dt, k](Node& node, std::uint64_t bytes, int iter,
-                                                                 double& seconds,
-                                                                 std::uint64_t& wrong) -> Status {
+    int late_rank =
+        std::getenv("HOPLITE_PERF_LATE_RANK") ? std::atoi(std::getenv("HOPLITE_PERF_LATE_RANK")) : -1;
+    int late_ms = std::getenv("HOPLITE_PERF_LATE_MS") ? std::atoi(std::getenv("HOPLITE_PERF_LATE_MS")) : 2000;
+    c.iteration = [all, root = args.root, op = *op, dt = *dt, k, late_rank, late_ms](
+                      Node& node, std::uint64_t bytes, int iter, double& seconds,
+                      std::uint64_t& wrong) -> Status {
       const int world = node.world_size(), rank = node.rank();
       auto input = [&](int r) {
         return ObjectID::from_name("reduce/" + std::to_string(iter) + "/in/" + std::to_string(r));
@@ -42,6 +46,9 @@ int run_reduce(int argc, char** argv, bool all) {
       perf::fill_input(w->data().data(), bytes, dt, rank);
       HOPLITE_RETURN_IF_ERROR(node.barrier());
       auto t0 = std::chrono::steady_clock::now();
+      // A straggler (HOPLITE_PERF_LATE_RANK, HOPLITE_PERF_LATE_MS): its input
+      // becomes ready late, as a slow task's would.
+      if (late_rank == rank) std::this_thread::sleep_for(std::chrono::milliseconds(late_ms));
       HOPLITE_RETURN_IF_ERROR(w->seal());
       std::future<Result<ReduceResult>> reduced;
       if (rank == root) {
@@ -62,6 +69,8 @@ int run_reduce(int argc, char** argv, bool all) {
         if (!v.is_ok()) return v.status();
       }
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      // The straggler's own wait is not the collective's time; the root's is.
+      if (late_rank == rank && !all && rank != root) seconds = 0;
       std::vector<int> used;
       if (rank == root) {
         auto res = reduced.get();
