@@ -12,6 +12,8 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <climits>
 #include <cstdint>
 #include <cstdio>
@@ -94,6 +96,9 @@ int bench(const Args& a, int rank, int world) {
 
     std::vector<double> slowest;
     std::uint64_t wrong = 0;
+    const char* late_env = std::getenv("HOPLITE_PERF_LATE_RANK");
+    const int late_rank = late_env ? std::atoi(late_env) : -1;
+    const int late_ms = std::getenv("HOPLITE_PERF_LATE_MS") ? std::atoi(std::getenv("HOPLITE_PERF_LATE_MS")) : 2000;
     for (int i = 0; i < a.warmup + a.iters; ++i, ++iter_id) {
       const bool measured = i >= a.warmup;
       switch (coll) {
@@ -111,6 +116,10 @@ int bench(const Args& a, int rank, int world) {
       }
       MPI_Barrier(MPI_COMM_WORLD);
       auto t0 = std::chrono::steady_clock::now();
+      // A straggler (HOPLITE_PERF_LATE_RANK / HOPLITE_PERF_LATE_MS, as in the
+      // project's reduce_perf): its input is ready late, so it enters the
+      // collective late; the others' time includes waiting for it.
+      if (late_rank == rank) std::this_thread::sleep_for(std::chrono::milliseconds(late_ms));
       int rc = MPI_SUCCESS;
       switch (coll) {
         case Coll::kBcast: rc = MPI_Bcast(send.data(), n, type, a.root, MPI_COMM_WORLD); break;
