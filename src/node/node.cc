@@ -945,7 +945,9 @@ Status Node::probe_links() {
   double rtt = 1.0;
   for (int i = 0; i < 5; ++i) {
     ObjectID id = ObjectID::random();
-    while (m.shard_of(id) != next) id = ObjectID::random();
+    // By hash, not shard_of(): if `next` already failed no id maps to it
+    // any more, and the lookup then goes to whoever took its shard.
+    while (id.hash() % m.world != next) id = ObjectID::random();
     auto t0 = Clock::now();
     auto r = get(id, GetOptions{true}).wait(m.opts.bootstrap_timeout);
     if (r.is_ok() || r.status().code() != StatusCode::kNotFound) {
@@ -955,6 +957,9 @@ Status Node::probe_links() {
   }
   // Bandwidth: every rank pulls its neighbour's probe at once, so each link
   // carries one stream each way, like a chain does.
+  if (!m.run_sync([&] { return m.alive.empty() || m.alive[next]; })) {
+    return peer_failure("bandwidth probe: rank " + std::to_string(next) + " already failed");
+  }
   constexpr std::uint64_t kProbe = 2u << 20;
   auto probe = [](Rank r) { return ObjectID::from_name("__hoplite/probe/" + std::to_string(r)); };
   std::vector<std::byte> bytes(kProbe, std::byte{0x5a});
