@@ -316,6 +316,16 @@ void Node::Impl::install_table(const msg::Table& t) {
 
 // ---------------------------------------------------------------- dispatch
 
+// A put, create, seal or remove waiting for its shard's answer completes.
+void Node::Impl::complete_ack(std::uint64_t request) {
+  unacked.erase(request);
+  auto it = acks.find(request);
+  if (it == acks.end()) return;
+  auto done = std::move(it->second);
+  acks.erase(it);
+  done(Status::ok());
+}
+
 void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m) {
   if (stopping) return;
   if (c && !c->authenticated) {
@@ -407,14 +417,7 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                    for (auto& a : shard.take_located()) send_to(a.to, a.reply);
                    if (p.request) send_to(p.rank, msg::PublishAck{p.id, p.request});
                  },
-                 [&](const msg::PublishAck& a) {
-                   unacked.erase(a.request);
-                   auto it = acks.find(a.request);
-                   if (it != acks.end()) {
-                     it->second(Status::ok());
-                     acks.erase(it);
-                   }
-                 },
+                 [&](const msg::PublishAck& a) { complete_ack(a.request); },
                  [&](const msg::Unpublish& u) { shard.unpublish(u.id, u.rank); },
                  [&](const msg::Lookup& l) {
                    if (auto r = shard.lookup(l)) send_to(r->to, r->reply);
@@ -427,14 +430,7 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                    for (Rank holder : shard.remove(r.id)) send_to(holder, msg::Delete{r.id});
                    send_to(r.requester, msg::RemoveAck{r.id, r.request});
                  },
-                 [&](const msg::RemoveAck& a) {
-                   unacked.erase(a.request);
-                   auto it = acks.find(a.request);
-                   if (it != acks.end()) {
-                     it->second(Status::ok());
-                     acks.erase(it);
-                   }
-                 },
+                 [&](const msg::RemoveAck& a) { complete_ack(a.request); },
                  [&](const msg::Delete& d) { delete_local(d.id); },
                  [&](const msg::Watch& w) { on_watch(w); },
                  [&](const msg::Progress& p) { on_progress(p); },

@@ -145,6 +145,7 @@ class Node::Impl {
   void accept();
   void on_message(const std::shared_ptr<Connection>& c, msg::Message m);
   void on_closed(const std::shared_ptr<Connection>& c, const Status& why);
+  void complete_ack(std::uint64_t request);
   void bootstrap_connect(std::chrono::steady_clock::time_point deadline);
   void install_table(const msg::Table& t);
 
