@@ -44,7 +44,7 @@ struct ReduceOptions {
   // For an allreduce (every input holder will read the target): when all
   // inputs already exist and the object is large, stripe it so that each
   // holder reduces one stripe and the target becomes the composite of the
-  // stripes. Readers then pull each stripe from its producer.
+  // stripes, which readers fetch around the ring of holders.
   bool allow_stripes = false;
 };
 

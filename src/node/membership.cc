@@ -138,15 +138,10 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
 
 // Re-routes directory state whose shard owner changed with membership.
 void Node::Impl::membership_changed(const std::vector<bool>& old_alive) {
-  auto owner_with = [&](const ObjectID& id, const std::vector<bool>& view) {
-    auto r = static_cast<Rank>(id.hash() % world);
-    for (std::uint32_t i = 0; i < world && !view[r]; ++i) r = (r + 1) % world;
-    return r;
-  };
   // Re-report local copies whose shard moved: soft state is rebuilt from the
   // holders, so no object that still has a copy is lost.
   store->for_each([&](const std::shared_ptr<store::ObjectEntry>& e) {
-    if (owner_with(e->id, old_alive) == shard_of(e->id)) return;
+    if (shard_in(e->id, old_alive) == shard_of(e->id)) return;
     if (composite_gets.count(e->id)) return;  // not a copy until assembled
     auto in = inbound_transfers.find(e->id);
     if (in != inbound_transfers.end()) {
@@ -157,13 +152,13 @@ void Node::Impl::membership_changed(const std::vector<bool>& old_alive) {
             publish_msg(*e, e->sealed() ? msg::LocationState::kComplete : msg::LocationState::kPartial));
   });
   for (const auto& id : lookups_pending) {
-    if (owner_with(id, old_alive) == shard_of(id)) continue;
+    if (shard_in(id, old_alive) == shard_of(id)) continue;
     auto in = inbound_transfers.find(id);
     bool resume = in != inbound_transfers.end() && in->second.resuming;
     send_to(shard_of(id), msg::Lookup{id, 0, me, false, resume});
   }
   for (const auto& [req, id] : locate_ids) {
-    if (owner_with(id, old_alive) == shard_of(id)) continue;
+    if (shard_in(id, old_alive) == shard_of(id)) continue;
     send_to(shard_of(id), msg::Locate{id, req, me});
   }
   // Puts and removes still waiting for an ack from a shard that moved.

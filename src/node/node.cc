@@ -749,10 +749,10 @@ void Node::Impl::abort_inbound(const ObjectID& id, const Status& why, bool retry
   }
 }
 
-// A composite object (a striped allreduce's result) is fetched by pulling
-// every part straight from the node that produced it into its place in one
-// extent. Each node pulls each part once from its producer, which is what
-// gives the striped allreduce its ring-like 2(N-1)/N cost.
+// A composite object (a striped allreduce's result) is fetched by reading
+// every part into its place in one extent; each node receives each part
+// once, which is what gives the striped allreduce its ring-like 2(N-1)/N
+// cost (who reads from whom: below).
 void Node::Impl::start_composite(const msg::LookupReply& r) {
   auto e = store->create_object(r.id, r.size);
   if (!e.is_ok())

@@ -136,9 +136,11 @@ class Node::Impl {
   // ---- progress thread ----
   // The directory shard of an object: its hash's rank, or the next live rank
   // after it when that one failed (soft state moves with membership).
-  Rank shard_of(const ObjectID& id) const {
+  Rank shard_of(const ObjectID& id) const { return shard_in(id, alive); }
+  // The same rule under a given membership view (empty: everyone alive).
+  Rank shard_in(const ObjectID& id, const std::vector<bool>& view) const {
     auto r = static_cast<Rank>(id.hash() % world);
-    for (std::uint32_t i = 0; i < world && !alive.empty() && !alive[r]; ++i) r = (r + 1) % world;
+    for (std::uint32_t i = 0; i < world && !view.empty() && !view[r]; ++i) r = (r + 1) % world;
     return r;
   }
   void send_to(Rank r, const msg::Message& m);
