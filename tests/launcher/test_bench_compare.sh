@@ -9,39 +9,10 @@ set -uo pipefail
 repo=${1:?usage: $0 REPO_ROOT BUILD_DIR}
 build=${2:?usage: $0 REPO_ROOT BUILD_DIR}
 prefix=hplbtest # not bench-compare's default, so that a benchmark running by hand is left alone
-passed=0
-failed=0
-
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-
-((EUID == 0)) || skip "needs root"
-if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then skip "needs ip and tc (iproute2)"; fi
-probe=hplbtestprobe$$
-ip netns add "$probe" 2>/dev/null || skip "'ip netns add' is not permitted here"
-ip netns del "$probe"
-
-out=$(mktemp -d)
-cleanup() {
-  "$repo/scripts/netns-cluster" down --kill --prefix "$prefix" >/dev/null 2>&1
-  rm -rf "$out"
-}
-trap cleanup EXIT
-
-check() {
-  local name=$1
-  shift
-  if "$@" >"$out/check.log" 2>&1; then
-    passed=$((passed + 1))
-    echo "PASS: $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name"
-    sed 's/^/  /' "$out/check.log"
-  fi
-}
+cluster=$repo/scripts/netns-cluster
+# shellcheck source-path=SCRIPTDIR source=netns_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/netns_lib.sh"
+out=$tmp
 
 smoke() {
   local t0=$SECONDS

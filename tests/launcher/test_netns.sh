@@ -11,39 +11,8 @@ repo=${2:?usage: $0 PATH/TO/hoplite-run REPO_ROOT}
 cluster=$repo/scripts/netns-cluster
 prefix=hpltest
 rate=100mbit
-passed=0
-failed=0
-
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-
-((EUID == 0)) || skip "needs root"
-if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then skip "needs ip and tc (iproute2)"; fi
-probe=hpltestprobe$$
-ip netns add "$probe" 2>/dev/null || skip "'ip netns add' is not permitted here"
-ip netns del "$probe"
-
-tmp=$(mktemp -d)
-cleanup() {
-  "$cluster" down --kill --prefix "$prefix" >/dev/null 2>&1
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-check() {
-  local name=$1
-  shift
-  if "$@" >"$tmp/log" 2>&1; then
-    passed=$((passed + 1))
-    echo "PASS: $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name"
-    sed 's/^/  /' "$tmp/log"
-  fi
-}
+# shellcheck source-path=SCRIPTDIR source=netns_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/netns_lib.sh"
 
 # Inside node I of our cluster, bounded in time.
 in_node() {
