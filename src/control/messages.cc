@@ -237,7 +237,13 @@ MsgType write(WireWriter& w, const ReduceDone& m) {
   w.u64(m.task);
   w.u16(m.code);
   w.str(m.message);
+  w.u32(m.failed);
   return MsgType::kReduceDone;
+}
+MsgType write(WireWriter& w, const ReduceCancel& m) {
+  w.u64(m.task);
+  w.id(m.output);
+  return MsgType::kReduceCancel;
 }
 
 Result<Message> read(MsgType type, WireReader& r) {
@@ -451,6 +457,13 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u64(m.task));
       TRY(r.u16(m.code));
       TRY(r.str(m.message, kMaxString));
+      TRY(r.u32(m.failed));
+      return Message{m};
+    }
+    case MsgType::kReduceCancel: {
+      ReduceCancel m;
+      TRY(r.u64(m.task));
+      TRY(r.id(m.output));
       return Message{m};
     }
   }
@@ -503,7 +516,8 @@ const char* type_name(const Message& m) {
                                            "PublishComposite",
                                            "Heartbeat",
                                            "Rejoin",
-                                           "PeerUpdate"};
+                                           "PeerUpdate",
+                                           "ReduceCancel"};
   return kNames[m.index()];
 }
 

@@ -52,6 +52,7 @@ enum class MsgType : std::uint8_t {
   kHeartbeat = 28,
   kRejoin = 29,
   kPeerUpdate = 30,
+  kReduceCancel = 31,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -229,12 +230,21 @@ struct ReduceDone {
   std::uint64_t task = 0;
   std::uint16_t code = 0;  // a StatusCode; 0 = ok
   std::string message;
+  Rank failed = kNoRank;  // the peer whose loss ended the task, if one did
+};
+// The coordinator no longer needs a task (a participant below it died and
+// its path is recomputed): stop it and drop its output, which is not
+// reported as done.
+struct ReduceCancel {
+  std::uint64_t task = 0;
+  ObjectID output;
 };
 
 using Message =
     std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
                  Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
-                 LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate>;
+                 LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate,
+                 ReduceCancel>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

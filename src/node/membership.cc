@@ -13,7 +13,7 @@
 // (it holds nothing, waits for nothing), and the peer's own shard moves to
 // the next live rank: every survivor re-publishes what it holds there and
 // re-sends the lookups and locates it had waiting there. Reduces that used
-// the peer restart from their inputs' surviving copies (see reduce.cc).
+// the peer recompute only the path above what it held (see reduce.cc).
 #include "node/node_impl.h"
 
 namespace hoplite {
@@ -88,28 +88,42 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
   for (const auto& id : stalled)
     resume_inbound(id, peer_failure("sender rank " + std::to_string(f) + " failed"));
 
-  // Reduce tasks reading from the dead node: no progress will come.
-  std::vector<std::uint64_t> stuck_tasks;
+  // Reduce tasks reading from the dead node: no progress will come. Tasks
+  // the dead node coordinated: nobody will use their output.
+  std::vector<std::uint64_t> stuck_tasks, orphans;
   for (const auto& [task, ex] : reduce_execs) {
+    if (ex.task.coordinator == f) {
+      orphans.push_back(task);
+      continue;
+    }
     for (const auto& u : ex.ups) {
       if (u.holder == f && !u.finished) stuck_tasks.push_back(task);
     }
   }
+  for (auto task : orphans) drop_reduce_exec(task);
   for (auto task : stuck_tasks) {
-    fail_reduce_exec(task, peer_failure("upstream holder rank " + std::to_string(f) + " failed"));
+    fail_reduce_exec(task, peer_failure("upstream holder rank " + std::to_string(f) + " failed"), f);
   }
 
   membership_changed(old_alive);
 
-  // Reduces whose plan used the dead node start over (reduce.cc).
-  std::vector<std::uint64_t> affected;
+  // Reduces whose plan used the dead node: a tree-chain recomputes the
+  // path above the lost positions, a striped allreduce starts over
+  // (reduce.cc).
+  std::vector<std::uint64_t> repair, restart;
   for (auto& [rid, c] : reduces) {
     bool hit = std::find(c.pos_holder.begin(), c.pos_holder.end(), f) != c.pos_holder.end();
-    for (const auto& r : c.pending) hit = hit || r.holder == f;
-    if (c.reserved && c.reserved->holder == f) hit = true;
-    if (hit || c.striped_holders.count(f)) affected.push_back(rid);
+    bool pending_hit = c.reserved && c.reserved->holder == f;
+    for (const auto& r : c.pending) pending_hit = pending_hit || r.holder == f;
+    if (pending_hit || c.striped_holders.count(f)) {
+      restart.push_back(rid);
+    } else if (hit) {
+      repair.push_back(rid);
+    }
   }
-  for (auto rid : affected) restart_reduce(rid, "rank " + std::to_string(f) + " failed");
+  const std::string lost = "rank " + std::to_string(f) + " failed";
+  for (auto rid : restart) restart_reduce(rid, lost);
+  for (auto rid : repair) repair_reduce(rid, lost);
 
   // Barriers count live ranks only.
   if (me == 0) {

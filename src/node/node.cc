@@ -446,6 +446,7 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                  [&](const msg::LocateReply& r) { on_locate_reply(r); },
                  [&](const msg::ReduceTask& t) { on_reduce_task(t); },
                  [&](const msg::ReduceDone& d) { on_reduce_done(d); },
+                 [&](const msg::ReduceCancel& m) { on_reduce_cancel(m); },
                  [&](const msg::Heartbeat&) {},
                  [&](const msg::Rejoin& r) { on_rejoin(c, r); },
                  [&](const msg::PeerUpdate& u) {

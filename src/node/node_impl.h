@@ -137,6 +137,7 @@ class Node::Impl {
   // The directory shard of an object: its hash's rank, or the next live rank
   // after it when that one failed (soft state moves with membership).
   Rank shard_of(const ObjectID& id) const { return shard_in(id, alive); }
+  bool alive_rank(Rank r) const { return r < world && (alive.empty() || alive[r]); }
   // The same rule under a given membership view (empty: everyone alive).
   Rank shard_in(const ObjectID& id, const std::vector<bool>& view) const {
     auto r = static_cast<Rank>(id.hash() % world);
@@ -307,11 +308,23 @@ class Node::Impl {
     bool planned = false;
     std::uint64_t size = 0;
     scheduler::ReduceShape shape;
-    std::vector<ObjectID> used;    // arrival order
+    std::vector<ObjectID> used;    // inputs at filled positions, arrival order
     std::vector<Rank> pos_holder;  // by position
     std::vector<ObjectID> pos_output;
     std::vector<ObjectID> intermediates;
     std::uint64_t root_task = 0;
+    // Repair state, by position: a failure vacates the positions it
+    // cost and marks every position above them stale (its task is
+    // cancelled and issued again once its children are placed).
+    std::vector<ObjectID> pos_input;
+    std::vector<std::uint32_t> pos_parent;  // kNoParent at the root
+    std::vector<std::uint64_t> pos_task;    // 0: a leaf, or not issued
+    std::vector<std::uint32_t> pos_gen;     // names a re-issued output
+    std::vector<std::uint8_t> pos_filled, pos_stale, pos_done;
+    std::size_t next_fill = 0;                        // into shape.fill
+    std::vector<std::uint32_t> vacant;                // positions to refill
+    std::unordered_map<std::uint64_t, std::uint32_t> task_pos;
+    int repairs = 0;
     std::optional<msg::LocateReply> reserved;  // a local input kept for the root
     // Striping (allreduce): arrivals wait here until all are in or the
     // decision window closes.
@@ -357,6 +370,12 @@ class Node::Impl {
   void arm_decision(std::uint64_t rid);
   void run_striped(std::uint64_t rid);
   void restart_reduce(std::uint64_t rid, const std::string& why);
+  void repair_reduce(std::uint64_t rid, const std::string& why);
+  void stale_up_from(ReduceCoord& c, std::uint32_t pos);
+  void issue_ready(std::uint64_t rid);
+  void issue_task(std::uint64_t rid, std::uint32_t pos);
+  void on_reduce_cancel(const msg::ReduceCancel& m);
+  void drop_reduce_exec(std::uint64_t task);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
   void on_reduce_task(const msg::ReduceTask& t);
   void on_reduce_done(const msg::ReduceDone& d);
@@ -364,7 +383,7 @@ class Node::Impl {
   void on_reduce_progress(const msg::Progress& p);
   void on_reduce_chunk(std::uint64_t task, std::size_t up, std::uint64_t chunk, std::uint32_t slot,
                        Status st);
-  void fail_reduce_exec(std::uint64_t task, const Status& why);
+  void fail_reduce_exec(std::uint64_t task, const Status& why, Rank failed = msg::kNoRank);
 
   std::uint64_t next_reduce = 1;
   std::unordered_map<std::uint64_t, ReduceCoord> reduces;

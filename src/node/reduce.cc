@@ -31,6 +31,7 @@ namespace {
 // this long, before it gives up.
 constexpr auto kWatchRetryDelay = std::chrono::milliseconds(20);
 constexpr int kWatchRetries = 250;
+constexpr std::uint32_t kNoParent = 0xffffffffu;
 }  // namespace
 
 // ------------------------------------------------------------ coordinator
@@ -164,6 +165,16 @@ void Node::Impl::arrive(std::uint64_t rid, const msg::LocateReply& r) {
                            : scheduler::plan_reduce(static_cast<std::uint32_t>(c.k), cost);
     c.pos_holder.assign(c.k, msg::kNoRank);
     c.pos_output.assign(c.k, ObjectID());
+    c.pos_input.assign(c.k, ObjectID());
+    c.pos_parent.assign(c.k, kNoParent);
+    for (std::uint32_t p = 0; p < c.k; ++p) {
+      for (auto kid : c.shape.children[p]) c.pos_parent[kid] = p;
+    }
+    c.pos_task.assign(c.k, 0);
+    c.pos_gen.assign(c.k, 0);
+    c.pos_filled.assign(c.k, 0);
+    c.pos_stale.assign(c.k, 0);
+    c.pos_done.assign(c.k, 0);
     c.planned = true;
     LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": " << c.k << " of " << c.opts.inputs.size()
                         << " inputs, " << r.size << " B, depth " << c.shape.depth);
@@ -177,13 +188,14 @@ void Node::Impl::arrive(std::uint64_t rid, const msg::LocateReply& r) {
   // root position: the target then lands here, where the caller will read
   // it, instead of crossing the network once more. With k < n that would
   // mean waiting for a particular input, so arrival order rules.
+  if (std::find(c.used.begin(), c.used.end(), r.id) != c.used.end()) return;  // asked again after a failure
   const std::size_t placed = c.used.size() + (c.reserved ? 1 : 0);
-  if (r.holder == me && c.k == c.opts.inputs.size() && !c.reserved && placed + 1 < c.k) {
+  if (r.holder == me && c.k == c.opts.inputs.size() && !c.reserved && c.vacant.empty() && placed + 1 < c.k) {
     c.reserved = msg::LocateReply(r);
     return;
   }
   place_arrival(rid, r.id, r.holder);
-  if (c.reserved && c.used.size() + 1 == c.k) {
+  if (c.reserved && c.next_fill + 1 == c.k) {
     auto keep = *c.reserved;
     place_arrival(rid, keep.id, keep.holder);
   }
@@ -191,33 +203,149 @@ void Node::Impl::arrive(std::uint64_t rid, const msg::LocateReply& r) {
 
 void Node::Impl::place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder) {
   ReduceCoord& c = reduces.at(rid);
-  const auto pos = c.shape.fill[c.used.size()];
+  std::uint32_t pos;
+  if (!c.vacant.empty()) {
+    // A refill: the position a failure vacated. Lower positions in fill
+    // order first, so children are placed before their parents.
+    auto order = [&](std::uint32_t p) {
+      return std::find(c.shape.fill.begin(), c.shape.fill.end(), p) - c.shape.fill.begin();
+    };
+    auto it = std::min_element(c.vacant.begin(), c.vacant.end(),
+                               [&](std::uint32_t a, std::uint32_t b) { return order(a) < order(b); });
+    pos = *it;
+    c.vacant.erase(it);
+  } else {
+    pos = c.shape.fill[c.next_fill++];
+  }
   c.used.push_back(input);
   c.pos_holder[pos] = holder;
-  const auto& kids = c.shape.children[pos];
-  const bool is_root = pos == c.shape.root;
-  if (kids.empty() && !is_root) {
+  c.pos_input[pos] = input;
+  c.pos_filled[pos] = 1;
+  c.pos_done[pos] = 0;
+  if (c.shape.children[pos].empty() && pos != c.shape.root) {
     c.pos_output[pos] = input;  // a leaf's partial result is its input
-    return;
+  } else {
+    c.pos_stale[pos] = 1;
   }
-  ObjectID out = is_root ? c.opts.target
-                         : ObjectID::from_name(c.opts.target.hex() + "/partial/" + std::to_string(rid) + "/" +
-                                               std::to_string(pos));
+  issue_ready(rid);
+}
+
+// Issues every stale position whose children are all placed on live
+// holders. Fill order is post-order, so one pass settles a whole path.
+void Node::Impl::issue_ready(std::uint64_t rid) {
+  ReduceCoord& c = reduces.at(rid);
+  for (std::uint32_t i = 0; i < c.k; ++i) {
+    const std::uint32_t pos = c.shape.fill[i];
+    if (!c.pos_filled[pos] || !c.pos_stale[pos]) continue;
+    bool ready = true;
+    for (auto kid : c.shape.children[pos]) {
+      ready = ready && c.pos_filled[kid] && !c.pos_stale[kid] && alive_rank(c.pos_holder[kid]);
+    }
+    if (ready) issue_task(rid, pos);
+  }
+}
+
+void Node::Impl::issue_task(std::uint64_t rid, std::uint32_t pos) {
+  ReduceCoord& c = reduces.at(rid);
+  const bool is_root = pos == c.shape.root;
+  std::string name = c.opts.target.hex() + "/partial/" + std::to_string(rid) + "/" + std::to_string(pos);
+  if (c.pos_gen[pos] > 0) name += "/" + std::to_string(c.pos_gen[pos]);
+  c.pos_gen[pos]++;
+  ObjectID out = is_root ? c.opts.target : ObjectID::from_name(name);
   c.pos_output[pos] = out;
   if (!is_root) c.intermediates.push_back(out);
   msg::ReduceTask t;
   t.task = (static_cast<std::uint64_t>(me) << 40) | next_request++;
   t.coordinator = me;
   t.output = out;
-  t.input = input;
+  t.input = c.pos_input[pos];
   t.size = c.size;
   t.op = static_cast<std::uint8_t>(c.opts.op);
   t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
-  // Post-order filling guarantees every child already has a holder.
-  for (auto kid : kids) t.upstreams.push_back({c.pos_output[kid], c.pos_holder[kid], 0});
+  for (auto kid : c.shape.children[pos]) t.upstreams.push_back({c.pos_output[kid], c.pos_holder[kid], 0});
   task_to_reduce[t.task] = rid;
+  c.task_pos[t.task] = pos;
+  c.pos_task[pos] = t.task;
+  c.pos_stale[pos] = 0;
+  c.pos_done[pos] = 0;
   if (is_root) c.root_task = t.task;
-  send_to(holder, t);
+  send_to(c.pos_holder[pos], t);
+}
+
+// Marks every position above `pos` stale: each one's output folds in what
+// `pos` produced, which is being replaced. Their running tasks are
+// cancelled; positions below and beside the path keep going.
+void Node::Impl::stale_up_from(ReduceCoord& c, std::uint32_t pos) {
+  for (std::uint32_t a = c.pos_parent[pos]; a != kNoParent; a = c.pos_parent[a]) {
+    if (!c.pos_filled[a] || c.pos_stale[a]) break;  // handled already, with everything above
+    if (std::uint64_t task = c.pos_task[a]) {
+      if (alive_rank(c.pos_holder[a])) send_to(c.pos_holder[a], msg::ReduceCancel{task, c.pos_output[a]});
+      task_to_reduce.erase(task);
+      c.task_pos.erase(task);
+      c.pos_task[a] = 0;
+    }
+    c.pos_stale[a] = 1;
+    c.pos_done[a] = 0;
+  }
+}
+
+// A participant died. Positions it held whose output is still needed
+// (their parent has not completed, or is itself recomputed) are vacated and
+// refilled by the next arrival: for k = n the same input again (a copy or
+// a re-put), for k < n any unused one. Only the positions above them are
+// recomputed; the rest of the tree-chain keeps its progress.
+void Node::Impl::repair_reduce(std::uint64_t rid, const std::string& why) {
+  auto it = reduces.find(rid);
+  if (it == reduces.end() || it->second.finished) return;
+  ReduceCoord& c = it->second;
+  if (c.striped || !c.planned) return restart_reduce(rid, why);
+  if (++c.repairs > static_cast<int>(4 * world)) {
+    return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + " lost " +
+                                           std::to_string(c.repairs) + " participants; last: " + why));
+  }
+  std::vector<std::uint8_t> lost(c.k, 0);
+  bool any = false;
+  for (std::uint32_t i = c.k; i-- > 0;) {  // parents before children
+    const std::uint32_t pos = c.shape.fill[i];
+    if (!c.pos_filled[pos] || alive_rank(c.pos_holder[pos])) continue;
+    const std::uint32_t up = c.pos_parent[pos];
+    const bool needed =
+        up == kNoParent || lost[up] || c.pos_stale[up] || !c.pos_filled[up] || !c.pos_done[up];
+    if (!needed) continue;  // already folded into a complete parent
+    lost[pos] = 1;
+    any = true;
+  }
+  if (!any) return;
+  LOG_WARN("reduce into " << c.opts.target.short_hex() << " repairs: " << why);
+  for (std::uint32_t pos = 0; pos < c.k; ++pos) {
+    if (!lost[pos]) continue;
+    std::erase(c.used, c.pos_input[pos]);
+    if (std::uint64_t task = c.pos_task[pos]) {
+      task_to_reduce.erase(task);
+      c.task_pos.erase(task);
+    }
+    c.pos_task[pos] = 0;
+    c.pos_filled[pos] = 0;
+    c.pos_stale[pos] = 0;
+    c.pos_done[pos] = 0;
+    c.vacant.push_back(pos);
+    stale_up_from(c, pos);
+  }
+  // Ask again for every input not in the plan: the lost ones (a re-put or
+  // another copy) and, for k < n, the spares whose answers were dropped.
+  std::unordered_set<ObjectID> asking;
+  for (const auto& [req, r] : locate_to_reduce) {
+    if (r == rid) asking.insert(locate_ids[req]);
+  }
+  for (const auto& id : c.opts.inputs) {
+    if (asking.count(id) || std::find(c.used.begin(), c.used.end(), id) != c.used.end()) continue;
+    if (c.reserved && c.reserved->id == id) continue;
+    std::uint64_t req = next_request++;
+    locate_to_reduce[req] = rid;
+    locate_ids[req] = id;
+    send_to(shard_of(id), msg::Locate{id, req, me});
+  }
+  issue_ready(rid);
 }
 
 // Striped allreduce: the object is cut into one stripe per input holder;
@@ -300,15 +428,38 @@ void Node::Impl::run_striped(std::uint64_t rid) {
 
 void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
   auto tit = task_to_reduce.find(d.task);
-  if (tit == task_to_reduce.end()) return;
+  if (tit == task_to_reduce.end()) return;  // cancelled, or of a finished reduce
   std::uint64_t rid = tit->second;
-  task_to_reduce.erase(tit);
   auto it = reduces.find(rid);
   if (it == reduces.end()) return;
-  ReduceCoord& c = it->second;
   if (d.code == static_cast<std::uint16_t>(StatusCode::kPeerFailure)) {
-    return restart_reduce(rid, d.message);
+    // The task lost a peer we may not have noticed yet; its data
+    // connection broke, which counts as a reset. The repair that follows
+    // cancels the task and the path above it.
+    if (d.failed < world && d.failed != me && alive_rank(d.failed)) {
+      declare_failed(d.failed, "a reduce task lost it: " + d.message);
+    }
+    if (!task_to_reduce.count(d.task)) return;
+    it = reduces.find(rid);
+    if (it == reduces.end()) return;
+    ReduceCoord& c = it->second;
+    auto pit = c.task_pos.find(d.task);
+    if (c.striped || pit == c.task_pos.end()) return restart_reduce(rid, d.message);
+    // Nothing we know of died: issue this position again (its task erased
+    // its output) and everything above it.
+    const std::uint32_t pos = pit->second;
+    task_to_reduce.erase(d.task);
+    c.task_pos.erase(pit);
+    c.pos_task[pos] = 0;
+    c.pos_stale[pos] = 1;
+    stale_up_from(c, pos);
+    if (++c.repairs > static_cast<int>(4 * world)) {
+      return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + ": " + d.message));
+    }
+    return issue_ready(rid);
   }
+  task_to_reduce.erase(tit);
+  ReduceCoord& c = it->second;
   if (d.code != 0) {
     return finish_reduce(rid, Status(static_cast<StatusCode>(d.code),
                                      "reduce into " + c.opts.target.short_hex() + ": " + d.message));
@@ -316,8 +467,9 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
   if (c.striped) {
     c.stripe_tasks.erase(d.task);
     if (!c.stripe_tasks.empty()) return;
-  } else if (d.task != c.root_task) {
-    return;
+  } else {
+    if (auto pit = c.task_pos.find(d.task); pit != c.task_pos.end()) c.pos_done[pit->second] = 1;
+    if (d.task != c.root_task) return;
   }
   ReduceResult res;
   res.used = c.used;
@@ -461,7 +613,9 @@ void Node::Impl::reduce_pump(std::uint64_t task, std::size_t ui) {
   ReduceExec& ex = reduce_execs.at(task);
   ReduceUp& up = ex.ups[ui];
   auto* ep = transport->endpoint(up.holder);
-  if (!ep) return fail_reduce_exec(task, peer_failure("no data path to rank " + std::to_string(up.holder)));
+  if (!ep) {
+    return fail_reduce_exec(task, peer_failure("no data path to rank " + std::to_string(up.holder)), up.holder);
+  }
   while (!up.free_slots.empty() && up.next_chunk < ex.nchunks) {
     std::uint64_t off = up.next_chunk * ex.chunk;
     std::uint64_t len = std::min(ex.chunk, ex.task.size - off);
@@ -486,8 +640,11 @@ void Node::Impl::on_reduce_chunk(std::uint64_t task, std::size_t ui, std::uint64
   ReduceUp& up = ex.ups[ui];
   up.in_flight--;
   if (!st.is_ok()) {
-    return fail_reduce_exec(task, Status(st.code(), "pulling " + up.id.short_hex() + " from rank " +
-                                                        std::to_string(up.holder) + ": " + st.message()));
+    const Rank lost = st.code() == StatusCode::kPeerFailure ? up.holder : msg::kNoRank;
+    return fail_reduce_exec(task,
+                            Status(st.code(), "pulling " + up.id.short_hex() + " from rank " +
+                                                  std::to_string(up.holder) + ": " + st.message()),
+                            lost);
   }
   std::uint64_t off = c * ex.chunk;
   std::uint64_t len = std::min(ex.chunk, ex.task.size - off);
@@ -527,7 +684,9 @@ void Node::Impl::on_reduce_chunk(std::uint64_t task, std::size_t ui, std::uint64
   reduce_pump(task, ui);
 }
 
-void Node::Impl::fail_reduce_exec(std::uint64_t task, const Status& why) {
+// Stops a task: its pulls end and its output is dropped; readers of the
+// output are told, so they look for it again (from the beginning).
+void Node::Impl::drop_reduce_exec(std::uint64_t task) {
   auto eit = reduce_execs.find(task);
   if (eit == reduce_execs.end()) return;
   auto node = reduce_execs.extract(eit);
@@ -538,10 +697,37 @@ void Node::Impl::fail_reduce_exec(std::uint64_t task, const Status& why) {
       send_to(u.holder, msg::Unwatch{u.id, me, u.stream});
     }
   }
-  store->erase(ex.task.output);
-  send_to(shard_of(ex.task.output), msg::Unpublish{ex.task.output, me});
-  fulfill_waiters(ex.task.output, why);
-  send_to(ex.task.coordinator, msg::ReduceDone{task, static_cast<std::uint16_t>(why.code()), why.message()});
+  if (store->find(ex.task.output) == ex.output) {
+    store->erase(ex.task.output);
+    drop_watchers(ex.task.output);
+    send_to(shard_of(ex.task.output), msg::Unpublish{ex.task.output, me});
+  }
+}
+
+void Node::Impl::fail_reduce_exec(std::uint64_t task, const Status& why, Rank failed) {
+  auto eit = reduce_execs.find(task);
+  if (eit == reduce_execs.end()) return;
+  const ObjectID output = eit->second.task.output;
+  const Rank coordinator = eit->second.task.coordinator;
+  drop_reduce_exec(task);
+  fulfill_waiters(output, why);
+  send_to(coordinator, msg::ReduceDone{task, static_cast<std::uint16_t>(why.code()), why.message(), failed});
+}
+
+void Node::Impl::on_reduce_cancel(const msg::ReduceCancel& m) {
+  if (reduce_execs.count(m.task)) {
+    drop_reduce_exec(m.task);
+  } else if (auto e = store->find(m.output)) {
+    // Finished just before the cancel: the coordinator recomputes it.
+    store->erase(m.output);
+    drop_watchers(m.output);
+    send_to(shard_of(m.output), msg::Unpublish{m.output, me});
+  } else {
+    return;
+  }
+  // Local gets of the output (the target, at the root) wait for the new
+  // one instead of failing.
+  if (waiters.count(m.output)) start_lookup(m.output, must_exist_ids.count(m.output) > 0);
 }
 
 }  // namespace hoplite

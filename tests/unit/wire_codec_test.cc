@@ -149,7 +149,10 @@ auto Fields(const ctl::Upstream& u) {
   return std::tie(u.id, u.holder, u.offset);
 }
 auto Fields(const ctl::ReduceDone& m) {
-  return std::tie(m.task, m.code, m.message);
+  return std::tie(m.task, m.code, m.message, m.failed);
+}
+auto Fields(const ctl::ReduceCancel& m) {
+  return std::tie(m.task, m.output);
 }
 
 void ExpectSame(const ctl::Register& a, const ctl::Register& b) {
@@ -285,7 +288,7 @@ std::vector<Sample> Samples() {
   s.push_back({"ReduceTaskMaxUpstreams", MsgType::kReduceTask, widest});
 
   s.push_back({"ReduceDone", MsgType::kReduceDone,
-               ctl::ReduceDone{9, static_cast<std::uint16_t>(StatusCode::kPeerFailure), "lost 3"}});
+               ctl::ReduceDone{9, static_cast<std::uint16_t>(StatusCode::kPeerFailure), "lost 3", 3}});
   s.push_back({"ReduceDoneOk", MsgType::kReduceDone, ctl::ReduceDone{10, 0, ""}});
 
   const ObjectID whole = ObjectID::from_name("whole");
@@ -301,6 +304,7 @@ std::vector<Sample> Samples() {
   s.push_back({"Rejoin", MsgType::kRejoin, ctl::Rejoin{2, back}});
   s.push_back({"PeerUpdate", MsgType::kPeerUpdate, ctl::PeerUpdate{2, true, back}});
   s.push_back({"PeerUpdateDead", MsgType::kPeerUpdate, ctl::PeerUpdate{5, false, {}}});
+  s.push_back({"ReduceCancel", MsgType::kReduceCancel, ctl::ReduceCancel{1ULL << 41, whole}});
   return s;
 }
 
@@ -336,6 +340,7 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kHeartbeat,
     MsgType::kRejoin,
     MsgType::kPeerUpdate,
+    MsgType::kReduceCancel,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
