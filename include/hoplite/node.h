@@ -51,6 +51,10 @@ struct NodeStats {
   std::uint64_t bytes_served = 0;
   std::uint64_t rejected_connections = 0;
   std::uint64_t protocol_errors = 0;
+  // Reduce tasks this node has started (one per tree-chain position or
+  // stripe link it ran); a repaired reduce re-runs only the path above the
+  // failure, which this count shows.
+  std::uint64_t reduce_tasks = 0;
 };
 
 // A change of membership, as seen by this node.

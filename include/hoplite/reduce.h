@@ -53,6 +53,12 @@ struct ReduceResult {
   std::vector<ObjectID> used;
   std::uint32_t depth = 0;
   bool striped = false;
+  // What failures cost: tree-chain tasks issued again because a participant
+  // below them died (0 without failures, or when a dead participant's part
+  // was already folded into a complete result), and whole restarts (a
+  // striped allreduce starts over).
+  std::uint32_t recomputed = 0;
+  std::uint32_t restarts = 0;
 };
 
 }  // namespace hoplite

@@ -240,11 +240,10 @@ struct ReduceCancel {
   ObjectID output;
 };
 
-using Message =
-    std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
-                 Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
-                 LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate,
-                 ReduceCancel>;
+using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish,
+                             PublishAck, Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch,
+                             Progress, Unwatch, Locate, LocateReply, ReduceTask, ReduceDone, PublishComposite,
+                             Heartbeat, Rejoin, PeerUpdate, ReduceCancel>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

@@ -1127,6 +1127,7 @@ NodeStats Node::stats() const {
   s.bytes_served = ts.bytes_served;
   s.rejected_connections = impl_->rejected.load() + ts.rejected_connections;
   s.protocol_errors = impl_->protocol_errors.load();
+  s.reduce_tasks = impl_->reduce_tasks_started.load();
   return s;
 }
 

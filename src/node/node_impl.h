@@ -300,6 +300,7 @@ class Node::Impl {
   std::atomic<std::uint64_t> bytes_received{0};
   std::atomic<std::uint64_t> rejected{0};
   std::atomic<std::uint64_t> protocol_errors{0};
+  std::atomic<std::uint64_t> reduce_tasks_started{0};
 
   // ---- reduce (reduce.cc) ----
   struct ReduceCoord {
@@ -321,10 +322,11 @@ class Node::Impl {
     std::vector<std::uint64_t> pos_task;    // 0: a leaf, or not issued
     std::vector<std::uint32_t> pos_gen;     // names a re-issued output
     std::vector<std::uint8_t> pos_filled, pos_stale, pos_done;
-    std::size_t next_fill = 0;                        // into shape.fill
-    std::vector<std::uint32_t> vacant;                // positions to refill
+    std::size_t next_fill = 0;          // into shape.fill
+    std::vector<std::uint32_t> vacant;  // positions to refill
     std::unordered_map<std::uint64_t, std::uint32_t> task_pos;
     int repairs = 0;
+    std::uint32_t recomputed = 0;
     std::optional<msg::LocateReply> reserved;  // a local input kept for the root
     // Striping (allreduce): arrivals wait here until all are in or the
     // decision window closes.

@@ -249,7 +249,10 @@ void Node::Impl::issue_task(std::uint64_t rid, std::uint32_t pos) {
   ReduceCoord& c = reduces.at(rid);
   const bool is_root = pos == c.shape.root;
   std::string name = c.opts.target.hex() + "/partial/" + std::to_string(rid) + "/" + std::to_string(pos);
-  if (c.pos_gen[pos] > 0) name += "/" + std::to_string(c.pos_gen[pos]);
+  if (c.pos_gen[pos] > 0) {
+    name += "/" + std::to_string(c.pos_gen[pos]);
+    c.recomputed++;
+  }
   c.pos_gen[pos]++;
   ObjectID out = is_root ? c.opts.target : ObjectID::from_name(name);
   c.pos_output[pos] = out;
@@ -269,6 +272,8 @@ void Node::Impl::issue_task(std::uint64_t rid, std::uint32_t pos) {
   c.pos_stale[pos] = 0;
   c.pos_done[pos] = 0;
   if (is_root) c.root_task = t.task;
+  LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": position " << pos << " (" << t.input.short_hex()
+                      << ") runs on rank " << c.pos_holder[pos] << ", output " << out.short_hex());
   send_to(c.pos_holder[pos], t);
 }
 
@@ -475,6 +480,8 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
   res.used = c.used;
   res.depth = c.shape.depth;
   res.striped = c.striped;
+  res.recomputed = c.recomputed;
+  res.restarts = static_cast<std::uint32_t>(c.attempt);
   finish_reduce(rid, std::move(res));
 }
 
@@ -535,6 +542,7 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
   }
   auto out = store->create_object(t.output, t.size);
   if (!out.is_ok()) return reply_error(out.status());
+  reduce_tasks_started++;
 
   ReduceExec ex;
   ex.task = t;
@@ -614,7 +622,8 @@ void Node::Impl::reduce_pump(std::uint64_t task, std::size_t ui) {
   ReduceUp& up = ex.ups[ui];
   auto* ep = transport->endpoint(up.holder);
   if (!ep) {
-    return fail_reduce_exec(task, peer_failure("no data path to rank " + std::to_string(up.holder)), up.holder);
+    return fail_reduce_exec(task, peer_failure("no data path to rank " + std::to_string(up.holder)),
+                            up.holder);
   }
   while (!up.free_slots.empty() && up.next_chunk < ex.nchunks) {
     std::uint64_t off = up.next_chunk * ex.chunk;
