@@ -157,6 +157,10 @@ struct Watch {
   Rank requester = kNoRank;
   std::uint64_t stream = 0;
 };
+// Progress.size when present is false: the sender dropped the object on
+// purpose (a cancelled or superseded reduce output) and will not have it
+// again; without it, an absent object may still be on its way.
+inline constexpr std::uint64_t kWithdrawn = ~0ull;
 struct Progress {
   ObjectID id;
   bool present = false;      // false: the sender has no copy (any more)

@@ -614,13 +614,14 @@ void Node::Impl::end_stream(Inbound& in) {
   in.stream = 0;
 }
 
-void Node::Impl::drop_watchers(const ObjectID& id) {
+void Node::Impl::drop_watchers(const ObjectID& id, bool withdrawn) {
   auto it = watchers.find(id);
   if (it == watchers.end()) return;
   auto list = std::move(it->second);
   watchers.erase(it);
   // They re-plan through the directory and find another copy.
-  for (auto& [key, w] : list) send_to(key.first, msg::Progress{id, false, 0, 0, 0, key.second});
+  const std::uint64_t size = withdrawn ? msg::kWithdrawn : 0;
+  for (auto& [key, w] : list) send_to(key.first, msg::Progress{id, false, 0, size, 0, key.second});
 }
 
 void Node::Impl::notify_watchers(const ObjectID& id) {
@@ -640,7 +641,7 @@ void Node::Impl::on_progress(const msg::Progress& p) {
   auto it = inbound_transfers.find(p.id);
   if (it == inbound_transfers.end()) return;
   Inbound& in = it->second;
-  if (!in.composite.is_nil() && !p.present && ++in.watch_retries <= 250) {
+  if (!in.composite.is_nil() && !p.present && p.size != msg::kWithdrawn && ++in.watch_retries <= 250) {
     // A part's holder may not have started producing it yet, or our ring
     // predecessor has not started reading it: ask again, and after a while
     // go to the producer itself.
@@ -838,7 +839,7 @@ void Node::Impl::fail_composite(const ObjectID& composite, const Status& why) {
   }
   for (const auto& v : it->second.views) {
     store->erase(v);
-    drop_watchers(v);
+    drop_watchers(v, true);
   }
   // Only our own half-assembled copy: a restarted reduce may already have
   // put a new object under this id here.

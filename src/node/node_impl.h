@@ -157,7 +157,7 @@ class Node::Impl {
   void on_lookup_reply(const msg::LookupReply& r);
   void handle_lookup_reply(const msg::LookupReply& r);
   void replay_parked(const ObjectID& id);
-  void drop_watchers(const ObjectID& id);
+  void drop_watchers(const ObjectID& id, bool withdrawn = false);
   void on_watch(const msg::Watch& w);
   void on_progress(const msg::Progress& p);
   void pump(const ObjectID& id);
@@ -325,6 +325,8 @@ class Node::Impl {
     std::size_t next_fill = 0;          // into shape.fill
     std::vector<std::uint32_t> vacant;  // positions to refill
     std::unordered_map<std::uint64_t, std::uint32_t> task_pos;
+    // Every task issued and not yet done, for cancelling.
+    std::unordered_map<std::uint64_t, std::pair<Rank, ObjectID>> task_where;
     int repairs = 0;
     std::uint32_t recomputed = 0;
     std::optional<msg::LocateReply> reserved;  // a local input kept for the root
@@ -378,6 +380,7 @@ class Node::Impl {
   void issue_task(std::uint64_t rid, std::uint32_t pos);
   void on_reduce_cancel(const msg::ReduceCancel& m);
   void drop_reduce_exec(std::uint64_t task);
+  void cancel_open_tasks(ReduceCoord& c);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
   void on_reduce_task(const msg::ReduceTask& t);
   void on_reduce_done(const msg::ReduceDone& d);

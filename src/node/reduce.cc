@@ -62,10 +62,11 @@ std::uint64_t Node::Impl::start_reduce(ReduceOptions o,
   return rid;
 }
 
-// A participant died: forget this attempt and plan again from the inputs'
-// surviving copies (inputs lost with the node wait for their re-put). The
-// target is recomputed as a whole; partial results of the dead attempt are
-// removed.
+// A striped allreduce lost a participant (or the plan was not made yet):
+// cancel this attempt and plan again from the inputs' surviving copies
+// (inputs lost with the node wait for their re-put). Every stripe chain
+// passes through every holder, so no part of a striped attempt survives a
+// failure; tree-chains are repaired instead (repair_reduce).
 void Node::Impl::restart_reduce(std::uint64_t rid, const std::string& why) {
   auto it = reduces.find(rid);
   if (it == reduces.end() || it->second.finished) return;
@@ -74,6 +75,7 @@ void Node::Impl::restart_reduce(std::uint64_t rid, const std::string& why) {
     return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + " failed " +
                                            std::to_string(c.attempt + 1) + " times; last: " + why));
   LOG_WARN("reduce into " << c.opts.target.short_hex() << " restarts: " << why);
+  cancel_open_tasks(c);
   for (const auto& id : c.intermediates) send_to(shard_of(id), msg::Remove{id, 0, me});
   // A striped attempt declared the target as a composite of its stripes;
   // that record (and the stripes) must go, or readers would keep reading
@@ -89,6 +91,16 @@ void Node::Impl::restart_reduce(std::uint64_t rid, const std::string& why) {
   reduces.erase(it);
   std::uint64_t nrid = start_reduce(std::move(opts_copy), std::move(done));
   reduces.at(nrid).attempt = attempt;
+}
+
+// Stops the tasks of an attempt that is given up, so that they neither
+// use bandwidth nor leave outputs that readers might take for the result.
+void Node::Impl::cancel_open_tasks(ReduceCoord& c) {
+  for (const auto& [task, where] : c.task_where) {
+    if (alive_rank(where.first)) send_to(where.first, msg::ReduceCancel{task, where.second});
+    task_to_reduce.erase(task);
+  }
+  c.task_where.clear();
 }
 
 void Node::Impl::on_locate_reply(const msg::LocateReply& r) {
@@ -268,6 +280,7 @@ void Node::Impl::issue_task(std::uint64_t rid, std::uint32_t pos) {
   for (auto kid : c.shape.children[pos]) t.upstreams.push_back({c.pos_output[kid], c.pos_holder[kid], 0});
   task_to_reduce[t.task] = rid;
   c.task_pos[t.task] = pos;
+  c.task_where[t.task] = {c.pos_holder[pos], out};
   c.pos_task[pos] = t.task;
   c.pos_stale[pos] = 0;
   c.pos_done[pos] = 0;
@@ -287,6 +300,7 @@ void Node::Impl::stale_up_from(ReduceCoord& c, std::uint32_t pos) {
       if (alive_rank(c.pos_holder[a])) send_to(c.pos_holder[a], msg::ReduceCancel{task, c.pos_output[a]});
       task_to_reduce.erase(task);
       c.task_pos.erase(task);
+      c.task_where.erase(task);
       c.pos_task[a] = 0;
     }
     c.pos_stale[a] = 1;
@@ -328,6 +342,7 @@ void Node::Impl::repair_reduce(std::uint64_t rid, const std::string& why) {
     if (std::uint64_t task = c.pos_task[pos]) {
       task_to_reduce.erase(task);
       c.task_pos.erase(task);
+      c.task_where.erase(task);
     }
     c.pos_task[pos] = 0;
     c.pos_filled[pos] = 0;
@@ -421,6 +436,7 @@ void Node::Impl::run_striped(std::uint64_t rid) {
       t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
       t.upstreams.push_back(prev);
       task_to_reduce[t.task] = rid;
+      c.task_where[t.task] = {seq[i].second, out};
       if (last) c.stripe_tasks.insert(t.task);
       send_to(seq[i].second, t);
       prev = msg::Upstream{out, seq[i].second, 0};
@@ -455,6 +471,7 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
     const std::uint32_t pos = pit->second;
     task_to_reduce.erase(d.task);
     c.task_pos.erase(pit);
+    c.task_where.erase(d.task);
     c.pos_task[pos] = 0;
     c.pos_stale[pos] = 1;
     stale_up_from(c, pos);
@@ -465,6 +482,7 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
   }
   task_to_reduce.erase(tit);
   ReduceCoord& c = it->second;
+  c.task_where.erase(d.task);
   if (d.code != 0) {
     return finish_reduce(rid, Status(static_cast<StatusCode>(d.code),
                                      "reduce into " + c.opts.target.short_hex() + ": " + d.message));
@@ -492,6 +510,7 @@ void Node::Impl::finish_reduce(std::uint64_t rid, Result<ReduceResult> r) {
   if (c.finished) return;
   c.finished = true;
   if (!r.is_ok()) LOG_WARN(r.status().to_string());
+  cancel_open_tasks(c);  // a failed reduce leaves nothing running
   // The target is complete, so the partial results are garbage now.
   for (const auto& id : c.intermediates) send_to(shard_of(id), msg::Remove{id, 0, me});
   c.done->set_value(std::move(r));
@@ -533,12 +552,12 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
       }
       for (const auto& v : cg->second.views) {
         store->erase(v);
-        drop_watchers(v);  // our ring successors look elsewhere
+        drop_watchers(v, true);  // our ring successors look elsewhere
       }
       composite_gets.erase(cg);
     }
     store->erase(t.output);
-    drop_watchers(t.output);
+    drop_watchers(t.output, true);
   }
   auto out = store->create_object(t.output, t.size);
   if (!out.is_ok()) return reply_error(out.status());
@@ -599,7 +618,7 @@ void Node::Impl::on_reduce_progress(const msg::Progress& p) {
   if (eit == reduce_execs.end()) return;
   ReduceUp& up = eit->second.ups[ui];
   if (!p.present) {
-    if (++up.watch_retries > kWatchRetries) {
+    if (p.size == msg::kWithdrawn || ++up.watch_retries > kWatchRetries) {
       return fail_reduce_exec(task, peer_failure("rank " + std::to_string(up.holder) +
                                                  " does not hold upstream " + p.id.short_hex()));
     }
@@ -708,7 +727,7 @@ void Node::Impl::drop_reduce_exec(std::uint64_t task) {
   }
   if (store->find(ex.task.output) == ex.output) {
     store->erase(ex.task.output);
-    drop_watchers(ex.task.output);
+    drop_watchers(ex.task.output, true);
     send_to(shard_of(ex.task.output), msg::Unpublish{ex.task.output, me});
   }
 }
@@ -729,7 +748,7 @@ void Node::Impl::on_reduce_cancel(const msg::ReduceCancel& m) {
   } else if (auto e = store->find(m.output)) {
     // Finished just before the cancel: the coordinator recomputes it.
     store->erase(m.output);
-    drop_watchers(m.output);
+    drop_watchers(m.output, true);
     send_to(shard_of(m.output), msg::Unpublish{m.output, me});
   } else {
     return;

@@ -307,20 +307,19 @@ TEST_P(ReduceKillAt, KOfNUsesOnlyLiveInputs) {
   EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
 }
 
-INSTANTIATE_TEST_SUITE_P(Thresholds, ReduceKillAt, ::testing::Values(10, 50, 90), percent_name);
-
 // ---------------------------------------------------------- 7. allreduce
 
 // Rank 0 runs a striped allreduce of four inputs while every rank gets the
-// target. Rank 2 dies once it has received half an object's worth of bytes
-// for the reduce; rank 3 re-puts its input. The reduce restarts; every
-// survivor's get and the coordinator's reduce must end within their
-// timeouts, with the byte-exact sum of all four inputs.
-TEST(AllreduceKillTest, SurvivorsGetTheSumAfterARePut) {
+// target. Rank 2 dies once it has received the kill point's share of an
+// object's worth of bytes (its stripe work and its reads of the target); rank 3 re-puts its input. The reduce
+// restarts; every survivor's get and the coordinator's reduce must end within their timeouts, with the
+// byte-exact sum of all four inputs.
+TEST_P(ReduceKillAt, AllreduceSurvivorsGetTheSumAfterARePut) {
   constexpr int kN = 4;
   constexpr int kVictim = 2;
   constexpr int kRePutter = 3;
-  const std::string tag = "allreduce";
+  const std::string tag = "allreduce-" + std::to_string(GetParam());
+  const std::uint64_t at = threshold();
   SharedBoard board;
   FaultPlan plan;
   plan.n = kN;
@@ -336,7 +335,7 @@ TEST(AllreduceKillTest, SurvivorsGetTheSumAfterARePut) {
       // Stripe and chain names are the runtime's business; received bytes
       // are a progress measure that does not depend on them.
       const std::uint64_t base = node.stats().bytes_received;
-      suicide = die_when([&node, base] { return node.stats().bytes_received - base >= kSize / 2; });
+      suicide = die_when([&node, base, at] { return node.stats().bytes_received - base >= at; });
     }
     std::future<Result<ReduceResult>> reduce;
     if (me == 0) {
@@ -375,6 +374,8 @@ TEST(AllreduceKillTest, SurvivorsGetTheSumAfterARePut) {
   EXPECT_EQ(rc, 0);
   EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
 }
+
+INSTANTIATE_TEST_SUITE_P(Thresholds, ReduceKillAt, ::testing::Values(10, 50, 90), percent_name);
 
 }  // namespace
 }  // namespace hoplite::ftest
