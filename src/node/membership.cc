@@ -100,7 +100,7 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
       if (u.holder == f && !u.finished) stuck_tasks.push_back(task);
     }
   }
-  for (auto task : orphans) drop_reduce_exec(task);
+  for (auto task : orphans) drop_reduce_exec(task, true);
   for (auto task : stuck_tasks) {
     fail_reduce_exec(task, peer_failure("upstream holder rank " + std::to_string(f) + " failed"), f);
   }

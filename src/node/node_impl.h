@@ -379,7 +379,7 @@ class Node::Impl {
   void issue_ready(std::uint64_t rid);
   void issue_task(std::uint64_t rid, std::uint32_t pos);
   void on_reduce_cancel(const msg::ReduceCancel& m);
-  void drop_reduce_exec(std::uint64_t task);
+  void drop_reduce_exec(std::uint64_t task, bool withdrawn);
   void cancel_open_tasks(ReduceCoord& c);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
   void on_reduce_task(const msg::ReduceTask& t);

@@ -712,9 +712,11 @@ void Node::Impl::on_reduce_chunk(std::uint64_t task, std::size_t ui, std::uint64
   reduce_pump(task, ui);
 }
 
-// Stops a task: its pulls end and its output is dropped; readers of the
-// output are told, so they look for it again (from the beginning).
-void Node::Impl::drop_reduce_exec(std::uint64_t task) {
+// Stops a task: its pulls end and its output is dropped. Readers of the
+// output are told: `withdrawn` (a cancel) says not to wait for it again;
+// otherwise (a failure) they wait, and the coordinator's repair replaces
+// or cancels them.
+void Node::Impl::drop_reduce_exec(std::uint64_t task, bool withdrawn) {
   auto eit = reduce_execs.find(task);
   if (eit == reduce_execs.end()) return;
   auto node = reduce_execs.extract(eit);
@@ -727,7 +729,7 @@ void Node::Impl::drop_reduce_exec(std::uint64_t task) {
   }
   if (store->find(ex.task.output) == ex.output) {
     store->erase(ex.task.output);
-    drop_watchers(ex.task.output, true);
+    drop_watchers(ex.task.output, withdrawn);
     send_to(shard_of(ex.task.output), msg::Unpublish{ex.task.output, me});
   }
 }
@@ -737,14 +739,14 @@ void Node::Impl::fail_reduce_exec(std::uint64_t task, const Status& why, Rank fa
   if (eit == reduce_execs.end()) return;
   const ObjectID output = eit->second.task.output;
   const Rank coordinator = eit->second.task.coordinator;
-  drop_reduce_exec(task);
+  drop_reduce_exec(task, false);
   fulfill_waiters(output, why);
   send_to(coordinator, msg::ReduceDone{task, static_cast<std::uint16_t>(why.code()), why.message(), failed});
 }
 
 void Node::Impl::on_reduce_cancel(const msg::ReduceCancel& m) {
   if (reduce_execs.count(m.task)) {
-    drop_reduce_exec(m.task);
+    drop_reduce_exec(m.task, true);
   } else if (auto e = store->find(m.output)) {
     // Finished just before the cancel: the coordinator recomputes it.
     store->erase(m.output);

@@ -40,23 +40,27 @@ std::int64_t value(int rank, std::uint64_t i) {
   return static_cast<std::int64_t>((i * 7 + static_cast<std::uint64_t>(rank) * 104729) % 1000003) + rank;
 }
 
-// Tags starting with "shard0/" name inputs whose directory shard is rank 0
-// (of a cluster of kShardWorld), found by salting the name: the coordinator
-// then gets the answers to its locates in the order it asked, which fixes
-// the tree-chain without sleeps.
+// Tags starting with "shardS/" (S a digit) name objects whose directory
+// shard is rank S of a cluster of kShardWorld, found by salting the name.
+// With every input on one shard the coordinator gets the answers to its
+// locates in the order it asked, which fixes the tree-chain without sleeps.
 constexpr int kShardWorld = 6;
 
-ObjectID input_id(const std::string& tag, int rank) {
-  const std::string name = "fault/" + tag + "/in/" + std::to_string(rank);
-  if (tag.rfind("shard0/", 0) != 0) return ObjectID::from_name(name);
+ObjectID shard_salted(const std::string& tag, const std::string& name) {
+  if (tag.size() < 7 || tag.rfind("shard", 0) != 0 || tag[6] != '/') return ObjectID::from_name(name);
+  const auto shard = static_cast<std::uint64_t>(tag[5] - '0');
   for (int salt = 0;; ++salt) {
     ObjectID id = ObjectID::from_name(name + "#" + std::to_string(salt));
-    if (id.hash() % kShardWorld == 0) return id;
+    if (id.hash() % kShardWorld == shard) return id;
   }
 }
 
+ObjectID input_id(const std::string& tag, int rank) {
+  return shard_salted(tag, "fault/" + tag + "/in/" + std::to_string(rank));
+}
+
 ObjectID target_id(const std::string& tag) {
-  return ObjectID::from_name("fault/" + tag + "/out");
+  return shard_salted(tag, "fault/" + tag + "/out");
 }
 
 Status put_input(Node& node, const std::string& tag, int rank) {
@@ -151,6 +155,49 @@ int await_death(Board& b) {
   return 0;
 }
 
+// A cluster of n in which `victim` may die.
+FaultPlan one_victim(int n, int victim) {
+  FaultPlan plan;
+  plan.n = n;
+  plan.victims = {victim};
+  plan.cluster = fault_cluster_options();
+  return plan;
+}
+
+// Kills this process once it has received `at` more bytes (reduce folds
+// and gets alike): progress measured by the runtime, not by time.
+std::unique_ptr<Trigger> die_after_receiving(Node& node, std::uint64_t at) {
+  const std::uint64_t base = node.stats().bytes_received;
+  return die_when([&node, base, at] { return node.stats().bytes_received - base >= at; });
+}
+
+// An int64 sum of the inputs of `ranks`, asked for in that order.
+ReduceOptions sum_of(const std::string& tag, const std::vector<int>& ranks, std::size_t k = 0) {
+  ReduceOptions o;
+  for (int r : ranks) o.inputs.push_back(input_id(tag, r));
+  o.target = target_id(tag);
+  o.dtype = DataType::kInt64;
+  o.k = k;
+  o.timeout = kReduceTimeout;
+  return o;
+}
+
+std::vector<int> ranks_from(int first, int n) {
+  std::vector<int> out;
+  for (int r = first; r < n; ++r) out.push_back(r);
+  return out;
+}
+
+// The coordinator checks the target is the sum of `used` and tells the
+// survivors, which then check it too (read_target_and_leave).
+int announce_result(Node& node, Board& b, const std::string& tag, const std::vector<int>& used) {
+  ASSIGN_OR_FAIL(ObjectView view, node.get(target_id(tag)).wait(kGetWait));
+  CHECK_SUM(view.bytes(), used);
+  b.flag[kUsedMask] = mask_of(used);
+  b.flag[kReduceDone] = 1;
+  return 0;
+}
+
 // Kill points, as a percentage of the reduce's progress (chunk counts,
 // read off the runtime, not sleeps).
 class ReduceKillAt : public ::testing::TestWithParam<int> {
@@ -182,10 +229,7 @@ TEST_P(ReduceKillAt, AllInputsRecomputeOnlyThePathAbove) {
   const std::string tag = "shard0/reduce-all-" + std::to_string(GetParam());
   const std::uint64_t at = threshold();
   SharedBoard board;
-  FaultPlan plan;
-  plan.n = kN;
-  plan.victims = {kVictim};
-  plan.cluster = fault_cluster_options();
+  FaultPlan plan = one_victim(kN, kVictim);
   int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
     const int me = node.rank();
     CHECK_OK(put_input(node, tag, me));
@@ -195,18 +239,12 @@ TEST_P(ReduceKillAt, AllInputsRecomputeOnlyThePathAbove) {
       // It dies when it has folded the kill point's worth of its upstream
       // (rank 2's partial result): its own output, and everything above
       // it, is then at most that far.
-      const std::uint64_t base = node.stats().bytes_received;
-      suicide = die_when([&node, base, at] { return node.stats().bytes_received - base >= at; });
+      suicide = die_after_receiving(node, at);
     }
     std::future<Result<ReduceResult>> reduce;
     if (me == 0) {
-      ReduceOptions o;
       // All on rank 0's shard, asked for in this order: they arrive in it.
-      for (int r = 1; r < kN; ++r) o.inputs.push_back(input_id(tag, r));
-      o.inputs.push_back(input_id(tag, 0));
-      o.target = target_id(tag);
-      o.dtype = DataType::kInt64;
-      o.timeout = kReduceTimeout;
+      ReduceOptions o = sum_of(tag, {1, 2, 3, 4, 5, 0});
       o.depth = 0;  // one chain
       reduce = node.reduce_async(o);
     }
@@ -219,10 +257,7 @@ TEST_P(ReduceKillAt, AllInputsRecomputeOnlyThePathAbove) {
       // The victim's position and the three above it (ranks 4, 5, 0).
       CHECK_EQ(res.recomputed, 4u);
       CHECK_EQ(res.restarts, 0u);
-      ASSIGN_OR_FAIL(ObjectView view, node.get(target_id(tag)).wait(kGetWait));
-      CHECK_SUM(view.bytes(), used);
-      b.flag[kUsedMask] = mask_of(used);
-      b.flag[kReduceDone] = 1;
+      if (int r = announce_result(node, b, tag, used)) return r;
     }
     if (me == kRePutter) {
       CHECK_TRUE(wait_failed(node, kVictim, milliseconds(10000)));
@@ -255,10 +290,7 @@ TEST_P(ReduceKillAt, KOfNUsesOnlyLiveInputs) {
   const std::string tag = "reduce-k-of-n-" + std::to_string(GetParam());
   const std::uint64_t at = threshold();
   SharedBoard board;
-  FaultPlan plan;
-  plan.n = kN;
-  plan.victims = {kVictim};
-  plan.cluster = fault_cluster_options();
+  FaultPlan plan = one_victim(kN, kVictim);
   int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
     const int me = node.rank();
     const ObjectID target = target_id(tag);
@@ -273,13 +305,7 @@ TEST_P(ReduceKillAt, KOfNUsesOnlyLiveInputs) {
       return await_death(b);
     }
     if (me == 0) {
-      ReduceOptions o;
-      for (int r = 0; r < kN; ++r) o.inputs.push_back(input_id(tag, r));
-      o.target = target;
-      o.dtype = DataType::kInt64;
-      o.k = kK;
-      o.timeout = kReduceTimeout;
-      ASSIGN_OR_FAIL(ReduceResult res, node.reduce(o));
+      ASSIGN_OR_FAIL(ReduceResult res, node.reduce(sum_of(tag, ranks_from(0, kN), kK)));
       const std::vector<int> used = ranks_of(tag, kN, res.used);
       CHECK_EQ(used.size(), static_cast<std::size_t>(kK));
       // The dead rank's input may be in the result only if its part was
@@ -292,10 +318,7 @@ TEST_P(ReduceKillAt, KOfNUsesOnlyLiveInputs) {
       } else {
         CHECK_TRUE(res.recomputed >= 1);
       }
-      ASSIGN_OR_FAIL(ObjectView view, node.get(target).wait(kGetWait));
-      CHECK_SUM(view.bytes(), used);
-      b.flag[kUsedMask] = mask_of(used);
-      b.flag[kReduceDone] = 1;
+      if (int r = announce_result(node, b, tag, used)) return r;
     }
     if (me >= kK) {
       CHECK_TRUE(wait_failed(node, kVictim, milliseconds(10000)));
@@ -305,6 +328,99 @@ TEST_P(ReduceKillAt, KOfNUsesOnlyLiveInputs) {
   });
   EXPECT_EQ(rc, 0);
   EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
+}
+
+// ------------------------------------------------ 5b. k = n, shard owner
+
+// As in 5, but every input and the target live on rank 4's directory shard,
+// and rank 4, a chain position above the middle, dies half way. The shard
+// moves to rank 5; survivors re-report what they hold there, the
+// coordinator asks it for input 4 again, and rank 1's re-put answers.
+TEST(ReduceShardKillTest, ChainSurvivesItsShardOwner) {
+  constexpr int kN = 6;
+  constexpr int kVictim = 4;
+  constexpr int kRePutter = 1;
+  static_assert(kN == kShardWorld);
+  const std::string tag = "shard4/reduce-shard";
+  const std::uint64_t at = kSize / 2;
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kVictim);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    CHECK_OK(put_input(node, tag, me));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    if (me == kVictim) {
+      auto suicide = die_after_receiving(node, at);
+      return await_death(b);
+    }
+    if (me == 0) {
+      ReduceOptions o = sum_of(tag, {1, 2, 3, 4, 5, 0});
+      o.depth = 0;
+      ASSIGN_OR_FAIL(ReduceResult res, node.reduce(o));
+      const std::vector<int> used = ranks_of(tag, kN, res.used);
+      CHECK_EQ(used.size(), static_cast<std::size_t>(kN));
+      CHECK_TRUE(res.recomputed >= 1);
+      if (int r = announce_result(node, b, tag, used)) return r;
+    }
+    if (me == kRePutter) {
+      CHECK_TRUE(wait_failed(node, kVictim, milliseconds(10000)));
+      CHECK_OK(put_input(node, tag, kVictim));
+    }
+    return read_target_and_leave(node, b, tag, kN - 1);
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
+}
+
+// ------------------------------------------------------- 6b. k < n, stop
+
+// Rank 0 reduces the first 4 of the inputs of ranks 1-5, asked for in rank
+// order on rank 0's shard, so the chain is 1 -> 2 -> 3 -> 4 and input 5 is
+// the spare. Rank 2 freezes itself (SIGSTOP: its sockets stay open, only
+// the heartbeat timeout can tell) at the kill point of what it pulls. The
+// reduce must finish with four live inputs, exactly summed, the spare
+// filling rank 2's position; then rank 2 is killed.
+TEST_P(ReduceKillAt, KOfNRefillsAStoppedRanksPosition) {
+  constexpr int kN = 6;
+  constexpr int kK = 4;
+  constexpr int kVictim = 2;
+  static_assert(kN == kShardWorld);
+  const std::string tag = "shard0/reduce-stop-" + std::to_string(GetParam());
+  const std::uint64_t at = threshold();
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kVictim);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    const ObjectID target = target_id(tag);
+    if (me > 0) CHECK_OK(put_input(node, tag, me));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    if (me == kVictim) {
+      const std::uint64_t base = node.stats().bytes_received;
+      Trigger freeze([&node, base, at] { return node.stats().bytes_received - base >= at; },
+                     [&b] { signal_rank(b, 2, SIGSTOP); });
+      return await_death(b);
+    }
+    if (me == 0) {
+      const auto t0 = Clock::now();
+      ASSIGN_OR_FAIL(ReduceResult res, node.reduce(sum_of(tag, ranks_from(1, kN), kK)));
+      const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+      const std::vector<int> used = ranks_of(tag, kN, res.used);
+      CHECK_EQ(used.size(), static_cast<std::size_t>(kK));
+      if (lists(used, kVictim)) FAIL_BODY("the result uses the stopped rank's input: " + to_text(used));
+      if (!lists(used, 5)) FAIL_BODY("the spare did not fill the stopped rank's position: " + to_text(used));
+      CHECK_TRUE(res.recomputed >= 1);
+      // Detection (the heartbeat timeout) plus a second pass over 32 MiB.
+      if (ms > 10000) FAIL_BODY("the reduce took " + std::to_string(ms) + " ms");
+      ASSIGN_OR_FAIL(ObjectView view, node.get(target).wait(kGetWait));
+      CHECK_SUM(view.bytes(), used);
+      b.flag[kUsedMask] = mask_of(used);
+      signal_rank(b, kVictim, SIGKILL);
+      b.flag[kReduceDone] = 1;
+    }
+    return read_target_and_leave(node, b, tag, kN - 1);
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->stopped_ns[kVictim], 0) << "the victim was never stopped";
 }
 
 // ---------------------------------------------------------- 7. allreduce
@@ -321,10 +437,7 @@ TEST_P(ReduceKillAt, AllreduceSurvivorsGetTheSumAfterARePut) {
   const std::string tag = "allreduce-" + std::to_string(GetParam());
   const std::uint64_t at = threshold();
   SharedBoard board;
-  FaultPlan plan;
-  plan.n = kN;
-  plan.victims = {kVictim};
-  plan.cluster = fault_cluster_options();
+  FaultPlan plan = one_victim(kN, kVictim);
   int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
     const int me = node.rank();
     const ObjectID target = target_id(tag);
@@ -334,16 +447,11 @@ TEST_P(ReduceKillAt, AllreduceSurvivorsGetTheSumAfterARePut) {
     if (me == kVictim) {
       // Stripe and chain names are the runtime's business; received bytes
       // are a progress measure that does not depend on them.
-      const std::uint64_t base = node.stats().bytes_received;
-      suicide = die_when([&node, base, at] { return node.stats().bytes_received - base >= at; });
+      suicide = die_after_receiving(node, at);
     }
     std::future<Result<ReduceResult>> reduce;
     if (me == 0) {
-      ReduceOptions o;
-      for (int r = 0; r < kN; ++r) o.inputs.push_back(input_id(tag, r));
-      o.target = target;
-      o.dtype = DataType::kInt64;
-      o.timeout = kReduceTimeout;
+      ReduceOptions o = sum_of(tag, ranks_from(0, kN));
       o.allow_stripes = true;
       reduce = node.reduce_async(o);
     }
