@@ -1,11 +1,17 @@
 // fault_perf: the cost of a failure. Broadcast (rank 0 puts, all get) or
-// reduce (every rank puts an input, rank 0 reduces the first n-1 and gets
-// the target) of one object; with -k VICTIM, that rank SIGKILLs itself when
-// half of the object has reached it. Prints the time of the slowest
-// survivor and, for each survivor, how long after the kill it declared the
-// victim failed. Run under `hoplite-run --keep-going`.
+// reduce (every rank puts an input, rank 0 reduces and gets the target) of
+// one object; with -k VICTIM, that rank SIGKILLs itself when half of the
+// object has reached it. Prints the time of the slowest survivor and, for
+// each survivor, how long after the kill it declared the victim failed.
+// Run under `hoplite-run --keep-going`.
 //
-// Usage: fault_perf broadcast|reduce SIZE [-k VICTIM] [-o DIR]
+//   reduce        the first n-1 of n inputs: the spare refills the
+//                 victim's position (with or without a kill, so the two
+//                 runs do the same work)
+//   reduce-reput  all n inputs: the rank after the victim re-puts the lost
+//                 input once it sees the failure, as a re-executed task
+//
+// Usage: fault_perf broadcast|reduce|reduce-reput SIZE [-k VICTIM] [-o DIR]
 //   DIR (shared by all ranks, default /tmp) carries the kill timestamp.
 #include <signal.h>
 #include <unistd.h>
@@ -41,12 +47,14 @@ int fail(const std::string& what, const Status& st) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: fault_perf broadcast|reduce SIZE [-k VICTIM] [-o DIR]\n");
+    std::fprintf(stderr, "usage: fault_perf broadcast|reduce|reduce-reput SIZE [-k VICTIM] [-o DIR]\n");
     return 2;
   }
   const std::string mode = argv[1];
   auto size_r = parse_size(argv[2]);
-  if (!size_r.is_ok() || (mode != "broadcast" && mode != "reduce")) {
+  const bool reput = mode == "reduce-reput";
+  const bool reducing = mode == "reduce" || reput;
+  if (!size_r.is_ok() || (mode != "broadcast" && !reducing)) {
     std::fprintf(stderr, "fault_perf: bad mode or size\n");
     return 2;
   }
@@ -81,7 +89,7 @@ int main(int argc, char** argv) {
     if (!w.is_ok()) return fail("create", w.status());
     perf::fill_pattern(w->data().data(), size, 42);
   }
-  if (mode == "reduce") {
+  if (reducing) {
     w = node.create(input(rank), size);
     if (!w.is_ok()) return fail("create", w.status());
     perf::fill_input(w->data().data(), size, DataType::kFloat32, rank);
@@ -92,7 +100,8 @@ int main(int argc, char** argv) {
   // broadcast) or the bytes it pulled from its upstream (for reduce; a
   // victim that lands at the chain's leaf pulls nothing and survives, which
   // the output shows as "detection -1").
-  std::thread killer;
+  std::thread killer, reputter_thread;
+  std::atomic<bool> stop_reput{false};
   const std::uint64_t base = node.stats().bytes_received;
   if (rank == victim) {
     killer = std::thread([&] {
@@ -121,11 +130,25 @@ int main(int argc, char** argv) {
     }
   } else {
     if (Status st = w->seal(); !st) return fail("seal", st);
+    const int reputter = victim > 0 ? victim % (world - 1) + 1 : -1;
+    if (reput && rank == reputter) {
+      // The re-executed task: it learns of the failure like any survivor,
+      // then produces the lost input again here.
+      reputter_thread = std::thread([&] {
+        while (detected.load() == 0 && !stop_reput.load())
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (stop_reput.load()) return;
+        auto again = node.create(input(victim), size);
+        if (!again.is_ok()) return (void)fail("re-put", again.status());
+        perf::fill_input(again->data().data(), size, DataType::kFloat32, victim);
+        if (Status st = again->seal(); !st) (void)fail("re-put seal", st);
+      });
+    }
     if (rank == 0) {
       ReduceOptions o;
       for (int r = 0; r < world; ++r) o.inputs.push_back(input(r));
       o.target = watched;
-      o.k = victim > 0 ? static_cast<std::size_t>(world - 1) : 0;
+      o.k = reput ? 0 : static_cast<std::size_t>(world - 1);
       auto res = node.reduce(o);
       if (!res.is_ok()) return fail("reduce", res.status());
       auto v = node.get(watched).wait(std::chrono::minutes(5));
@@ -138,20 +161,25 @@ int main(int argc, char** argv) {
         }
       }
       wrong = perf::check_reduced(v->data(), v->size(), DataType::kFloat32, ReduceOp::kSum, used);
+      std::printf("rank 0: %zu inputs used, %u tasks recomputed, %u restarts\n", used.size(), res->recomputed,
+                  res->restarts);
     }
   }
   double secs = t1 > 0 ? t1 - t0 : 0;
+  // Every survivor detects the failure before the reduce or the broadcast
+  // completes, so after this barrier `detected` is final.
+  (void)node.barrier(std::chrono::seconds(60));
+  stop_reput = true;
+  if (reputter_thread.joinable()) reputter_thread.join();
   double detect_ms = -1;
   if (victim > 0) {
-    // Detection may lag completion; give it the failure timeout.
-    for (int i = 0; i < 200 && detected.load() == 0; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     std::ifstream in(kill_file);
     double killed = 0;
     if (in >> killed && detected.load() > 0) detect_ms = (detected.load() - killed) * 1e3;
   }
   std::printf("rank %d: %s %llu B, time %.3f s, detection %.1f ms, wrong %llu\n", rank, mode.c_str(),
               static_cast<unsigned long long>(size), secs, detect_ms, static_cast<unsigned long long>(wrong));
+  std::fflush(stdout);
   (void)node.barrier(std::chrono::seconds(30));
   return wrong ? 1 : 0;
 }

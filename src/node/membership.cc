@@ -125,20 +125,13 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
   for (auto rid : restart) restart_reduce(rid, lost);
   for (auto rid : repair) repair_reduce(rid, lost);
 
-  // Barriers count live ranks only.
+  // Barriers wait for live ranks only: the dead one may have been the last.
   if (me == 0) {
-    std::uint32_t live = static_cast<std::uint32_t>(std::count(alive.begin(), alive.end(), true));
-    for (auto it = barrier_counts.begin(); it != barrier_counts.end();) {
-      if (it->second >= live) {
-        last_barrier_released = std::max(last_barrier_released, it->first);
-        for (Rank r = 0; r < world; ++r) {
-          if (alive[r]) send_to(r, msg::BarrierDone{it->first});
-        }
-        it = barrier_counts.erase(it);
-      } else {
-        ++it;
-      }
+    std::vector<std::uint64_t> ready;
+    for (const auto& [epoch, arrived] : barrier_arrivals) {
+      if (barrier_complete(arrived)) ready.push_back(epoch);
     }
+    for (auto epoch : ready) release_barrier(epoch);
   }
   notify_membership();
   {

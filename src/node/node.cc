@@ -385,18 +385,11 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                  },
                  [&](const msg::Table& t) { install_table(t); },
                  [&](const msg::Barrier& b) {
-                   if (me != 0) return;
-                   auto live = alive.empty()
-                                   ? world
-                                   : static_cast<std::uint32_t>(std::count(alive.begin(), alive.end(), true));
+                   if (me != 0 || b.rank >= world) return;
                    LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
-                   if (++barrier_counts[b.epoch] >= live) {
-                     barrier_counts.erase(b.epoch);
-                     last_barrier_released = std::max(last_barrier_released, b.epoch);
-                     for (Rank r = 0; r < world; ++r) {
-                       if (alive.empty() || alive[r]) send_to(r, msg::BarrierDone{b.epoch});
-                     }
-                   }
+                   auto& arrived = barrier_arrivals[b.epoch];
+                   arrived.insert(b.rank);
+                   if (barrier_complete(arrived)) release_barrier(b.epoch);
                  },
                  [&](const msg::BarrierDone& d) {
                    LOG_DEBUG("barrier " << d.epoch << " released");
@@ -612,6 +605,14 @@ void Node::Impl::end_stream(Inbound& in) {
     stream_to_inbound.erase(it);
   }
   in.stream = 0;
+}
+
+void Node::Impl::release_barrier(std::uint64_t epoch) {
+  barrier_arrivals.erase(epoch);
+  last_barrier_released = std::max(last_barrier_released, epoch);
+  for (Rank r = 0; r < world; ++r) {
+    if (alive_rank(r)) send_to(r, msg::BarrierDone{epoch});
+  }
 }
 
 void Node::Impl::drop_watchers(const ObjectID& id, bool withdrawn) {

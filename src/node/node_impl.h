@@ -9,6 +9,7 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -274,7 +275,16 @@ class Node::Impl {
   std::atomic<std::uint64_t> barrier_epoch{0};
   std::uint64_t last_barrier_released = 0;  // rank 0
   std::mutex barrier_mu;
-  std::map<std::uint64_t, std::uint32_t> barrier_counts;  // rank 0
+  // Rank 0: who reached each open barrier. A set, not a count: a rank that
+  // arrives and then dies must not stand in for a live one.
+  std::map<std::uint64_t, std::set<Rank>> barrier_arrivals;
+  bool barrier_complete(const std::set<Rank>& arrived) const {
+    for (Rank r = 0; r < world; ++r) {
+      if (alive_rank(r) && !arrived.count(r)) return false;
+    }
+    return true;
+  }
+  void release_barrier(std::uint64_t epoch);
   std::map<std::uint64_t, std::shared_ptr<std::promise<Status>>> barrier_waits;
 
   // ---- membership (membership.cc) ----

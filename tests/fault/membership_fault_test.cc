@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fault_cluster.h"
@@ -201,6 +202,45 @@ TEST(RejoinTest, DefaultOptionsJoinPromptly) {
   });
   EXPECT_EQ(rc, 0);
   EXPECT_EQ(board->flag[kRejoined], 1) << "rank 3 never rejoined";
+}
+
+// ----------------------------------------------- 8b. barrier after a death
+
+// Rank 3 reaches a barrier and dies inside it; ranks 1 and 2 arrive after
+// the death, rank 0 last. The dead rank's arrival must not stand in for
+// rank 0's: nobody leaves the barrier before rank 0 has entered it.
+TEST(BarrierTest, ADeadRanksArrivalDoesNotCountForALiveOne) {
+  constexpr int kN = 4;
+  constexpr int kVictim = 3;
+  constexpr int kLateEntered = 0;  // rank 0 is about to enter the barrier
+  constexpr int kLeftEarly = 1;    // ranks that left before rank 0 entered
+  SharedBoard board;
+  FaultPlan plan;
+  plan.n = kN;
+  plan.victims = {kVictim};
+  plan.cluster = fault_cluster_options();
+  int rc = run_fault_cluster(plan, *board, [](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    if (me == kVictim) {
+      // Long enough for the Barrier message to reach rank 0 first.
+      auto suicide = die_when([t0 = Clock::now()] { return Clock::now() - t0 > milliseconds(300); });
+      (void)node.barrier(milliseconds(20000));
+      return 0;
+    }
+    CHECK_TRUE(wait_failed(node, kVictim, milliseconds(10000)));
+    if (me == 0) {
+      // Ranks 1 and 2 are in the barrier by now.
+      std::this_thread::sleep_for(milliseconds(300));
+      b.flag[kLateEntered] = 1;
+    }
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    if (b.flag[kLateEntered] != 1) b.flag[kLeftEarly]++;
+    return 0;
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
+  EXPECT_EQ(board->flag[kLeftEarly], 0) << "a barrier released without a live rank";
 }
 
 // ------------------------------------------------- 9. blocking calls end
