@@ -196,13 +196,14 @@ void Node::Impl::arrive(std::uint64_t rid, const msg::LocateReply& r) {
                               std::to_string(r.size) + " (" + r.id.short_hex() + ")"));
   }
 
-  // With every input needed (k = n), an input on this node is kept for the
-  // root position: the target then lands here, where the caller will read
-  // it, instead of crossing the network once more. With k < n that would
-  // mean waiting for a particular input, so arrival order rules.
+  // An input on this node that arrives before the last is kept for the root
+  // position: the target then lands here, where the caller will read it,
+  // instead of crossing the network once more (and this node's link does
+  // not carry a chain stream and the target at once). It was one of the
+  // first k arrivals either way, so the inputs used do not change.
   if (std::find(c.used.begin(), c.used.end(), r.id) != c.used.end()) return;  // asked again after a failure
   const std::size_t placed = c.used.size() + (c.reserved ? 1 : 0);
-  if (r.holder == me && c.k == c.opts.inputs.size() && !c.reserved && c.vacant.empty() && placed + 1 < c.k) {
+  if (r.holder == me && !c.reserved && c.vacant.empty() && placed + 1 < c.k) {
     c.reserved = msg::LocateReply(r);
     return;
   }
