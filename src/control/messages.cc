@@ -200,6 +200,7 @@ MsgType write(WireWriter& w, const ReduceTask& m) {
   w.id(m.input);
   w.u64(m.input_offset);
   w.u64(m.size);
+  w.u64(m.start);
   w.u8(m.op);
   w.u8(m.dtype);
   w.u32(static_cast<std::uint32_t>(m.upstreams.size()));
@@ -209,6 +210,18 @@ MsgType write(WireWriter& w, const ReduceTask& m) {
     w.u64(u.offset);
   }
   return MsgType::kReduceTask;
+}
+MsgType write(WireWriter& w, const ReduceRetarget& m) {
+  w.u64(m.task);
+  w.id(m.old_upstream);
+  w.u32(m.holder);
+  write(w, m.next);
+  return MsgType::kReduceRetarget;
+}
+MsgType write(WireWriter& w, const ReduceLost& m) {
+  w.u64(m.task);
+  w.u32(m.failed);
+  return MsgType::kReduceLost;
 }
 MsgType write(WireWriter& w, const PublishComposite& m) {
   w.id(m.id);
@@ -244,6 +257,30 @@ MsgType write(WireWriter& w, const ReduceCancel& m) {
   w.u64(m.task);
   w.id(m.output);
   return MsgType::kReduceCancel;
+}
+
+Status read_task(WireReader& r, ReduceTask& m) {
+  TRY(r.u64(m.task));
+  TRY(r.u32(m.coordinator));
+  TRY(r.id(m.output));
+  TRY(r.id(m.input));
+  TRY(r.u64(m.input_offset));
+  TRY(r.u64(m.size));
+  TRY(r.u64(m.start));
+  TRY(r.u8(m.op));
+  TRY(r.u8(m.dtype));
+  if (m.op > 3 || m.dtype > 3) return protocol_error("reduce task with an unknown op or type");
+  if (m.start > m.size) return protocol_error("reduce task starts past its end");
+  std::uint32_t n;
+  TRY(r.u32(n));
+  if (n > kMaxUpstreams) return protocol_error("reduce task with " + std::to_string(n) + " upstreams");
+  m.upstreams.resize(n);
+  for (auto& u : m.upstreams) {
+    TRY(r.id(u.id));
+    TRY(r.u32(u.holder));
+    TRY(r.u64(u.offset));
+  }
+  return Status();
 }
 
 Result<Message> read(MsgType type, WireReader& r) {
@@ -405,24 +442,21 @@ Result<Message> read(MsgType type, WireReader& r) {
     }
     case MsgType::kReduceTask: {
       ReduceTask m;
+      TRY(read_task(r, m));
+      return Message{m};
+    }
+    case MsgType::kReduceRetarget: {
+      ReduceRetarget m;
       TRY(r.u64(m.task));
-      TRY(r.u32(m.coordinator));
-      TRY(r.id(m.output));
-      TRY(r.id(m.input));
-      TRY(r.u64(m.input_offset));
-      TRY(r.u64(m.size));
-      TRY(r.u8(m.op));
-      TRY(r.u8(m.dtype));
-      if (m.op > 3 || m.dtype > 3) return protocol_error("reduce task with an unknown op or type");
-      std::uint32_t n;
-      TRY(r.u32(n));
-      if (n > kMaxUpstreams) return protocol_error("reduce task with " + std::to_string(n) + " upstreams");
-      m.upstreams.resize(n);
-      for (auto& u : m.upstreams) {
-        TRY(r.id(u.id));
-        TRY(r.u32(u.holder));
-        TRY(r.u64(u.offset));
-      }
+      TRY(r.id(m.old_upstream));
+      TRY(r.u32(m.holder));
+      TRY(read_task(r, m.next));
+      return Message{m};
+    }
+    case MsgType::kReduceLost: {
+      ReduceLost m;
+      TRY(r.u64(m.task));
+      TRY(r.u32(m.failed));
       return Message{m};
     }
     case MsgType::kPublishComposite: {
@@ -517,7 +551,9 @@ const char* type_name(const Message& m) {
                                            "Heartbeat",
                                            "Rejoin",
                                            "PeerUpdate",
-                                           "ReduceCancel"};
+                                           "ReduceCancel",
+                                           "ReduceRetarget",
+                                           "ReduceLost"};
   return kNames[m.index()];
 }
 

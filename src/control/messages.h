@@ -53,6 +53,8 @@ enum class MsgType : std::uint8_t {
   kRejoin = 29,
   kPeerUpdate = 30,
   kReduceCancel = 31,
+  kReduceRetarget = 32,
+  kReduceLost = 33,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -203,6 +205,9 @@ struct ReduceTask {
   ObjectID input;
   std::uint64_t input_offset = 0;
   std::uint64_t size = 0;
+  // Bytes [0, start) are not computed: a resumed position whose reader
+  // already folded that prefix from the task it replaces.
+  std::uint64_t start = 0;
   std::uint8_t op = 0;     // a ReduceOp
   std::uint8_t dtype = 0;  // a DataType
   std::vector<Upstream> upstreams;
@@ -244,10 +249,27 @@ struct ReduceCancel {
   ObjectID output;
 };
 
+// To a task whose upstream (a failed position) is being replaced by the
+// same computation elsewhere: keep what was folded from it, read the rest
+// from `next.output`, and forward `next` to its holder with `start` set to
+// the first byte still needed.
+struct ReduceRetarget {
+  std::uint64_t task = 0;
+  ObjectID old_upstream;
+  Rank holder = kNoRank;  // where next.output is made (or, without a task, held)
+  ReduceTask next;        // next.task == 0: nothing to forward, read next.output
+};
+// From a task to its coordinator: the holder of one of its upstreams died;
+// the task keeps its progress and waits for a retarget or a cancel.
+struct ReduceLost {
+  std::uint64_t task = 0;
+  Rank failed = kNoRank;
+};
+
 using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish,
                              PublishAck, Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch,
                              Progress, Unwatch, Locate, LocateReply, ReduceTask, ReduceDone, PublishComposite,
-                             Heartbeat, Rejoin, PeerUpdate, ReduceCancel>;
+                             Heartbeat, Rejoin, PeerUpdate, ReduceCancel, ReduceRetarget, ReduceLost>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

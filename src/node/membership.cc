@@ -88,22 +88,22 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
   for (const auto& id : stalled)
     resume_inbound(id, peer_failure("sender rank " + std::to_string(f) + " failed"));
 
-  // Reduce tasks reading from the dead node: no progress will come. Tasks
-  // the dead node coordinated: nobody will use their output.
-  std::vector<std::uint64_t> stuck_tasks, orphans;
+  // Reduce tasks reading from the dead node keep what they folded and wait
+  // for their coordinator's retarget or cancel. Tasks the dead node
+  // coordinated: nobody will use their output.
+  std::vector<std::uint64_t> orphans;
+  std::vector<std::pair<std::uint64_t, std::size_t>> stuck;
   for (const auto& [task, ex] : reduce_execs) {
     if (ex.task.coordinator == f) {
       orphans.push_back(task);
       continue;
     }
-    for (const auto& u : ex.ups) {
-      if (u.holder == f && !u.finished) stuck_tasks.push_back(task);
+    for (std::size_t ui = 0; ui < ex.ups.size(); ++ui) {
+      if (ex.ups[ui].holder == f && !ex.ups[ui].finished) stuck.emplace_back(task, ui);
     }
   }
   for (auto task : orphans) drop_reduce_exec(task, true);
-  for (auto task : stuck_tasks) {
-    fail_reduce_exec(task, peer_failure("upstream holder rank " + std::to_string(f) + " failed"), f);
-  }
+  for (auto [task, ui] : stuck) orphan_upstream(task, ui, f);
 
   membership_changed(old_alive);
 

@@ -440,6 +440,11 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                  [&](const msg::ReduceTask& t) { on_reduce_task(t); },
                  [&](const msg::ReduceDone& d) { on_reduce_done(d); },
                  [&](const msg::ReduceCancel& m) { on_reduce_cancel(m); },
+                 [&](const msg::ReduceRetarget& m) { on_reduce_retarget(m); },
+                 [&](const msg::ReduceLost& m) {
+                   if (m.failed != me && alive_rank(m.failed))
+                     declare_failed(m.failed, "a reduce task lost it (task " + std::to_string(m.task) + ")");
+                 },
                  [&](const msg::Heartbeat&) {},
                  [&](const msg::Rejoin& r) { on_rejoin(c, r); },
                  [&](const msg::PeerUpdate& u) {

@@ -332,6 +332,11 @@ class Node::Impl {
     std::vector<std::uint64_t> pos_task;    // 0: a leaf, or not issued
     std::vector<std::uint32_t> pos_gen;     // names a re-issued output
     std::vector<std::uint8_t> pos_filled, pos_stale, pos_done;
+    // A lost position whose parent keeps its progress and will read the
+    // same computation from its new holder (same input: same bytes); and
+    // positions computed that way, whose output lacks the prefix the
+    // parent already had.
+    std::vector<std::uint8_t> pos_resume, pos_partial;
     std::size_t next_fill = 0;          // into shape.fill
     std::vector<std::uint32_t> vacant;  // positions to refill
     std::unordered_map<std::uint64_t, std::uint32_t> task_pos;
@@ -366,6 +371,11 @@ class Node::Impl {
     bool finished = false;
     int watch_retries = 0;
     std::uint64_t stream = 0;
+    // Chunks of this upstream folded so far: a retarget (the upstream's
+    // holder died and the same computation moved) reads only the rest.
+    std::vector<std::uint8_t> folded;
+    bool orphaned = false;  // the holder died; waiting for a retarget or a cancel
+    std::uint64_t gen = 0;  // reads of an older holder are not folded
   };
   struct ReduceExec {
     msg::ReduceTask task;
@@ -388,6 +398,12 @@ class Node::Impl {
   void stale_up_from(ReduceCoord& c, std::uint32_t pos);
   void issue_ready(std::uint64_t rid);
   void issue_task(std::uint64_t rid, std::uint32_t pos);
+  msg::ReduceTask make_task(std::uint64_t rid, std::uint32_t pos);
+  void resume_position(std::uint64_t rid, std::uint32_t pos, const ObjectID& old_output);
+  void on_reduce_retarget(const msg::ReduceRetarget& m);
+  void orphan_upstream(std::uint64_t task, std::size_t ui, Rank failed);
+  void complete_reduce_exec(std::uint64_t task);
+  void maybe_finish_up(std::uint64_t task, std::size_t ui);
   void on_reduce_cancel(const msg::ReduceCancel& m);
   void drop_reduce_exec(std::uint64_t task, bool withdrawn);
   void cancel_open_tasks(ReduceCoord& c);
@@ -397,7 +413,7 @@ class Node::Impl {
   void reduce_pump(std::uint64_t task, std::size_t up);
   void on_reduce_progress(const msg::Progress& p);
   void on_reduce_chunk(std::uint64_t task, std::size_t up, std::uint64_t chunk, std::uint32_t slot,
-                       Status st);
+                       std::uint64_t gen, Status st);
   void fail_reduce_exec(std::uint64_t task, const Status& why, Rank failed = msg::kNoRank);
 
   std::uint64_t next_reduce = 1;

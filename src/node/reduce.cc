@@ -187,6 +187,8 @@ void Node::Impl::arrive(std::uint64_t rid, const msg::LocateReply& r) {
     c.pos_filled.assign(c.k, 0);
     c.pos_stale.assign(c.k, 0);
     c.pos_done.assign(c.k, 0);
+    c.pos_resume.assign(c.k, 0);
+    c.pos_partial.assign(c.k, 0);
     c.planned = true;
     LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": " << c.k << " of " << c.opts.inputs.size()
                         << " inputs, " << r.size << " B, depth " << c.shape.depth);
@@ -230,11 +232,32 @@ void Node::Impl::place_arrival(std::uint64_t rid, const ObjectID& input, Rank ho
   } else {
     pos = c.shape.fill[c.next_fill++];
   }
+  const ObjectID old_input = c.pos_input[pos];
   c.used.push_back(input);
   c.pos_holder[pos] = holder;
   c.pos_input[pos] = input;
   c.pos_filled[pos] = 1;
   c.pos_done[pos] = 0;
+  if (c.pos_resume[pos]) {
+    c.pos_resume[pos] = 0;
+    const std::uint32_t up = c.pos_parent[pos];
+    const bool parent_running = c.pos_task[up] != 0 && !c.pos_stale[up] && alive_rank(c.pos_holder[up]);
+    if (c.pos_done[up] && !c.pos_stale[up]) {
+      // The parent finished meanwhile (it had everything it needed).
+      c.pos_output[pos] = input;
+      return;
+    }
+    // Its children's outputs must be whole: one computed from where a
+    // previous task of this position had got to lacks what a restart from
+    // the parent's (earlier) point needs.
+    bool kids_whole = true;
+    for (auto kid : c.shape.children[pos]) kids_whole = kids_whole && !c.pos_partial[kid];
+    if (parent_running && kids_whole && input == old_input)
+      return resume_position(rid, pos, c.pos_output[pos]);
+    // Another input: the parent's prefix folded the lost one, so the path
+    // above is recomputed.
+    stale_up_from(c, pos);
+  }
   if (c.shape.children[pos].empty() && pos != c.shape.root) {
     c.pos_output[pos] = input;  // a leaf's partial result is its input
   } else {
@@ -258,7 +281,9 @@ void Node::Impl::issue_ready(std::uint64_t rid) {
   }
 }
 
-void Node::Impl::issue_task(std::uint64_t rid, std::uint32_t pos) {
+// The task for `pos` under a fresh output name (the root's is the target),
+// registered as the position's current task.
+msg::ReduceTask Node::Impl::make_task(std::uint64_t rid, std::uint32_t pos) {
   ReduceCoord& c = reduces.at(rid);
   const bool is_root = pos == c.shape.root;
   std::string name = c.opts.target.hex() + "/partial/" + std::to_string(rid) + "/" + std::to_string(pos);
@@ -285,10 +310,41 @@ void Node::Impl::issue_task(std::uint64_t rid, std::uint32_t pos) {
   c.pos_task[pos] = t.task;
   c.pos_stale[pos] = 0;
   c.pos_done[pos] = 0;
+  c.pos_partial[pos] = 0;
   if (is_root) c.root_task = t.task;
   LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": position " << pos << " (" << t.input.short_hex()
                       << ") runs on rank " << c.pos_holder[pos] << ", output " << out.short_hex());
-  send_to(c.pos_holder[pos], t);
+  return t;
+}
+
+void Node::Impl::issue_task(std::uint64_t rid, std::uint32_t pos) {
+  ReduceCoord& c = reduces.at(rid);
+  send_to(c.pos_holder[pos], make_task(rid, pos));
+}
+
+// The lost position `pos` was refilled with the same input (so the same
+// bytes): its parent keeps the prefix it folded and reads the rest from the
+// new holder. A leaf's output is its input, read straight from there; an
+// inner position's task is sent through the parent, which sets where it
+// starts. Nothing above the parent changes.
+void Node::Impl::resume_position(std::uint64_t rid, std::uint32_t pos, const ObjectID& old_output) {
+  ReduceCoord& c = reduces.at(rid);
+  const std::uint32_t up = c.pos_parent[pos];
+  msg::ReduceRetarget m;
+  m.task = c.pos_task[up];
+  m.old_upstream = old_output;
+  m.holder = c.pos_holder[pos];
+  if (c.shape.children[pos].empty()) {
+    c.pos_output[pos] = c.pos_input[pos];
+    m.next.output = c.pos_output[pos];
+    m.next.size = c.size;
+  } else {
+    m.next = make_task(rid, pos);
+    c.pos_partial[pos] = 1;
+  }
+  LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": position " << pos << " resumes on rank " << m.holder
+                      << " for the task at position " << up);
+  send_to(c.pos_holder[up], m);
 }
 
 // Marks every position above `pos` stale: each one's output folds in what
@@ -306,6 +362,22 @@ void Node::Impl::stale_up_from(ReduceCoord& c, std::uint32_t pos) {
     }
     c.pos_stale[a] = 1;
     c.pos_done[a] = 0;
+    // A child computed only from where `a`'s old task had got to is of no
+    // use to a task that starts again from byte 0.
+    for (auto kid : c.shape.children[a]) {
+      if (!c.pos_partial[kid]) continue;
+      if (std::uint64_t task = c.pos_task[kid]) {
+        if (alive_rank(c.pos_holder[kid]))
+          send_to(c.pos_holder[kid], msg::ReduceCancel{task, c.pos_output[kid]});
+        task_to_reduce.erase(task);
+        c.task_pos.erase(task);
+        c.task_where.erase(task);
+        c.pos_task[kid] = 0;
+      }
+      c.pos_partial[kid] = 0;
+      c.pos_stale[kid] = 1;
+      c.pos_done[kid] = 0;
+    }
   }
 }
 
@@ -349,8 +421,16 @@ void Node::Impl::repair_reduce(std::uint64_t rid, const std::string& why) {
     c.pos_filled[pos] = 0;
     c.pos_stale[pos] = 0;
     c.pos_done[pos] = 0;
+    c.pos_partial[pos] = 0;
     c.vacant.push_back(pos);
-    stale_up_from(c, pos);
+    // With its parent still running, the parent's progress is worth keeping
+    // if the same input comes back (decided at the refill); otherwise the
+    // path above is recomputed now.
+    const std::uint32_t up = c.pos_parent[pos];
+    const bool resumable = up != kNoParent && !lost[up] && c.pos_filled[up] && !c.pos_stale[up] &&
+                           c.pos_task[up] != 0 && alive_rank(c.pos_holder[up]);
+    c.pos_resume[pos] = resumable ? 1 : 0;
+    if (!resumable) stale_up_from(c, pos);
   }
   // Ask again for every input not in the plan: the lost ones (a re-put or
   // another copy) and, for k < n, the spares whose answers were dropped.
@@ -571,11 +651,19 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
   ex.chunk = opts.chunk_size - opts.chunk_size % 8;
   ex.nchunks = (t.size + ex.chunk - 1) / ex.chunk;
   ex.combined.assign(ex.nchunks, 0);
+  // A resumed position computes only what its reader still needs; the
+  // prefix below `start` is never read.
+  const std::uint64_t first = t.start / ex.chunk;
+  for (std::uint64_t c = 0; c < first; ++c) ex.combined[c] = static_cast<std::uint8_t>(t.upstreams.size());
+  ex.contiguous = first;
   for (const auto& u : t.upstreams) {
     ReduceUp up;
     up.id = u.id;
     up.holder = u.holder;
     up.offset = u.offset;
+    up.folded.assign(ex.nchunks, 0);
+    std::fill(up.folded.begin(), up.folded.begin() + static_cast<std::ptrdiff_t>(first), 1);
+    up.next_chunk = first;
     up.stream = next_stream++;
     reduce_pulls[up.stream] = {t.task, ex.ups.size()};
     ex.ups.push_back(std::move(up));
@@ -604,7 +692,10 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
   }
   std::uint64_t task_id = t.task;
   auto output = ex.output;
+  if (first > 0) output->advance(std::min(first * ex.chunk, t.size));
+  const bool done = first >= ex.nchunks;
   reduce_execs[task_id] = std::move(ex);
+  if (done) return complete_reduce_exec(task_id);
   // Published as a partial copy: the parent task and any get of the target
   // can start pulling the prefix that is already reduced.
   send_to(shard_of(t.output), publish_msg(*output, msg::LocationState::kPartial));
@@ -640,12 +731,14 @@ void Node::Impl::on_reduce_progress(const msg::Progress& p) {
 void Node::Impl::reduce_pump(std::uint64_t task, std::size_t ui) {
   ReduceExec& ex = reduce_execs.at(task);
   ReduceUp& up = ex.ups[ui];
+  if (up.orphaned) return;
   auto* ep = transport->endpoint(up.holder);
-  if (!ep) {
-    return fail_reduce_exec(task, peer_failure("no data path to rank " + std::to_string(up.holder)),
-                            up.holder);
-  }
+  if (!ep) return orphan_upstream(task, ui, up.holder);
   while (!up.free_slots.empty() && up.next_chunk < ex.nchunks) {
+    if (up.folded[up.next_chunk]) {  // folded before a retarget
+      up.next_chunk++;
+      continue;
+    }
     std::uint64_t off = up.next_chunk * ex.chunk;
     std::uint64_t len = std::min(ex.chunk, ex.task.size - off);
     // Whole chunks only: the fold works chunk by chunk.
@@ -654,26 +747,30 @@ void Node::Impl::reduce_pump(std::uint64_t task, std::size_t ui) {
     up.free_slots.pop_back();
     std::uint64_t c = up.next_chunk++;
     up.in_flight++;
-    ep->get(
-        up.scratch->data + slot * ex.chunk, len, up.remote_offset + up.offset + off,
-        [this, task, ui, c, slot, pin = up.scratch](Status st) { on_reduce_chunk(task, ui, c, slot, st); });
+    ep->get(up.scratch->data + slot * ex.chunk, len, up.remote_offset + up.offset + off,
+            [this, task, ui, c, slot, gen = up.gen, pin = up.scratch](Status st) {
+              on_reduce_chunk(task, ui, c, slot, gen, st);
+            });
   }
+  maybe_finish_up(task, ui);
 }
 
 void Node::Impl::on_reduce_chunk(std::uint64_t task, std::size_t ui, std::uint64_t c, std::uint32_t slot,
-                                 Status st) {
+                                 std::uint64_t gen, Status st) {
   if (stopping) return;
   auto eit = reduce_execs.find(task);
   if (eit == reduce_execs.end()) return;
   ReduceExec& ex = eit->second;
   ReduceUp& up = ex.ups[ui];
   up.in_flight--;
+  up.free_slots.push_back(slot);
+  if (gen != up.gen) return;  // a read from a holder that has since died
   if (!st.is_ok()) {
-    const Rank lost = st.code() == StatusCode::kPeerFailure ? up.holder : msg::kNoRank;
-    return fail_reduce_exec(task,
-                            Status(st.code(), "pulling " + up.id.short_hex() + " from rank " +
-                                                  std::to_string(up.holder) + ": " + st.message()),
-                            lost);
+    // A dead holder is not the end of the task: the coordinator either
+    // moves the same computation elsewhere (retarget) or cancels us.
+    if (st.code() == StatusCode::kPeerFailure) return orphan_upstream(task, ui, up.holder);
+    return fail_reduce_exec(task, Status(st.code(), "pulling " + up.id.short_hex() + " from rank " +
+                                                        std::to_string(up.holder) + ": " + st.message()));
   }
   std::uint64_t off = c * ex.chunk;
   std::uint64_t len = std::min(ex.chunk, ex.task.size - off);
@@ -685,7 +782,7 @@ void Node::Impl::on_reduce_chunk(std::uint64_t task, std::size_t ui, std::uint64
   const std::byte* acc = ex.combined[c] == 0 ? ex.input->data + ex.task.input_offset + off : dst;
   reduce::apply(op, dt, dst, acc, src, len);
   bytes_received += len;
-  up.free_slots.push_back(slot);
+  up.folded[c] = 1;
   ex.combined[c]++;
   std::uint64_t before = ex.contiguous;
   while (ex.contiguous < ex.nchunks && ex.combined[ex.contiguous] == ex.ups.size()) ex.contiguous++;
@@ -693,30 +790,86 @@ void Node::Impl::on_reduce_chunk(std::uint64_t task, std::size_t ui, std::uint64
     ex.output->advance(std::min(ex.contiguous * ex.chunk, ex.task.size));
     notify_watchers(ex.task.output);
   }
-  if (up.next_chunk == ex.nchunks && up.in_flight == 0 && !up.finished) {
-    up.finished = true;
-    reduce_pulls.erase(up.stream);
-    send_to(up.holder, msg::Unwatch{up.id, me, up.stream});
-  }
-  if (ex.contiguous == ex.nchunks) {
-    auto node = reduce_execs.extract(eit);
-    ReduceExec& done = node.mapped();
-    for (auto& u : done.ups) {
-      if (!u.finished) reduce_pulls.erase(u.stream);
-    }
-    done.output->seal();
-    send_to(shard_of(done.task.output), publish_msg(*done.output, msg::LocationState::kComplete));
-    on_local_sealed(done.output);
-    send_to(done.task.coordinator, msg::ReduceDone{done.task.task, 0, {}});
-    return;
-  }
+  if (ex.contiguous == ex.nchunks) return complete_reduce_exec(task);
   reduce_pump(task, ui);
 }
 
-// Stops a task: its pulls end and its output is dropped. Readers of the
-// output are told: `withdrawn` (a cancel) says not to wait for it again;
-// otherwise (a failure) they wait, and the coordinator's repair replaces
-// or cancels them.
+// An upstream's last chunk is in: stop watching it.
+void Node::Impl::maybe_finish_up(std::uint64_t task, std::size_t ui) {
+  ReduceUp& up = reduce_execs.at(task).ups[ui];
+  if (up.finished || up.orphaned || up.in_flight != 0) return;
+  if (up.next_chunk < up.folded.size()) return;
+  up.finished = true;
+  reduce_pulls.erase(up.stream);
+  send_to(up.holder, msg::Unwatch{up.id, me, up.stream});
+}
+
+void Node::Impl::complete_reduce_exec(std::uint64_t task) {
+  auto node = reduce_execs.extract(task);
+  ReduceExec& done = node.mapped();
+  for (auto& u : done.ups) {
+    if (!u.finished) {
+      reduce_pulls.erase(u.stream);
+      if (!u.orphaned) send_to(u.holder, msg::Unwatch{u.id, me, u.stream});
+    }
+  }
+  done.output->seal();
+  send_to(shard_of(done.task.output), publish_msg(*done.output, msg::LocationState::kComplete));
+  on_local_sealed(done.output);
+  send_to(done.task.coordinator, msg::ReduceDone{done.task.task, 0, {}});
+}
+
+// The holder of upstream `ui` died. The task keeps what it folded and tells
+// its coordinator, which decides between a retarget and a cancel.
+void Node::Impl::orphan_upstream(std::uint64_t task, std::size_t ui, Rank failed) {
+  auto eit = reduce_execs.find(task);
+  if (eit == reduce_execs.end()) return;
+  ReduceUp& up = eit->second.ups[ui];
+  if (up.orphaned || up.finished) return;
+  up.orphaned = true;
+  up.gen++;
+  reduce_pulls.erase(up.stream);
+  LOG_INFO("reduce task " << task << " lost upstream " << up.id.short_hex() << " on rank " << failed);
+  send_to(eit->second.task.coordinator, msg::ReduceLost{task, failed});
+}
+
+void Node::Impl::on_reduce_retarget(const msg::ReduceRetarget& m) {
+  auto eit = reduce_execs.find(m.task);
+  if (eit == reduce_execs.end() || m.holder >= world) return;  // finished or cancelled meanwhile
+  ReduceExec& ex = eit->second;
+  std::size_t ui = 0;
+  while (ui < ex.ups.size() && ex.ups[ui].id != m.old_upstream) ++ui;
+  if (ui == ex.ups.size()) return;
+  ReduceUp& up = ex.ups[ui];
+  if (!up.orphaned) {
+    // Its holder's death has not reached us yet: reads from it must not be
+    // folded once we move on.
+    up.gen++;
+    reduce_pulls.erase(up.stream);
+    if (alive_rank(up.holder)) send_to(up.holder, msg::Unwatch{up.id, me, up.stream});
+  }
+  std::uint64_t first = 0;
+  while (first < ex.nchunks && up.folded[first]) ++first;
+  up.id = m.next.output;
+  up.holder = m.holder;
+  up.orphaned = false;
+  up.finished = false;
+  up.sender_ready = 0;
+  up.remote_offset = 0;
+  up.watch_retries = 0;
+  up.next_chunk = first;
+  up.stream = next_stream++;
+  reduce_pulls[up.stream] = {m.task, ui};
+  if (m.next.task != 0) {
+    msg::ReduceTask next = m.next;
+    next.start = std::min(first * ex.chunk, next.size);
+    send_to(m.holder, next);
+  }
+  LOG_INFO("reduce task " << m.task << " resumes upstream " << up.id.short_hex() << " on rank " << m.holder
+                          << " at chunk " << first);
+  send_to(m.holder, msg::Watch{up.id, me, up.stream});
+}
+
 void Node::Impl::drop_reduce_exec(std::uint64_t task, bool withdrawn) {
   auto eit = reduce_execs.find(task);
   if (eit == reduce_execs.end()) return;
@@ -725,7 +878,7 @@ void Node::Impl::drop_reduce_exec(std::uint64_t task, bool withdrawn) {
   for (auto& u : ex.ups) {
     if (!u.finished) {
       reduce_pulls.erase(u.stream);
-      send_to(u.holder, msg::Unwatch{u.id, me, u.stream});
+      if (!u.orphaned && alive_rank(u.holder)) send_to(u.holder, msg::Unwatch{u.id, me, u.stream});
     }
   }
   if (store->find(ex.task.output) == ex.output) {

@@ -154,6 +154,9 @@ auto Fields(const ctl::ReduceDone& m) {
 auto Fields(const ctl::ReduceCancel& m) {
   return std::tie(m.task, m.output);
 }
+auto Fields(const ctl::ReduceLost& m) {
+  return std::tie(m.task, m.failed);
+}
 
 void ExpectSame(const ctl::Register& a, const ctl::Register& b) {
   EXPECT_EQ(a.rank, b.rank);
@@ -165,9 +168,15 @@ void ExpectSame(const ctl::Table& a, const ctl::Table& b) {
     EXPECT_EQ(Fields(a.peers[i]), Fields(b.peers[i])) << "peer " << i;
   }
 }
+void ExpectSame(const ctl::ReduceTask& a, const ctl::ReduceTask& b);
+void ExpectSame(const ctl::ReduceRetarget& a, const ctl::ReduceRetarget& b) {
+  EXPECT_EQ(std::tie(a.task, a.old_upstream, a.holder), std::tie(b.task, b.old_upstream, b.holder));
+  ExpectSame(a.next, b.next);
+}
 void ExpectSame(const ctl::ReduceTask& a, const ctl::ReduceTask& b) {
-  EXPECT_EQ(std::tie(a.task, a.coordinator, a.output, a.input, a.input_offset, a.size, a.op, a.dtype),
-            std::tie(b.task, b.coordinator, b.output, b.input, b.input_offset, b.size, b.op, b.dtype));
+  EXPECT_EQ(
+      std::tie(a.task, a.coordinator, a.output, a.input, a.input_offset, a.size, a.start, a.op, a.dtype),
+      std::tie(b.task, b.coordinator, b.output, b.input, b.input_offset, b.size, b.start, b.op, b.dtype));
   ASSERT_EQ(a.upstreams.size(), b.upstreams.size());
   for (std::size_t i = 0; i < a.upstreams.size(); ++i) {
     EXPECT_EQ(Fields(a.upstreams[i]), Fields(b.upstreams[i])) << "upstream " << i;
@@ -271,6 +280,7 @@ std::vector<Sample> Samples() {
   task.input = ObjectID::from_name("grad-3");
   task.input_offset = 4096;
   task.size = 1 << 20;
+  task.start = 1 << 18;
   task.op = 3;
   task.dtype = 1;
   task.upstreams = {{ObjectID::from_name("grad-1"), 1, 0},
@@ -305,6 +315,9 @@ std::vector<Sample> Samples() {
   s.push_back({"PeerUpdate", MsgType::kPeerUpdate, ctl::PeerUpdate{2, true, back}});
   s.push_back({"PeerUpdateDead", MsgType::kPeerUpdate, ctl::PeerUpdate{5, false, {}}});
   s.push_back({"ReduceCancel", MsgType::kReduceCancel, ctl::ReduceCancel{1ULL << 41, whole}});
+  s.push_back({"ReduceRetarget", MsgType::kReduceRetarget,
+               ctl::ReduceRetarget{77, ObjectID::from_name("old"), 4, task}});
+  s.push_back({"ReduceLost", MsgType::kReduceLost, ctl::ReduceLost{78, 5}});
   return s;
 }
 
@@ -341,6 +354,8 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kRejoin,
     MsgType::kPeerUpdate,
     MsgType::kReduceCancel,
+    MsgType::kReduceRetarget,
+    MsgType::kReduceLost,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
@@ -510,7 +525,7 @@ TEST(ControlCodec, RejectsUnknownTypes) {
   // Any sample's payload: the type alone must make it unacceptable.
   Bytes frame = ctl::encode(ctl::Delete{ObjectID::from_name("d")});
   Bytes payload = PayloadCopy(frame);
-  for (std::uint8_t t : {0, 8, 9, 18, 19, 32, 99, 255}) {
+  for (std::uint8_t t : {0, 8, 9, 18, 19, 34, 99, 255}) {
     ASSERT_EQ(known.count(t), 0u);
     ExpectProtocolError(t, payload, "type " + std::to_string(t));
     ExpectProtocolError(t, {}, "empty payload of type " + std::to_string(t));
@@ -612,7 +627,7 @@ TEST(ControlCodec, RejectsEnumAndBoolOutOfRange) {
   ctl::ReduceTask task;
   task.output = id;
   task.input = ObjectID::from_name("in");
-  constexpr std::size_t kOp = 8 + 4 + kId + kId + 8 + 8;
+  constexpr std::size_t kOp = 8 + 4 + kId + kId + 8 + 8 + 8;
   for (std::uint8_t v : {4, 5, 255}) {
     ExpectRejectedWithByte(task, kOp, v, "ReduceTask.op");
     ExpectRejectedWithByte(task, kOp + 1, v, "ReduceTask.dtype");
@@ -628,6 +643,7 @@ TEST(ControlCodec, RejectsReduceTaskWithTooManyUpstreams) {
     w.id(ObjectID::from_name("in"));
     w.u64(0);
     w.u64(64);
+    w.u64(0);  // start
     w.u8(0);
     w.u8(0);
     w.u32(n);
@@ -639,6 +655,17 @@ TEST(ControlCodec, RejectsReduceTaskWithTooManyUpstreams) {
     }
     ExpectProtocolError(Byte(MsgType::kReduceTask), w.buffer(), std::to_string(n) + " upstreams");
   }
+}
+
+TEST(ControlCodec, RejectsReduceTaskStartingPastItsEnd) {
+  ctl::ReduceTask task;
+  task.size = 64;
+  task.start = 65;
+  Bytes frame = ctl::encode(task);
+  ExpectProtocolError(Byte(MsgType::kReduceTask), PayloadCopy(frame), "start past the end");
+  ctl::ReduceRetarget retarget{1, ObjectID::from_name("old"), 2, task};
+  frame = ctl::encode(retarget);
+  ExpectProtocolError(Byte(MsgType::kReduceRetarget), PayloadCopy(frame), "retarget starting past the end");
 }
 
 TEST(ControlCodec, RejectsPublishWhoseInlineSizeDisagrees) {
