@@ -396,6 +396,7 @@ class Node::Impl {
   void restart_reduce(std::uint64_t rid, const std::string& why);
   void repair_reduce(std::uint64_t rid, const std::string& why);
   void stale_up_from(ReduceCoord& c, std::uint32_t pos);
+  void drop_position_task(ReduceCoord& c, std::uint32_t pos, bool cancel);
   void issue_ready(std::uint64_t rid);
   void issue_task(std::uint64_t rid, std::uint32_t pos);
   msg::ReduceTask make_task(std::uint64_t rid, std::uint32_t pos);

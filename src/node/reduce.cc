@@ -347,36 +347,35 @@ void Node::Impl::resume_position(std::uint64_t rid, std::uint32_t pos, const Obj
   send_to(c.pos_holder[up], m);
 }
 
+// Forgets `pos`'s task (stopping it if its holder lives) and marks the
+// position for issuing again.
+void Node::Impl::drop_position_task(ReduceCoord& c, std::uint32_t pos, bool cancel) {
+  if (std::uint64_t task = c.pos_task[pos]) {
+    if (cancel && alive_rank(c.pos_holder[pos]))
+      send_to(c.pos_holder[pos], msg::ReduceCancel{task, c.pos_output[pos]});
+    task_to_reduce.erase(task);
+    c.task_pos.erase(task);
+    c.task_where.erase(task);
+    c.pos_task[pos] = 0;
+  }
+  c.pos_partial[pos] = 0;
+  c.pos_done[pos] = 0;
+}
+
 // Marks every position above `pos` stale: each one's output folds in what
 // `pos` produced, which is being replaced. Their running tasks are
 // cancelled; positions below and beside the path keep going.
 void Node::Impl::stale_up_from(ReduceCoord& c, std::uint32_t pos) {
   for (std::uint32_t a = c.pos_parent[pos]; a != kNoParent; a = c.pos_parent[a]) {
     if (!c.pos_filled[a] || c.pos_stale[a]) break;  // handled already, with everything above
-    if (std::uint64_t task = c.pos_task[a]) {
-      if (alive_rank(c.pos_holder[a])) send_to(c.pos_holder[a], msg::ReduceCancel{task, c.pos_output[a]});
-      task_to_reduce.erase(task);
-      c.task_pos.erase(task);
-      c.task_where.erase(task);
-      c.pos_task[a] = 0;
-    }
+    drop_position_task(c, a, true);
     c.pos_stale[a] = 1;
-    c.pos_done[a] = 0;
     // A child computed only from where `a`'s old task had got to is of no
     // use to a task that starts again from byte 0.
     for (auto kid : c.shape.children[a]) {
       if (!c.pos_partial[kid]) continue;
-      if (std::uint64_t task = c.pos_task[kid]) {
-        if (alive_rank(c.pos_holder[kid]))
-          send_to(c.pos_holder[kid], msg::ReduceCancel{task, c.pos_output[kid]});
-        task_to_reduce.erase(task);
-        c.task_pos.erase(task);
-        c.task_where.erase(task);
-        c.pos_task[kid] = 0;
-      }
-      c.pos_partial[kid] = 0;
+      drop_position_task(c, kid, true);
       c.pos_stale[kid] = 1;
-      c.pos_done[kid] = 0;
     }
   }
 }
@@ -412,16 +411,9 @@ void Node::Impl::repair_reduce(std::uint64_t rid, const std::string& why) {
   for (std::uint32_t pos = 0; pos < c.k; ++pos) {
     if (!lost[pos]) continue;
     std::erase(c.used, c.pos_input[pos]);
-    if (std::uint64_t task = c.pos_task[pos]) {
-      task_to_reduce.erase(task);
-      c.task_pos.erase(task);
-      c.task_where.erase(task);
-    }
-    c.pos_task[pos] = 0;
+    drop_position_task(c, pos, false);  // its holder is dead
     c.pos_filled[pos] = 0;
     c.pos_stale[pos] = 0;
-    c.pos_done[pos] = 0;
-    c.pos_partial[pos] = 0;
     c.vacant.push_back(pos);
     // With its parent still running, the parent's progress is worth keeping
     // if the same input comes back (decided at the refill); otherwise the
