@@ -24,8 +24,18 @@ std::optional<Reply> DirectoryShard::answer(const ObjectID& id, Record& rec, con
   }
   if (!rec.has_size) return std::nullopt;
   if (l.resume) {
-    // Only a complete copy is sure to hold more than the requester; a
-    // chain neighbour might hold less (or stream from the requester).
+    // The requester's sender died. Its new predecessor in the chain (the
+    // dead sender's own sender) is ahead of it and already streaming, so
+    // taking over from it closes the gap without a second stream on any
+    // link. Failing that, only a complete copy is sure to hold more than
+    // the requester (another chain member might hold less, or stream from
+    // the requester).
+    if (auto pred = rec.planner.predecessor(l.requester); pred && *pred != l.requester) {
+      r.result = LookupResult::kSender;
+      r.size = rec.size;
+      r.sender = *pred;
+      return Reply{l.requester, std::move(r)};
+    }
     for (Rank c : rec.complete) {
       if (c != l.requester) {
         r.result = LookupResult::kSender;

@@ -489,11 +489,18 @@ void Node::Impl::on_lookup_reply(const msg::LookupReply& r) {
 void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
   if (auto it = inbound_transfers.find(r.id); it != inbound_transfers.end() && it->second.resuming) {
     Inbound& in = it->second;
-    if (r.result != msg::LookupResult::kSender || r.sender == me || r.sender >= world ||
-        (!alive.empty() && !alive[r.sender]) || r.size != in.size) {
-      // Should not happen (resume lookups wait for a complete copy); retry.
+    if (r.result != msg::LookupResult::kSender || r.sender == me || !alive_rank(r.sender) ||
+        r.size != in.size) {
+      // A shard that has not yet noticed the failure can still name the
+      // dead sender (or its chain around it): ask again shortly, once it
+      // has forgotten the rank.
       lookups_pending.insert(r.id);
-      send_to(shard_of(r.id), msg::Lookup{r.id, 0, me, false, true});
+      auto timer = std::make_shared<asio::steady_timer>(io, opts.failure_timeout / 8);
+      timer->async_wait([this, timer, id = r.id](error_code) {
+        auto it2 = inbound_transfers.find(id);
+        if (!stopping && it2 != inbound_transfers.end() && it2->second.resuming)
+          send_to(shard_of(id), msg::Lookup{id, 0, me, false, true});
+      });
       return;
     }
     in.resuming = false;

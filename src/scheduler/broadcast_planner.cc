@@ -52,6 +52,12 @@ void BroadcastPlanner::remove(Rank r) {
   if (chains_[c].empty()) chains_.erase(chains_.begin() + static_cast<std::ptrdiff_t>(c));
 }
 
+std::optional<Rank> BroadcastPlanner::predecessor(Rank r) const {
+  auto at = find(r);
+  if (!at || at->second == 0) return std::nullopt;
+  return chains_[at->first][at->second - 1];
+}
+
 std::vector<Rank> BroadcastPlanner::members() const {
   std::vector<Rank> out;
   for (const auto& ch : chains_) out.insert(out.end(), ch.begin(), ch.end());

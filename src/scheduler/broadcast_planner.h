@@ -34,6 +34,11 @@ class BroadcastPlanner {
   void complete(Rank r) { add_source(r); }
   // The node no longer holds (or will not get) the object.
   void remove(Rank r);
+  // The member right before `r` in its chain: it streams from the same
+  // head and is ahead of `r`, so it can take over when the sender between
+  // them died (after remove() of that sender). nullopt for a head or a
+  // rank that is not planned.
+  std::optional<Rank> predecessor(Rank r) const;
 
   bool empty() const { return chains_.empty(); }
   // A chain can take receivers only while its head is a source.

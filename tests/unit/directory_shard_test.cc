@@ -465,6 +465,34 @@ TEST(BroadcastPlanner, RemovingAMiddleReceiverKeepsTheRestOfTheChain) {
   EXPECT_EQ(p.chains(), (Chains{{0, 1, 3}}));
 }
 
+TEST(BroadcastPlanner, PredecessorClosesTheGapOfARemovedSender) {
+  BroadcastPlanner p;
+  p.add_source(0);
+  p.assign(1);
+  p.assign(2);
+  p.assign(3);
+  EXPECT_EQ(p.predecessor(3), std::optional<Rank>(2));
+  p.remove(2);
+  EXPECT_EQ(p.predecessor(3), std::optional<Rank>(1));
+  EXPECT_EQ(p.predecessor(0), std::nullopt);  // a head
+  EXPECT_EQ(p.predecessor(7), std::nullopt);  // not planned
+}
+
+TEST(DirectoryShard, ResumeIsAnsweredWithTheDeadSendersSender) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("resume");
+  shard.publish(Pub(id, 0, 4096, LocationState::kPartial));
+  EXPECT_EQ(SenderFor(shard, id, 1, 4096), 0u);
+  EXPECT_EQ(SenderFor(shard, id, 2, 4096), 1u);
+  EXPECT_EQ(SenderFor(shard, id, 3, 4096), 2u);
+  shard.forget_rank(2);
+  auto r = shard.lookup(control::Lookup{id, 9, 3, false, true});
+  ASSERT_TRUE(r.has_value()) << "a resume with a live predecessor was parked";
+  EXPECT_EQ(r->reply.sender, 1u);
+  // The head has no predecessor: it waits for a complete copy.
+  EXPECT_FALSE(shard.lookup(control::Lookup{id, 10, 0, false, true}).has_value());
+}
+
 // ------------------------------------------------------- arrival sequences
 
 // Random publish / lookup / complete / receiver-unpublish sequences over 8
