@@ -17,6 +17,14 @@
 // chunk is folded into the output; a chunk of the output is valid once every
 // upstream has been folded into it, and the valid prefix is announced to
 // watchers like any other object's progress.
+//
+// Failures (repair_reduce): a dead holder's positions that are still needed
+// are vacated and refilled by the next arrival. The same input back (same
+// id, same bytes) resumes: the parent keeps what it folded and the lost
+// position is computed again only from there (ReduceRetarget). Another
+// input recomputes the path above the position (ReduceCancel, then fresh
+// tasks); everything below and beside it keeps running. A striped allreduce
+// has no such structure and restarts (restart_reduce).
 #include <algorithm>
 #include <cstring>
 
