@@ -126,9 +126,11 @@ void Node::Impl::declare_failed(Rank f, const std::string& why, bool silent) {
   for (auto rid : repair) repair_reduce(rid, lost);
 
   // Barriers wait for live ranks only: the dead one may have been the last.
+  // Its arrival goes: if it rejoins, the new process must arrive itself.
   if (me == 0) {
     std::vector<std::uint64_t> ready;
-    for (const auto& [epoch, arrived] : barrier_arrivals) {
+    for (auto& [epoch, arrived] : barrier_arrivals) {
+      arrived.erase(f);
       if (barrier_complete(arrived)) ready.push_back(epoch);
     }
     for (auto epoch : ready) release_barrier(epoch);

@@ -386,6 +386,7 @@ void Node::Impl::on_message(const std::shared_ptr<Connection>& c, msg::Message m
                  [&](const msg::Table& t) { install_table(t); },
                  [&](const msg::Barrier& b) {
                    if (me != 0 || b.rank >= world) return;
+                   if (b.epoch <= last_barrier_released) return;  // late: that barrier is over
                    LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
                    auto& arrived = barrier_arrivals[b.epoch];
                    arrived.insert(b.rank);
@@ -493,7 +494,11 @@ void Node::Impl::handle_lookup_reply(const msg::LookupReply& r) {
         r.size != in.size) {
       // A shard that has not yet noticed the failure can still name the
       // dead sender (or its chain around it): ask again shortly, once it
-      // has forgotten the rank.
+      // has forgotten the rank. A shard that keeps naming it sees the rank
+      // alive where we do not; start over from a fresh lookup instead.
+      if (++in.resumes > static_cast<int>(2 * world)) {
+        return abort_inbound(r.id, peer_failure("the directory keeps naming a dead sender"), true);
+      }
       lookups_pending.insert(r.id);
       auto timer = std::make_shared<asio::steady_timer>(io, opts.failure_timeout / 8);
       timer->async_wait([this, timer, id = r.id](error_code) {

@@ -343,6 +343,11 @@ class Node::Impl {
     // Every task issued and not yet done, for cancelling.
     std::unordered_map<std::uint64_t, std::pair<Rank, ObjectID>> task_where;
     int repairs = 0;
+    // The caller stops waiting at the deadline; the coordinator then fails
+    // the reduce too, which cancels its tasks (a lost input that is never
+    // re-put would otherwise keep them, and their memory, forever).
+    std::chrono::steady_clock::time_point deadline;
+    std::shared_ptr<asio::steady_timer> deadline_timer;
     std::uint32_t recomputed = 0;
     std::optional<msg::LocateReply> reserved;  // a local input kept for the root
     // Striping (allreduce): arrivals wait here until all are in or the
@@ -387,7 +392,8 @@ class Node::Impl {
     std::uint64_t contiguous = 0;  // chunks complete from the start
   };
 
-  std::uint64_t start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Result<ReduceResult>>> done);
+  std::uint64_t start_reduce(ReduceOptions o, std::shared_ptr<std::promise<Result<ReduceResult>>> done,
+                             std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
   void on_locate_reply(const msg::LocateReply& r);
   void place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder);
   void arrive(std::uint64_t rid, const msg::LocateReply& r);
@@ -397,6 +403,9 @@ class Node::Impl {
   void repair_reduce(std::uint64_t rid, const std::string& why);
   void stale_up_from(ReduceCoord& c, std::uint32_t pos);
   void drop_position_task(ReduceCoord& c, std::uint32_t pos, bool cancel);
+  void mark_whole_stale(ReduceCoord& c, std::uint32_t pos);
+  void vacate_position(ReduceCoord& c, std::uint32_t pos);
+  void locate_unused(std::uint64_t rid);
   void issue_ready(std::uint64_t rid);
   void issue_task(std::uint64_t rid, std::uint32_t pos);
   msg::ReduceTask make_task(std::uint64_t rid, std::uint32_t pos);
@@ -423,6 +432,10 @@ class Node::Impl {
   std::unordered_map<std::uint64_t, std::uint64_t> task_to_reduce;
   std::unordered_map<std::uint64_t, ReduceExec> reduce_execs;
   std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::size_t>> reduce_pulls;  // by stream
+  // Retargets for tasks that have not arrived yet, and tasks cancelled
+  // before they arrived (both possible when a task is forwarded).
+  std::unordered_map<std::uint64_t, msg::ReduceRetarget> pending_retargets;
+  std::unordered_set<std::uint64_t> cancelled_tasks;
   // Link model for reduce planning, from options or the start-up probe.
   double link_bandwidth = 0;  // bytes/s
   double link_latency = 0;    // s

@@ -45,12 +45,22 @@ constexpr std::uint32_t kNoParent = 0xffffffffu;
 // ------------------------------------------------------------ coordinator
 
 std::uint64_t Node::Impl::start_reduce(ReduceOptions o,
-                                       std::shared_ptr<std::promise<Result<ReduceResult>>> done) {
+                                       std::shared_ptr<std::promise<Result<ReduceResult>>> done,
+                                       std::optional<std::chrono::steady_clock::time_point> deadline) {
   std::uint64_t rid = next_reduce++;
   ReduceCoord& c = reduces[rid];
   c.k = o.k == 0 ? o.inputs.size() : o.k;
   c.opts = std::move(o);
   c.done = std::move(done);
+  c.deadline = deadline.value_or(std::chrono::steady_clock::now() + c.opts.timeout);
+  c.deadline_timer = std::make_shared<asio::steady_timer>(io, c.deadline);
+  c.deadline_timer->async_wait([this, rid](error_code ec) {
+    auto it = reduces.find(rid);
+    if (ec || stopping || it == reduces.end() || it->second.finished) return;
+    finish_reduce(rid,
+                  timeout_error("reduce into " + it->second.opts.target.short_hex() + " not complete after " +
+                                std::to_string(it->second.opts.timeout.count()) + " ms"));
+  });
   // An allreduce may stripe when every input already exists: give the
   // locate replies a short window to come in before choosing.
   if (c.opts.allow_stripes && c.k == c.opts.inputs.size() && world > 1) {
@@ -93,11 +103,13 @@ void Node::Impl::restart_reduce(std::uint64_t rid, const std::string& why) {
   ReduceOptions opts_copy = c.opts;
   auto done = c.done;
   int attempt = c.attempt + 1;
+  const auto c_deadline = c.deadline;
+  if (c.deadline_timer) c.deadline_timer->cancel();
   std::erase_if(locate_to_reduce, [rid](const auto& kv) { return kv.second == rid; });
   std::erase_if(task_to_reduce, [rid](const auto& kv) { return kv.second == rid; });
   std::erase_if(locate_ids, [this](const auto& kv) { return !locate_to_reduce.count(kv.first); });
   reduces.erase(it);
-  std::uint64_t nrid = start_reduce(std::move(opts_copy), std::move(done));
+  std::uint64_t nrid = start_reduce(std::move(opts_copy), std::move(done), c_deadline);
   reduces.at(nrid).attempt = attempt;
 }
 
@@ -250,17 +262,22 @@ void Node::Impl::place_arrival(std::uint64_t rid, const ObjectID& input, Rank ho
     c.pos_resume[pos] = 0;
     const std::uint32_t up = c.pos_parent[pos];
     const bool parent_running = c.pos_task[up] != 0 && !c.pos_stale[up] && alive_rank(c.pos_holder[up]);
-    if (c.pos_done[up] && !c.pos_stale[up]) {
-      // The parent finished meanwhile (it had everything it needed).
+    const bool leaf = c.shape.children[pos].empty();
+    if (leaf && c.pos_done[up] && !c.pos_stale[up]) {
+      // The parent finished meanwhile (it had everything it needed); if it
+      // ever starts over, it reads this input from here.
       c.pos_output[pos] = input;
       return;
     }
-    // Its children's outputs must be whole: one computed from where a
-    // previous task of this position had got to lacks what a restart from
-    // the parent's (earlier) point needs.
-    bool kids_whole = true;
-    for (auto kid : c.shape.children[pos]) kids_whole = kids_whole && !c.pos_partial[kid];
-    if (parent_running && kids_whole && input == old_input)
+    // Its children's outputs must be whole and ready: one computed from
+    // where a previous task of this position had got to lacks what a
+    // restart from the parent's (earlier) point needs.
+    bool kids_ready = true;
+    for (auto kid : c.shape.children[pos]) {
+      kids_ready = kids_ready && !c.pos_partial[kid] && c.pos_filled[kid] && !c.pos_stale[kid] &&
+                   alive_rank(c.pos_holder[kid]);
+    }
+    if (parent_running && kids_ready && input == old_input)
       return resume_position(rid, pos, c.pos_output[pos]);
     // Another input: the parent's prefix folded the lost one, so the path
     // above is recomputed.
@@ -269,23 +286,78 @@ void Node::Impl::place_arrival(std::uint64_t rid, const ObjectID& input, Rank ho
   if (c.shape.children[pos].empty() && pos != c.shape.root) {
     c.pos_output[pos] = input;  // a leaf's partial result is its input
   } else {
-    c.pos_stale[pos] = 1;
+    mark_whole_stale(c, pos);
   }
   issue_ready(rid);
+}
+
+// `pos` will be computed again from byte 0: children computed only from a
+// resume point must then be computed whole too (and theirs, recursively).
+void Node::Impl::mark_whole_stale(ReduceCoord& c, std::uint32_t pos) {
+  c.pos_stale[pos] = 1;
+  for (auto kid : c.shape.children[pos]) {
+    if (!c.pos_partial[kid]) continue;
+    drop_position_task(c, kid, true);
+    mark_whole_stale(c, kid);
+  }
 }
 
 // Issues every stale position whose children are all placed on live
 // holders. Fill order is post-order, so one pass settles a whole path.
 void Node::Impl::issue_ready(std::uint64_t rid) {
   ReduceCoord& c = reduces.at(rid);
+  bool vacated = false;
   for (std::uint32_t i = 0; i < c.k; ++i) {
     const std::uint32_t pos = c.shape.fill[i];
     if (!c.pos_filled[pos] || !c.pos_stale[pos]) continue;
+    // A position that starts over needs every child's output again, and its
+    // own input: any of them left on a dead rank (it was not needed when
+    // the rank died) has to be found again.
+    for (auto kid : c.shape.children[pos]) {
+      if (c.pos_filled[kid] && !alive_rank(c.pos_holder[kid])) {
+        vacate_position(c, kid);
+        vacated = true;
+      }
+    }
+    if (!alive_rank(c.pos_holder[pos])) {
+      vacate_position(c, pos);
+      vacated = true;
+      continue;
+    }
     bool ready = true;
     for (auto kid : c.shape.children[pos]) {
       ready = ready && c.pos_filled[kid] && !c.pos_stale[kid] && alive_rank(c.pos_holder[kid]);
     }
     if (ready) issue_task(rid, pos);
+  }
+  if (vacated) locate_unused(rid);
+}
+
+// Takes `pos` out of the plan (its holder is dead); the next arrival refills it.
+void Node::Impl::vacate_position(ReduceCoord& c, std::uint32_t pos) {
+  std::erase(c.used, c.pos_input[pos]);
+  drop_position_task(c, pos, false);
+  c.pos_filled[pos] = 0;
+  c.pos_stale[pos] = 0;
+  c.pos_resume[pos] = 0;
+  c.vacant.push_back(pos);
+}
+
+// Asks again for every input not in the plan: the lost ones (a re-put or
+// another copy) and, for k < n, the spares whose answers were dropped.
+void Node::Impl::locate_unused(std::uint64_t rid) {
+  ReduceCoord& c = reduces.at(rid);
+  std::unordered_set<ObjectID> asking;
+  for (const auto& [req, r] : locate_to_reduce) {
+    if (r == rid) asking.insert(locate_ids[req]);
+  }
+  for (const auto& id : c.opts.inputs) {
+    if (asking.count(id) || std::find(c.used.begin(), c.used.end(), id) != c.used.end()) continue;
+    if (c.reserved && c.reserved->id == id) continue;
+    std::uint64_t req = next_request++;
+    locate_to_reduce[req] = rid;
+    locate_ids[req] = id;
+    send_to(shard_of(id), msg::Locate{id, req, me});
   }
 }
 
@@ -375,16 +447,17 @@ void Node::Impl::drop_position_task(ReduceCoord& c, std::uint32_t pos, bool canc
 // cancelled; positions below and beside the path keep going.
 void Node::Impl::stale_up_from(ReduceCoord& c, std::uint32_t pos) {
   for (std::uint32_t a = c.pos_parent[pos]; a != kNoParent; a = c.pos_parent[a]) {
-    if (!c.pos_filled[a] || c.pos_stale[a]) break;  // handled already, with everything above
-    drop_position_task(c, a, true);
-    c.pos_stale[a] = 1;
-    // A child computed only from where `a`'s old task had got to is of no
-    // use to a task that starts again from byte 0.
-    for (auto kid : c.shape.children[a]) {
-      if (!c.pos_partial[kid]) continue;
-      drop_position_task(c, kid, true);
-      c.pos_stale[kid] = 1;
+    if (!c.pos_filled[a]) {
+      // Vacant, waiting to resume into a parent that kept its prefix: that
+      // prefix now holds a subtree being replaced, so no resume, and the
+      // path goes on up.
+      if (!c.pos_resume[a]) break;
+      c.pos_resume[a] = 0;
+      continue;
     }
+    if (c.pos_stale[a]) break;  // handled already, with everything above
+    drop_position_task(c, a, true);
+    mark_whole_stale(c, a);
   }
 }
 
@@ -416,13 +489,10 @@ void Node::Impl::repair_reduce(std::uint64_t rid, const std::string& why) {
   }
   if (!any) return;
   LOG_WARN("reduce into " << c.opts.target.short_hex() << " repairs: " << why);
-  for (std::uint32_t pos = 0; pos < c.k; ++pos) {
+  for (std::uint32_t i = 0; i < c.k; ++i) {  // children before parents
+    const std::uint32_t pos = c.shape.fill[i];
     if (!lost[pos]) continue;
-    std::erase(c.used, c.pos_input[pos]);
-    drop_position_task(c, pos, false);  // its holder is dead
-    c.pos_filled[pos] = 0;
-    c.pos_stale[pos] = 0;
-    c.vacant.push_back(pos);
+    vacate_position(c, pos);
     // With its parent still running, the parent's progress is worth keeping
     // if the same input comes back (decided at the refill); otherwise the
     // path above is recomputed now.
@@ -432,20 +502,7 @@ void Node::Impl::repair_reduce(std::uint64_t rid, const std::string& why) {
     c.pos_resume[pos] = resumable ? 1 : 0;
     if (!resumable) stale_up_from(c, pos);
   }
-  // Ask again for every input not in the plan: the lost ones (a re-put or
-  // another copy) and, for k < n, the spares whose answers were dropped.
-  std::unordered_set<ObjectID> asking;
-  for (const auto& [req, r] : locate_to_reduce) {
-    if (r == rid) asking.insert(locate_ids[req]);
-  }
-  for (const auto& id : c.opts.inputs) {
-    if (asking.count(id) || std::find(c.used.begin(), c.used.end(), id) != c.used.end()) continue;
-    if (c.reserved && c.reserved->id == id) continue;
-    std::uint64_t req = next_request++;
-    locate_to_reduce[req] = rid;
-    locate_ids[req] = id;
-    send_to(shard_of(id), msg::Locate{id, req, me});
-  }
+  locate_unused(rid);
   issue_ready(rid);
 }
 
@@ -554,7 +611,8 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
     c.task_pos.erase(pit);
     c.task_where.erase(d.task);
     c.pos_task[pos] = 0;
-    c.pos_stale[pos] = 1;
+    c.pos_partial[pos] = 0;
+    mark_whole_stale(c, pos);
     stale_up_from(c, pos);
     if (++c.repairs > static_cast<int>(4 * world)) {
       return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + ": " + d.message));
@@ -590,6 +648,7 @@ void Node::Impl::finish_reduce(std::uint64_t rid, Result<ReduceResult> r) {
   ReduceCoord& c = it->second;
   if (c.finished) return;
   c.finished = true;
+  if (c.deadline_timer) c.deadline_timer->cancel();
   if (!r.is_ok()) LOG_WARN(r.status().to_string());
   cancel_open_tasks(c);  // a failed reduce leaves nothing running
   // The target is complete, so the partial results are garbage now.
@@ -604,6 +663,7 @@ void Node::Impl::finish_reduce(std::uint64_t rid, Result<ReduceResult> r) {
 // ------------------------------------------------------------------ tasks
 
 void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
+  if (cancelled_tasks.erase(t.task)) return;  // its cancel overtook it
   auto reply_error = [&](const Status& st) {
     send_to(t.coordinator, msg::ReduceDone{t.task, static_cast<std::uint16_t>(st.code()), st.message()});
   };
@@ -700,6 +760,7 @@ void Node::Impl::on_reduce_task(const msg::ReduceTask& t) {
   // can start pulling the prefix that is already reduced.
   send_to(shard_of(t.output), publish_msg(*output, msg::LocationState::kPartial));
   for (const auto& u : reduce_execs.at(task_id).ups) send_to(u.holder, msg::Watch{u.id, me, u.stream});
+  if (auto pr = pending_retargets.extract(task_id)) on_reduce_retarget(pr.mapped());
 }
 
 void Node::Impl::on_reduce_progress(const msg::Progress& p) {
@@ -764,7 +825,9 @@ void Node::Impl::on_reduce_chunk(std::uint64_t task, std::size_t ui, std::uint64
   ReduceUp& up = ex.ups[ui];
   up.in_flight--;
   up.free_slots.push_back(slot);
-  if (gen != up.gen) return;  // a read from a holder that has since died
+  // A read from a holder that has since died or been replaced: its slot
+  // is free again for the current holder.
+  if (gen != up.gen) return reduce_pump(task, ui);
   if (!st.is_ok()) {
     // A dead holder is not the end of the task: the coordinator either
     // moves the same computation elsewhere (retarget) or cancels us.
@@ -834,8 +897,28 @@ void Node::Impl::orphan_upstream(std::uint64_t task, std::size_t ui, Rank failed
 }
 
 void Node::Impl::on_reduce_retarget(const msg::ReduceRetarget& m) {
+  if (m.holder >= world) return;
   auto eit = reduce_execs.find(m.task);
-  if (eit == reduce_execs.end() || m.holder >= world) return;  // finished or cancelled meanwhile
+  if (eit == reduce_execs.end()) {
+    // The task may still be on its way (a resumed task travels through its
+    // parent's node, the retarget straight here): hold it a while. If the
+    // task never comes (it ended meanwhile), the coordinator hears that the
+    // forwarded task was not started and issues that position again.
+    pending_retargets[m.task] = m;
+    auto timer = std::make_shared<asio::steady_timer>(io, opts.failure_timeout * 2);
+    timer->async_wait([this, timer, task = m.task](error_code) {
+      auto it = pending_retargets.find(task);
+      if (stopping || it == pending_retargets.end()) return;
+      const msg::ReduceRetarget late = std::move(it->second);
+      pending_retargets.erase(it);
+      if (late.next.task != 0) {
+        send_to(late.next.coordinator,
+                msg::ReduceDone{late.next.task, static_cast<std::uint16_t>(StatusCode::kPeerFailure),
+                                "its reader's task had ended", msg::kNoRank});
+      }
+    });
+    return;
+  }
   ReduceExec& ex = eit->second;
   std::size_t ui = 0;
   while (ui < ex.ups.size() && ex.ups[ui].id != m.old_upstream) ++ui;
@@ -907,6 +990,10 @@ void Node::Impl::on_reduce_cancel(const msg::ReduceCancel& m) {
     drop_watchers(m.output, true);
     send_to(shard_of(m.output), msg::Unpublish{m.output, me});
   } else {
+    // Not here yet (a resumed task travels through its parent's node, the
+    // cancel straight here): it must not start when it comes.
+    cancelled_tasks.insert(m.task);
+    pending_retargets.erase(m.task);
     return;
   }
   // Local gets of the output (the target, at the root) wait for the new

@@ -376,6 +376,59 @@ TEST(ReduceShardKillTest, ChainSurvivesItsShardOwner) {
   EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
 }
 
+// ------------------------------------------- 5c. k = n, two failures
+
+// The chain of 5, then a second death right above the first: rank 2 dies a
+// third of the way in and rank 1 re-puts input 2 (rank 3 resumes it); then
+// rank 3 dies once it has pulled two thirds, and rank 1 re-puts input 3.
+// Rank 3's position cannot resume from rank 4's point, because its child
+// (rank 2's position) was itself computed only from a resume point: both
+// are computed again whole. The result is still exactly the sum of all six.
+TEST(ReduceKillTest, SecondFailureAboveAResumedPosition) {
+  constexpr int kN = 6;
+  constexpr int kFirst = 2;
+  constexpr int kSecond = 3;
+  constexpr int kRePutter = 1;
+  static_assert(kN == kShardWorld);
+  const std::string tag = "shard0/reduce-twice";
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kFirst);
+  plan.victims.insert(kSecond);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    CHECK_OK(put_input(node, tag, me));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    std::unique_ptr<Trigger> suicide;
+    if (me == kFirst) suicide = die_after_receiving(node, kSize / 3);
+    if (me == kSecond) {
+      // Only after the first death, so that it dies above a resumed position.
+      const std::uint64_t base = node.stats().bytes_received;
+      suicide = die_when([&node, base] {
+        return !node.failed_ranks().empty() && node.stats().bytes_received - base >= kSize * 2 / 3;
+      });
+    }
+    if (me == kFirst || me == kSecond) return await_death(b);
+    if (me == 0) {
+      ReduceOptions o = sum_of(tag, {1, 2, 3, 4, 5, 0});
+      o.depth = 0;
+      ASSIGN_OR_FAIL(ReduceResult res, node.reduce(o));
+      const std::vector<int> used = ranks_of(tag, kN, res.used);
+      CHECK_EQ(used.size(), static_cast<std::size_t>(kN));
+      if (int r = announce_result(node, b, tag, used)) return r;
+    }
+    if (me == kRePutter) {
+      CHECK_TRUE(wait_failed(node, kFirst, milliseconds(10000)));
+      CHECK_OK(put_input(node, tag, kFirst));
+      CHECK_TRUE(wait_failed(node, kSecond, milliseconds(20000)));
+      CHECK_OK(put_input(node, tag, kSecond));
+    }
+    return read_target_and_leave(node, b, tag, kN - 2);
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kFirst], 0) << "the first victim was never killed";
+  EXPECT_NE(board->died_ns[kSecond], 0) << "the second victim was never killed";
+}
+
 // ------------------------------------------------------- 6b. k < n, stop
 
 // Rank 0 reduces the first 4 of the inputs of ranks 1-5, asked for in rank
