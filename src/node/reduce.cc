@@ -263,7 +263,7 @@ void Node::Impl::place_arrival(std::uint64_t rid, const ObjectID& input, Rank ho
     const std::uint32_t up = c.pos_parent[pos];
     const bool parent_running = c.pos_task[up] != 0 && !c.pos_stale[up] && alive_rank(c.pos_holder[up]);
     const bool leaf = c.shape.children[pos].empty();
-    if (leaf && c.pos_done[up] && !c.pos_stale[up]) {
+    if (leaf && input == old_input && c.pos_done[up] && !c.pos_stale[up]) {
       // The parent finished meanwhile (it had everything it needed); if it
       // ever starts over, it reads this input from here.
       c.pos_output[pos] = input;
@@ -630,7 +630,20 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
     c.stripe_tasks.erase(d.task);
     if (!c.stripe_tasks.empty()) return;
   } else {
-    if (auto pit = c.task_pos.find(d.task); pit != c.task_pos.end()) c.pos_done[pit->second] = 1;
+    if (auto pit = c.task_pos.find(d.task); pit != c.task_pos.end()) {
+      const std::uint32_t pos = pit->second;
+      c.pos_done[pos] = 1;
+      // A child vacated while this task kept its progress, with nothing
+      // moved in yet: the task finished, so it had folded all of the old
+      // child before the child's holder died. That input is in the result.
+      for (auto kid : c.shape.children[pos]) {
+        if (c.pos_filled[kid] || !c.pos_resume[kid]) continue;
+        c.pos_resume[kid] = 0;
+        c.pos_filled[kid] = 1;
+        std::erase(c.vacant, kid);
+        c.used.push_back(c.pos_input[kid]);
+      }
+    }
     if (d.task != c.root_task) return;
   }
   ReduceResult res;
