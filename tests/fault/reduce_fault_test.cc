@@ -188,6 +188,14 @@ std::vector<int> ranks_from(int first, int n) {
   return out;
 }
 
+// A re-executed task: once this node sees `dead` fail, it puts input
+// `input` again (here, where the task ran again).
+int put_after_failure(Node& node, const std::string& tag, int dead, int input) {
+  CHECK_TRUE(wait_failed(node, dead, milliseconds(10000)));
+  CHECK_OK(put_input(node, tag, input));
+  return 0;
+}
+
 // The coordinator checks the target is the sum of `used` and tells the
 // survivors, which then check it too (read_target_and_leave).
 int announce_result(Node& node, Board& b, const std::string& tag, const std::vector<int>& used) {
@@ -263,8 +271,7 @@ TEST_P(ReduceKillAt, AllInputsResumeOnlyTheLostPosition) {
       if (int r = announce_result(node, b, tag, used)) return r;
     }
     if (me == kRePutter) {
-      CHECK_TRUE(wait_failed(node, kVictim, milliseconds(10000)));
-      CHECK_OK(put_input(node, tag, kVictim));
+      if (int r = put_after_failure(node, tag, kVictim, kVictim)) return r;
     }
     CHECK_TRUE(itest::wait_until([&] { return b.flag[kReduceDone] == 1; }, kGetWait));
     b.flag[kTasksFlag + me] = static_cast<std::int64_t>(node.stats().reduce_tasks);
@@ -325,8 +332,7 @@ TEST_P(ReduceKillAt, KOfNUsesOnlyLiveInputs) {
       if (int r = announce_result(node, b, tag, used)) return r;
     }
     if (me >= kK) {
-      CHECK_TRUE(wait_failed(node, kVictim, milliseconds(10000)));
-      CHECK_OK(put_input(node, tag, me));
+      if (int r = put_after_failure(node, tag, kVictim, me)) return r;
     }
     return read_target_and_leave(node, b, tag, kN - 1);
   });
@@ -367,8 +373,7 @@ TEST(ReduceShardKillTest, ChainSurvivesItsShardOwner) {
       if (int r = announce_result(node, b, tag, used)) return r;
     }
     if (me == kRePutter) {
-      CHECK_TRUE(wait_failed(node, kVictim, milliseconds(10000)));
-      CHECK_OK(put_input(node, tag, kVictim));
+      if (int r = put_after_failure(node, tag, kVictim, kVictim)) return r;
     }
     return read_target_and_leave(node, b, tag, kN - 1);
   });
@@ -417,8 +422,7 @@ TEST(ReduceKillTest, SecondFailureAboveAResumedPosition) {
       if (int r = announce_result(node, b, tag, used)) return r;
     }
     if (me == kRePutter) {
-      CHECK_TRUE(wait_failed(node, kFirst, milliseconds(10000)));
-      CHECK_OK(put_input(node, tag, kFirst));
+      if (int r = put_after_failure(node, tag, kFirst, kFirst)) return r;
       CHECK_TRUE(wait_failed(node, kSecond, milliseconds(20000)));
       CHECK_OK(put_input(node, tag, kSecond));
     }
@@ -515,8 +519,7 @@ TEST_P(ReduceKillAt, AllreduceSurvivorsGetTheSumAfterARePut) {
     ObjectFuture got = node.get(target);
     if (me == kVictim) return await_death(b);
     if (me == kRePutter) {
-      CHECK_TRUE(wait_failed(node, kVictim, milliseconds(10000)));
-      CHECK_OK(put_input(node, tag, kVictim));
+      if (int r = put_after_failure(node, tag, kVictim, kVictim)) return r;
     }
     if (me == 0) {
       if (reduce.wait_for(kReduceTimeout) != std::future_status::ready) FAIL_BODY("reduce hangs");
