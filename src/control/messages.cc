@@ -250,7 +250,6 @@ MsgType write(WireWriter& w, const ReduceDone& m) {
   w.u64(m.task);
   w.u16(m.code);
   w.str(m.message);
-  w.u32(m.failed);
   return MsgType::kReduceDone;
 }
 MsgType write(WireWriter& w, const ReduceCancel& m) {
@@ -491,7 +490,6 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u64(m.task));
       TRY(r.u16(m.code));
       TRY(r.str(m.message, kMaxString));
-      TRY(r.u32(m.failed));
       return Message{m};
     }
     case MsgType::kReduceCancel: {

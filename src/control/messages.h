@@ -239,7 +239,6 @@ struct ReduceDone {
   std::uint64_t task = 0;
   std::uint16_t code = 0;  // a StatusCode; 0 = ok
   std::string message;
-  Rank failed = kNoRank;  // the peer whose loss ended the task, if one did
 };
 // The coordinator no longer needs a task (a participant below it died and
 // its path is recomputed): stop it and drop its output, which is not

@@ -424,7 +424,7 @@ class Node::Impl {
   void on_reduce_progress(const msg::Progress& p);
   void on_reduce_chunk(std::uint64_t task, std::size_t up, std::uint64_t chunk, std::uint32_t slot,
                        std::uint64_t gen, Status st);
-  void fail_reduce_exec(std::uint64_t task, const Status& why, Rank failed = msg::kNoRank);
+  void fail_reduce_exec(std::uint64_t task, const Status& why);
 
   std::uint64_t next_reduce = 1;
   std::unordered_map<std::uint64_t, ReduceCoord> reduces;

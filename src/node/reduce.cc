@@ -261,14 +261,10 @@ void Node::Impl::place_arrival(std::uint64_t rid, const ObjectID& input, Rank ho
   if (c.pos_resume[pos]) {
     c.pos_resume[pos] = 0;
     const std::uint32_t up = c.pos_parent[pos];
-    const bool parent_running = c.pos_task[up] != 0 && !c.pos_stale[up] && alive_rank(c.pos_holder[up]);
-    const bool leaf = c.shape.children[pos].empty();
-    if (leaf && input == old_input && c.pos_done[up] && !c.pos_stale[up]) {
-      // The parent finished meanwhile (it had everything it needed); if it
-      // ever starts over, it reads this input from here.
-      c.pos_output[pos] = input;
-      return;
-    }
+    // (A parent that finished before the refill already gave the position
+    // back, with its old input: on_reduce_done.)
+    const bool parent_running =
+        c.pos_task[up] != 0 && !c.pos_stale[up] && !c.pos_done[up] && alive_rank(c.pos_holder[up]);
     // Its children's outputs must be whole and ready: one computed from
     // where a previous task of this position had got to lacks what a
     // restart from the parent's (earlier) point needs.
@@ -592,26 +588,15 @@ void Node::Impl::on_reduce_done(const msg::ReduceDone& d) {
   auto it = reduces.find(rid);
   if (it == reduces.end()) return;
   if (d.code == static_cast<std::uint16_t>(StatusCode::kPeerFailure)) {
-    // The task lost a peer we may not have noticed yet; its data
-    // connection broke, which counts as a reset. The repair that follows
-    // cancels the task and the path above it.
-    if (d.failed < world && d.failed != me && alive_rank(d.failed)) {
-      declare_failed(d.failed, "a reduce task lost it: " + d.message);
-    }
-    if (!task_to_reduce.count(d.task)) return;
-    it = reduces.find(rid);
-    if (it == reduces.end()) return;
+    // A task that loses an upstream's holder waits (ReduceLost); one that
+    // ends with a peer failure found its upstream gone for another reason
+    // (withdrawn, or never made): issue it again, and everything above it,
+    // which folded its output.
     ReduceCoord& c = it->second;
     auto pit = c.task_pos.find(d.task);
     if (c.striped || pit == c.task_pos.end()) return restart_reduce(rid, d.message);
-    // Nothing we know of died: issue this position again (its task erased
-    // its output) and everything above it.
     const std::uint32_t pos = pit->second;
-    task_to_reduce.erase(d.task);
-    c.task_pos.erase(pit);
-    c.task_where.erase(d.task);
-    c.pos_task[pos] = 0;
-    c.pos_partial[pos] = 0;
+    drop_position_task(c, pos, false);  // it erased its output itself
     mark_whole_stale(c, pos);
     stale_up_from(c, pos);
     if (++c.repairs > static_cast<int>(4 * world)) {
@@ -927,7 +912,7 @@ void Node::Impl::on_reduce_retarget(const msg::ReduceRetarget& m) {
       if (late.next.task != 0) {
         send_to(late.next.coordinator,
                 msg::ReduceDone{late.next.task, static_cast<std::uint16_t>(StatusCode::kPeerFailure),
-                                "its reader's task had ended", msg::kNoRank});
+                                "its reader's task had ended"});
       }
     });
     return;
@@ -984,14 +969,14 @@ void Node::Impl::drop_reduce_exec(std::uint64_t task, bool withdrawn) {
   }
 }
 
-void Node::Impl::fail_reduce_exec(std::uint64_t task, const Status& why, Rank failed) {
+void Node::Impl::fail_reduce_exec(std::uint64_t task, const Status& why) {
   auto eit = reduce_execs.find(task);
   if (eit == reduce_execs.end()) return;
   const ObjectID output = eit->second.task.output;
   const Rank coordinator = eit->second.task.coordinator;
   drop_reduce_exec(task, false);
   fulfill_waiters(output, why);
-  send_to(coordinator, msg::ReduceDone{task, static_cast<std::uint16_t>(why.code()), why.message(), failed});
+  send_to(coordinator, msg::ReduceDone{task, static_cast<std::uint16_t>(why.code()), why.message()});
 }
 
 void Node::Impl::on_reduce_cancel(const msg::ReduceCancel& m) {

@@ -149,7 +149,7 @@ auto Fields(const ctl::Upstream& u) {
   return std::tie(u.id, u.holder, u.offset);
 }
 auto Fields(const ctl::ReduceDone& m) {
-  return std::tie(m.task, m.code, m.message, m.failed);
+  return std::tie(m.task, m.code, m.message);
 }
 auto Fields(const ctl::ReduceCancel& m) {
   return std::tie(m.task, m.output);
@@ -298,7 +298,7 @@ std::vector<Sample> Samples() {
   s.push_back({"ReduceTaskMaxUpstreams", MsgType::kReduceTask, widest});
 
   s.push_back({"ReduceDone", MsgType::kReduceDone,
-               ctl::ReduceDone{9, static_cast<std::uint16_t>(StatusCode::kPeerFailure), "lost 3", 3}});
+               ctl::ReduceDone{9, static_cast<std::uint16_t>(StatusCode::kPeerFailure), "lost 3"}});
   s.push_back({"ReduceDoneOk", MsgType::kReduceDone, ctl::ReduceDone{10, 0, ""}});
 
   const ObjectID whole = ObjectID::from_name("whole");
