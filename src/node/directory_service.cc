@@ -1,0 +1,33 @@
+#include "node/directory_service.h"
+
+namespace hoplite::node {
+
+DirectoryService::DirectoryService(NodeContext& ctx) : ctx_(ctx) {
+  auto& d = ctx_.dispatch;
+  d.on<msg::Publish>([this](const ConnPtr&, const msg::Publish& p) {
+    for (auto& r : shard_.publish(p)) ctx_.send(r.to, r.reply);
+    for (auto& a : shard_.take_located()) ctx_.send(a.to, a.reply);
+    if (p.request) ctx_.send(p.rank, msg::PublishAck{p.id, p.request});
+  });
+  d.on<msg::Unpublish>([this](const ConnPtr&, const msg::Unpublish& u) { shard_.unpublish(u.id, u.rank); });
+  d.on<msg::Lookup>([this](const ConnPtr&, const msg::Lookup& l) {
+    if (auto r = shard_.lookup(l)) ctx_.send(r->to, r->reply);
+  });
+  d.on<msg::Locate>([this](const ConnPtr&, const msg::Locate& l) {
+    if (auto a = shard_.locate(l)) ctx_.send(a->to, a->reply);
+  });
+  d.on<msg::Remove>([this](const ConnPtr&, const msg::Remove& r) { on_remove(r); });
+  d.on<msg::PublishComposite>([this](const ConnPtr&, const msg::PublishComposite& p) {
+    for (auto& r : shard_.publish_composite(p)) ctx_.send(r.to, r.reply);
+  });
+}
+
+void DirectoryService::on_remove(const msg::Remove& r) {
+  // A composite's parts go with it.
+  for (const auto& part : shard_.parts(r.id))
+    ctx_.send(ctx_.shard_of(part.id), msg::Remove{part.id, 0, ctx_.me});
+  for (Rank holder : shard_.remove(r.id)) ctx_.send(holder, msg::Delete{r.id});
+  ctx_.send(r.requester, msg::RemoveAck{r.id, r.request});
+}
+
+}  // namespace hoplite::node

@@ -1,0 +1,34 @@
+// DirectoryService: hosts this node's shard of the object directory on the
+// control plane.
+//
+// The shard itself (directory/shard.h) is pure; this component feeds it the
+// directory messages addressed to this node and sends the replies it
+// produces: lookups answered or parked until a put, locates, publishes and
+// their acks, removes (telling every holder to delete its copy, a
+// composite's parts included) and composite declarations. A failed rank is
+// forgotten by the shard: it holds nothing and waits for nothing.
+//
+// Owns: the shard; Publish, Unpublish, Lookup, Locate, Remove and
+// PublishComposite.
+// Thread-binding: the progress thread.
+#pragma once
+
+#include "directory/shard.h"
+#include "node/context.h"
+
+namespace hoplite::node {
+
+class DirectoryService final : public Component {
+ public:
+  explicit DirectoryService(NodeContext& ctx);
+
+  void on_peer_lost(Rank r) override { shard_.forget_rank(r); }
+
+ private:
+  void on_remove(const msg::Remove& r);
+
+  NodeContext& ctx_;
+  directory::DirectoryShard shard_;
+};
+
+}  // namespace hoplite::node

@@ -1,0 +1,84 @@
+#include "node/object_server.h"
+
+namespace hoplite::node {
+
+ObjectServer::ObjectServer(NodeContext& ctx, std::function<bool(const ObjectID&)> copy_coming)
+    : ctx_(ctx), copy_coming_(std::move(copy_coming)) {
+  ctx_.dispatch.on<msg::Watch>([this](const ConnPtr&, const msg::Watch& w) { on_watch(w); });
+  ctx_.dispatch.on<msg::Unwatch>([this](const ConnPtr&, const msg::Unwatch& u) {
+    auto it = watchers_.find(u.id);
+    if (it == watchers_.end()) return;
+    it->second.erase({u.requester, u.stream});
+    if (it->second.empty()) watchers_.erase(it);
+  });
+}
+
+void ObjectServer::on_watch(const msg::Watch& w) {
+  if (w.requester >= ctx_.world) return;
+  auto e = ctx_.store->find(w.id);
+  if (!e && copy_coming_(w.id)) {
+    // The directory made us this reader's sender before our own lookup
+    // reply arrived: the copy exists in a moment, so hold the watch.
+    parked_[w.id].emplace_back(w.requester, w.stream);
+    return;
+  }
+  msg::Progress p;
+  p.id = w.id;
+  p.stream = w.stream;
+  if (!e) {
+    // The directory thinks we hold it: correct that, or it keeps sending
+    // readers here.
+    ctx_.send(ctx_.shard_of(w.id), msg::Unpublish{w.id, ctx_.me});
+  }
+  if (e) {
+    auto& wt = watchers_[w.id][{w.requester, w.stream}];
+    wt.pin = e;
+    wt.sent = e->ready();
+    p.present = true;
+    p.offset = e->offset;
+    p.size = e->size;
+    p.ready = wt.sent;
+  }
+  ctx_.send(w.requester, p);
+}
+
+void ObjectServer::replay_parked(const ObjectID& id) {
+  auto it = parked_.find(id);
+  if (it == parked_.end()) return;
+  auto ranks = std::move(it->second);
+  parked_.erase(it);
+  for (auto [r, stream] : ranks) on_watch(msg::Watch{id, r, stream});
+}
+
+void ObjectServer::notify(const ObjectID& id) {
+  auto it = watchers_.find(id);
+  if (it == watchers_.end()) return;
+  for (auto& [key, w] : it->second) {
+    std::uint64_t ready = w.pin->ready();
+    if (ready <= w.sent) continue;
+    w.sent = ready;
+    ctx_.send(key.first, msg::Progress{id, true, w.pin->offset, w.pin->size, ready, key.second});
+  }
+}
+
+void ObjectServer::drop(const ObjectID& id, bool withdrawn) {
+  auto it = watchers_.find(id);
+  if (it == watchers_.end()) return;
+  auto list = std::move(it->second);
+  watchers_.erase(it);
+  // They re-plan through the directory and find another copy.
+  const std::uint64_t size = withdrawn ? msg::kWithdrawn : 0;
+  for (auto& [key, w] : list) ctx_.send(key.first, msg::Progress{id, false, 0, size, 0, key.second});
+}
+
+void ObjectServer::on_peer_lost(Rank f) {
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    std::erase_if(it->second, [f](const auto& kv) { return kv.first.first == f; });
+    it = it->second.empty() ? watchers_.erase(it) : std::next(it);
+  }
+  for (auto& [id, ranks] : parked_) {
+    std::erase_if(ranks, [f](const auto& rs) { return rs.first == f; });
+  }
+}
+
+}  // namespace hoplite::node

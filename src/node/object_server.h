@@ -1,0 +1,56 @@
+// ObjectServer: serves this node's copies to readers on other nodes.
+//
+// A reader sends Watch for an object (with a stream id of its own); the
+// server pins the copy and answers with Progress: where the bytes are in
+// its region and how many are valid. As a partial copy grows (a chain
+// member still receiving, a reduce task still folding, a streaming put)
+// every watcher hears the new valid length, which is what lets chains
+// stream. Unwatch unpins. A copy that goes away tells its watchers, who find
+// another through the directory.
+//
+// Owns: the watchers of local objects and the watches that arrived before
+// the copy did (parked); Watch and Unwatch.
+// Thread-binding: the progress thread.
+#pragma once
+
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+#include "node/context.h"
+
+namespace hoplite::node {
+
+class ObjectServer final : public Component {
+ public:
+  // `copy_coming(id)`: a copy of `id` is on its way here (our own lookup is
+  // in flight), so a watch for it waits instead of being told "not here".
+  ObjectServer(NodeContext& ctx, std::function<bool(const ObjectID&)> copy_coming);
+
+  // The local copy of `id` grew: tell every watcher how far.
+  void notify(const ObjectID& id);
+  // The local copy of `id` is gone. `withdrawn`: it will not come back
+  // (a cancelled reduce output), so readers must not wait for it.
+  void drop(const ObjectID& id, bool withdrawn = false);
+  // Our lookup of `id` was answered: serve the watches that waited for it.
+  void replay_parked(const ObjectID& id);
+
+  void on_peer_lost(Rank r) override;
+  // After the sockets closed: nothing is served any more.
+  void clear() { watchers_.clear(); }
+
+ private:
+  struct Watcher {
+    std::shared_ptr<store::ObjectEntry> pin;
+    std::uint64_t sent = 0;
+  };
+  void on_watch(const msg::Watch& w);
+
+  NodeContext& ctx_;
+  std::function<bool(const ObjectID&)> copy_coming_;
+  // Readers of our objects, by (rank, stream).
+  std::unordered_map<ObjectID, std::map<std::pair<Rank, std::uint64_t>, Watcher>> watchers_;
+  std::unordered_map<ObjectID, std::vector<std::pair<Rank, std::uint64_t>>> parked_;
+};
+
+}  // namespace hoplite::node

@@ -1,0 +1,675 @@
+#include "node/reduce_coordinator.h"
+
+#include <algorithm>
+#include <map>
+
+#include "node/membership.h"
+#include "reduce/kernels.h"
+
+namespace hoplite::node {
+
+namespace {
+constexpr std::uint32_t kNoParent = 0xffffffffu;
+}  // namespace
+
+ReduceCoordinator::ReduceCoordinator(NodeContext& ctx, Membership& membership)
+    : ctx_(ctx), membership_(membership) {
+  auto& d = ctx_.dispatch;
+  d.on<msg::LocateReply>([this](const ConnPtr&, const msg::LocateReply& r) { on_locate_reply(r); });
+  d.on<msg::ReduceDone>([this](const ConnPtr&, const msg::ReduceDone& m) { on_reduce_done(m); });
+  d.on<msg::ReduceLost>([this](const ConnPtr&, const msg::ReduceLost& m) {
+    if (m.failed != ctx_.me && ctx_.alive_rank(m.failed))
+      membership_.declare_failed(m.failed, "a reduce task lost it (task " + std::to_string(m.task) + ")");
+  });
+}
+
+std::uint64_t ReduceCoordinator::start(ReduceOptions o,
+                                       std::shared_ptr<std::promise<Result<ReduceResult>>> done,
+                                       std::optional<std::chrono::steady_clock::time_point> deadline) {
+  std::uint64_t rid = next_reduce_++;
+  Reduction& c = reduces_[rid];
+  c.k = o.k == 0 ? o.inputs.size() : o.k;
+  c.opts = std::move(o);
+  c.done = std::move(done);
+  c.deadline = deadline.value_or(std::chrono::steady_clock::now() + c.opts.timeout);
+  c.deadline_timer = std::make_shared<asio::steady_timer>(ctx_.io, c.deadline);
+  c.deadline_timer->async_wait([this, rid](error_code ec) {
+    auto it = reduces_.find(rid);
+    if (ec || ctx_.stopping || it == reduces_.end() || it->second.finished) return;
+    finish_reduce(rid,
+                  timeout_error("reduce into " + it->second.opts.target.short_hex() + " not complete after " +
+                                std::to_string(it->second.opts.timeout.count()) + " ms"));
+  });
+  // An allreduce may stripe when every input already exists: give the
+  // locate replies a short window to come in before choosing.
+  if (c.opts.allow_stripes && c.k == c.opts.inputs.size() && ctx_.world > 1) {
+    c.deciding = true;
+    c.started = std::chrono::steady_clock::now();
+    c.decide_by = c.started + std::chrono::microseconds(
+                                  std::max<long>(2000, static_cast<long>(ctx_.link_latency * 40e6)));
+    c.decide_timer = std::make_shared<asio::steady_timer>(ctx_.io);
+    arm_decision(rid);
+  }
+  for (const auto& id : c.opts.inputs) {
+    std::uint64_t req = ctx_.next_request();
+    locate_to_reduce_[req] = rid;
+    locate_ids_[req] = id;
+    ctx_.send(ctx_.shard_of(id), msg::Locate{id, req, ctx_.me});
+  }
+  return rid;
+}
+
+// A striped allreduce lost a participant (or the plan was not made yet):
+// cancel this attempt and plan again from the inputs' surviving copies
+// (inputs lost with the node wait for their re-put). Every stripe chain
+// passes through every holder, so no part of a striped attempt survives a
+// failure; tree-chains are repaired instead (repair_reduce).
+void ReduceCoordinator::restart_reduce(std::uint64_t rid, const std::string& why) {
+  auto it = reduces_.find(rid);
+  if (it == reduces_.end() || it->second.finished) return;
+  Reduction& c = it->second;
+  if (c.attempt >= 3)
+    return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + " failed " +
+                                           std::to_string(c.attempt + 1) + " times; last: " + why));
+  LOG_WARN("reduce into " << c.opts.target.short_hex() << " restarts: " << why);
+  cancel_open_tasks(c);
+  for (const auto& id : c.intermediates) ctx_.send(ctx_.shard_of(id), msg::Remove{id, 0, ctx_.me});
+  // A striped attempt declared the target as a composite of its stripes;
+  // that record (and the stripes) must go, or readers would keep reading
+  // the dead attempt's parts instead of the new target. Sent before the new
+  // attempt's messages on the same connection, so the shard sees it first.
+  if (c.striped) ctx_.send(ctx_.shard_of(c.opts.target), msg::Remove{c.opts.target, 0, ctx_.me});
+  ReduceOptions opts_copy = c.opts;
+  auto done = c.done;
+  int attempt = c.attempt + 1;
+  const auto c_deadline = c.deadline;
+  if (c.deadline_timer) c.deadline_timer->cancel();
+  std::erase_if(locate_to_reduce_, [rid](const auto& kv) { return kv.second == rid; });
+  std::erase_if(task_to_reduce_, [rid](const auto& kv) { return kv.second == rid; });
+  std::erase_if(locate_ids_, [this](const auto& kv) { return !locate_to_reduce_.count(kv.first); });
+  reduces_.erase(it);
+  std::uint64_t nrid = start(std::move(opts_copy), std::move(done), c_deadline);
+  reduces_.at(nrid).attempt = attempt;
+}
+
+// Stops the tasks of an attempt that is given up, so that they neither
+// use bandwidth nor leave outputs that readers might take for the result.
+void ReduceCoordinator::cancel_open_tasks(Reduction& c) {
+  for (const auto& [task, where] : c.task_where) {
+    if (ctx_.alive_rank(where.first)) ctx_.send(where.first, msg::ReduceCancel{task, where.second});
+    task_to_reduce_.erase(task);
+  }
+  c.task_where.clear();
+}
+
+void ReduceCoordinator::on_locate_reply(const msg::LocateReply& r) {
+  auto lit = locate_to_reduce_.find(r.request);
+  if (lit == locate_to_reduce_.end()) return;
+  if (r.holder >= ctx_.world || (!ctx_.alive.empty() && !ctx_.alive[r.holder])) {
+    // A shard that has not yet noticed the failure named a dead holder:
+    // ask again shortly (it forgets the rank within a failure timeout, or a
+    // re-put gives a live holder), instead of sending work to the dead.
+    auto timer = std::make_shared<asio::steady_timer>(ctx_.io, ctx_.opts.failure_timeout / 4);
+    timer->async_wait([this, timer, req = r.request, id = r.id](error_code) {
+      if (!ctx_.stopping && locate_to_reduce_.count(req))
+        ctx_.send(ctx_.shard_of(id), msg::Locate{id, req, ctx_.me});
+    });
+    return;
+  }
+  std::uint64_t rid = lit->second;
+  locate_to_reduce_.erase(lit);
+  locate_ids_.erase(r.request);
+  auto it = reduces_.find(rid);
+  if (it == reduces_.end()) return;
+  Reduction& c = it->second;
+  if (c.deciding) {
+    c.pending.push_back(r);
+    if (c.pending.size() == 1) {
+      // Inputs sealed "at the same time" by different nodes reach their
+      // shards a little apart; waiting 1 % of the object's transfer time for
+      // them costs little and keeps a large allreduce from losing the
+      // striped form to a few milliseconds of skew.
+      double transfer = static_cast<double>(r.size) / std::max(ctx_.link_bandwidth, 1.0);
+      auto extra = std::chrono::microseconds(static_cast<long>(std::min(transfer * 0.01, 0.05) * 1e6));
+      c.decide_by = std::max(c.decide_by, c.started + extra);
+    }
+    if (c.pending.size() == c.opts.inputs.size()) {
+      c.deciding = false;
+      run_striped(rid);
+    }
+    return;
+  }
+  arrive(rid, r);
+}
+
+// Closes the striping window at c.decide_by (which the first arrival may
+// push back): inputs still missing then are late, and the dynamic
+// tree-chain starts with those that are here.
+void ReduceCoordinator::arm_decision(std::uint64_t rid) {
+  Reduction& c = reduces_.at(rid);
+  c.decide_timer->expires_at(c.decide_by);
+  c.decide_timer->async_wait([this, rid](error_code ec) {
+    auto it = reduces_.find(rid);
+    if (ec || ctx_.stopping || it == reduces_.end() || !it->second.deciding) return;
+    if (std::chrono::steady_clock::now() < it->second.decide_by) return arm_decision(rid);
+    it->second.deciding = false;
+    auto pending = std::move(it->second.pending);
+    for (const auto& r : pending) {
+      if (reduces_.count(rid)) arrive(rid, r);
+    }
+  });
+}
+
+void ReduceCoordinator::arrive(std::uint64_t rid, const msg::LocateReply& r) {
+  Reduction& c = reduces_.at(rid);
+  if (c.finished || c.used.size() >= c.k) return;  // a k-of-n straggler: not needed
+
+  const std::size_t esize = element_size(c.opts.dtype);
+  if (!c.planned) {
+    if (r.size % esize != 0) {
+      return finish_reduce(
+          rid, invalid_argument("reduce input " + r.id.short_hex() + " has " + std::to_string(r.size) +
+                                " bytes, not a multiple of " + std::to_string(esize)));
+    }
+    c.size = r.size;
+    scheduler::ReduceCost cost{static_cast<double>(r.size), ctx_.link_bandwidth, ctx_.link_latency};
+    c.shape = c.opts.depth ? scheduler::plan_reduce_with_depth(static_cast<std::uint32_t>(c.k), *c.opts.depth)
+                           : scheduler::plan_reduce(static_cast<std::uint32_t>(c.k), cost);
+    c.pos_holder.assign(c.k, msg::kNoRank);
+    c.pos_output.assign(c.k, ObjectID());
+    c.pos_input.assign(c.k, ObjectID());
+    c.pos_parent.assign(c.k, kNoParent);
+    for (std::uint32_t p = 0; p < c.k; ++p) {
+      for (auto kid : c.shape.children[p]) c.pos_parent[kid] = p;
+    }
+    c.pos_task.assign(c.k, 0);
+    c.pos_gen.assign(c.k, 0);
+    c.pos_filled.assign(c.k, 0);
+    c.pos_stale.assign(c.k, 0);
+    c.pos_done.assign(c.k, 0);
+    c.pos_resume.assign(c.k, 0);
+    c.pos_partial.assign(c.k, 0);
+    c.planned = true;
+    LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": " << c.k << " of " << c.opts.inputs.size()
+                        << " inputs, " << r.size << " B, depth " << c.shape.depth);
+  } else if (r.size != c.size) {
+    return finish_reduce(
+        rid, invalid_argument("reduce inputs differ in size: " + std::to_string(c.size) + " and " +
+                              std::to_string(r.size) + " (" + r.id.short_hex() + ")"));
+  }
+
+  // An input on this node that arrives before the last is kept for the root
+  // position: the target then lands here, where the caller will read it,
+  // instead of crossing the network once more (and this node's link does
+  // not carry a chain stream and the target at once). It was one of the
+  // first k arrivals either way, so the inputs used do not change.
+  if (std::find(c.used.begin(), c.used.end(), r.id) != c.used.end()) return;  // asked again after a failure
+  const std::size_t placed = c.used.size() + (c.reserved ? 1 : 0);
+  if (r.holder == ctx_.me && !c.reserved && c.vacant.empty() && placed + 1 < c.k) {
+    c.reserved = msg::LocateReply(r);
+    return;
+  }
+  place_arrival(rid, r.id, r.holder);
+  if (c.reserved && c.next_fill + 1 == c.k) {
+    auto keep = *c.reserved;
+    place_arrival(rid, keep.id, keep.holder);
+  }
+}
+
+void ReduceCoordinator::place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder) {
+  Reduction& c = reduces_.at(rid);
+  std::uint32_t pos;
+  if (!c.vacant.empty()) {
+    // A refill: the position a failure vacated. Lower positions in fill
+    // order first, so children are placed before their parents.
+    auto order = [&](std::uint32_t p) {
+      return std::find(c.shape.fill.begin(), c.shape.fill.end(), p) - c.shape.fill.begin();
+    };
+    auto it = std::min_element(c.vacant.begin(), c.vacant.end(),
+                               [&](std::uint32_t a, std::uint32_t b) { return order(a) < order(b); });
+    pos = *it;
+    c.vacant.erase(it);
+  } else {
+    pos = c.shape.fill[c.next_fill++];
+  }
+  const ObjectID old_input = c.pos_input[pos];
+  c.used.push_back(input);
+  c.pos_holder[pos] = holder;
+  c.pos_input[pos] = input;
+  c.pos_filled[pos] = 1;
+  c.pos_done[pos] = 0;
+  if (c.pos_resume[pos]) {
+    c.pos_resume[pos] = 0;
+    const std::uint32_t up = c.pos_parent[pos];
+    // (A parent that finished before the refill already gave the position
+    // back, with its old input: on_reduce_done.)
+    const bool parent_running =
+        c.pos_task[up] != 0 && !c.pos_stale[up] && !c.pos_done[up] && ctx_.alive_rank(c.pos_holder[up]);
+    // Its children's outputs must be whole and ready: one computed from
+    // where a previous task of this position had got to lacks what a
+    // restart from the parent's (earlier) point needs.
+    bool kids_ready = true;
+    for (auto kid : c.shape.children[pos]) {
+      kids_ready = kids_ready && !c.pos_partial[kid] && c.pos_filled[kid] && !c.pos_stale[kid] &&
+                   ctx_.alive_rank(c.pos_holder[kid]);
+    }
+    if (parent_running && kids_ready && input == old_input)
+      return resume_position(rid, pos, c.pos_output[pos]);
+    // Another input: the parent's prefix folded the lost one, so the path
+    // above is recomputed.
+    stale_up_from(c, pos);
+  }
+  if (c.shape.children[pos].empty() && pos != c.shape.root) {
+    c.pos_output[pos] = input;  // a leaf's partial result is its input
+  } else {
+    mark_whole_stale(c, pos);
+  }
+  issue_ready(rid);
+}
+
+// `pos` will be computed again from byte 0: children computed only from a
+// resume point must then be computed whole too (and theirs, recursively).
+void ReduceCoordinator::mark_whole_stale(Reduction& c, std::uint32_t pos) {
+  c.pos_stale[pos] = 1;
+  for (auto kid : c.shape.children[pos]) {
+    if (!c.pos_partial[kid]) continue;
+    drop_position_task(c, kid, true);
+    mark_whole_stale(c, kid);
+  }
+}
+
+// Issues every stale position whose children are all placed on live
+// holders. Fill order is post-order, so one pass settles a whole path.
+void ReduceCoordinator::issue_ready(std::uint64_t rid) {
+  Reduction& c = reduces_.at(rid);
+  bool vacated = false;
+  for (std::uint32_t i = 0; i < c.k; ++i) {
+    const std::uint32_t pos = c.shape.fill[i];
+    if (!c.pos_filled[pos] || !c.pos_stale[pos]) continue;
+    // A position that starts over needs every child's output again, and its
+    // own input: any of them left on a dead rank (it was not needed when
+    // the rank died) has to be found again.
+    for (auto kid : c.shape.children[pos]) {
+      if (c.pos_filled[kid] && !ctx_.alive_rank(c.pos_holder[kid])) {
+        vacate_position(c, kid);
+        vacated = true;
+      }
+    }
+    if (!ctx_.alive_rank(c.pos_holder[pos])) {
+      vacate_position(c, pos);
+      vacated = true;
+      continue;
+    }
+    bool ready = true;
+    for (auto kid : c.shape.children[pos]) {
+      ready = ready && c.pos_filled[kid] && !c.pos_stale[kid] && ctx_.alive_rank(c.pos_holder[kid]);
+    }
+    if (ready) issue_task(rid, pos);
+  }
+  if (vacated) locate_unused(rid);
+}
+
+// Takes `pos` out of the plan (its holder is dead); the next arrival refills it.
+void ReduceCoordinator::vacate_position(Reduction& c, std::uint32_t pos) {
+  std::erase(c.used, c.pos_input[pos]);
+  drop_position_task(c, pos, false);
+  c.pos_filled[pos] = 0;
+  c.pos_stale[pos] = 0;
+  c.pos_resume[pos] = 0;
+  c.vacant.push_back(pos);
+}
+
+// Asks again for every input not in the plan: the lost ones (a re-put or
+// another copy) and, for k < n, the spares whose answers were dropped.
+void ReduceCoordinator::locate_unused(std::uint64_t rid) {
+  Reduction& c = reduces_.at(rid);
+  std::unordered_set<ObjectID> asking;
+  for (const auto& [req, r] : locate_to_reduce_) {
+    if (r == rid) asking.insert(locate_ids_[req]);
+  }
+  for (const auto& id : c.opts.inputs) {
+    if (asking.count(id) || std::find(c.used.begin(), c.used.end(), id) != c.used.end()) continue;
+    if (c.reserved && c.reserved->id == id) continue;
+    std::uint64_t req = ctx_.next_request();
+    locate_to_reduce_[req] = rid;
+    locate_ids_[req] = id;
+    ctx_.send(ctx_.shard_of(id), msg::Locate{id, req, ctx_.me});
+  }
+}
+
+// The task for `pos` under a fresh output name (the root's is the target),
+// registered as the position's current task.
+msg::ReduceTask ReduceCoordinator::make_task(std::uint64_t rid, std::uint32_t pos) {
+  Reduction& c = reduces_.at(rid);
+  const bool is_root = pos == c.shape.root;
+  std::string name = c.opts.target.hex() + "/partial/" + std::to_string(rid) + "/" + std::to_string(pos);
+  if (c.pos_gen[pos] > 0) {
+    name += "/" + std::to_string(c.pos_gen[pos]);
+    c.recomputed++;
+  }
+  c.pos_gen[pos]++;
+  ObjectID out = is_root ? c.opts.target : ObjectID::from_name(name);
+  c.pos_output[pos] = out;
+  if (!is_root) c.intermediates.push_back(out);
+  msg::ReduceTask t;
+  t.task = (static_cast<std::uint64_t>(ctx_.me) << 40) | ctx_.next_request();
+  t.coordinator = ctx_.me;
+  t.output = out;
+  t.input = c.pos_input[pos];
+  t.size = c.size;
+  t.op = static_cast<std::uint8_t>(c.opts.op);
+  t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
+  for (auto kid : c.shape.children[pos]) t.upstreams.push_back({c.pos_output[kid], c.pos_holder[kid], 0});
+  task_to_reduce_[t.task] = rid;
+  c.task_pos[t.task] = pos;
+  c.task_where[t.task] = {c.pos_holder[pos], out};
+  c.pos_task[pos] = t.task;
+  c.pos_stale[pos] = 0;
+  c.pos_done[pos] = 0;
+  c.pos_partial[pos] = 0;
+  if (is_root) c.root_task = t.task;
+  LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": position " << pos << " (" << t.input.short_hex()
+                      << ") runs on rank " << c.pos_holder[pos] << ", output " << out.short_hex());
+  return t;
+}
+
+void ReduceCoordinator::issue_task(std::uint64_t rid, std::uint32_t pos) {
+  Reduction& c = reduces_.at(rid);
+  ctx_.send(c.pos_holder[pos], make_task(rid, pos));
+}
+
+// The lost position `pos` was refilled with the same input (so the same
+// bytes): its parent keeps the prefix it folded and reads the rest from the
+// new holder. A leaf's output is its input, read straight from there; an
+// inner position's task is sent through the parent, which sets where it
+// starts. Nothing above the parent changes.
+void ReduceCoordinator::resume_position(std::uint64_t rid, std::uint32_t pos, const ObjectID& old_output) {
+  Reduction& c = reduces_.at(rid);
+  const std::uint32_t up = c.pos_parent[pos];
+  msg::ReduceRetarget m;
+  m.task = c.pos_task[up];
+  m.old_upstream = old_output;
+  m.holder = c.pos_holder[pos];
+  if (c.shape.children[pos].empty()) {
+    c.pos_output[pos] = c.pos_input[pos];
+    m.next.output = c.pos_output[pos];
+    m.next.size = c.size;
+  } else {
+    m.next = make_task(rid, pos);
+    c.pos_partial[pos] = 1;
+  }
+  LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": position " << pos << " resumes on rank " << m.holder
+                      << " for the task at position " << up);
+  ctx_.send(c.pos_holder[up], m);
+}
+
+// Forgets `pos`'s task (ctx_.stopping it if its holder lives) and marks the
+// position for issuing again.
+void ReduceCoordinator::drop_position_task(Reduction& c, std::uint32_t pos, bool cancel) {
+  if (std::uint64_t task = c.pos_task[pos]) {
+    if (cancel && ctx_.alive_rank(c.pos_holder[pos]))
+      ctx_.send(c.pos_holder[pos], msg::ReduceCancel{task, c.pos_output[pos]});
+    task_to_reduce_.erase(task);
+    c.task_pos.erase(task);
+    c.task_where.erase(task);
+    c.pos_task[pos] = 0;
+  }
+  c.pos_partial[pos] = 0;
+  c.pos_done[pos] = 0;
+}
+
+// Marks every position above `pos` stale: each one's output folds in what
+// `pos` produced, which is being replaced. Their running tasks are
+// cancelled; positions below and beside the path keep going.
+void ReduceCoordinator::stale_up_from(Reduction& c, std::uint32_t pos) {
+  for (std::uint32_t a = c.pos_parent[pos]; a != kNoParent; a = c.pos_parent[a]) {
+    if (!c.pos_filled[a]) {
+      // Vacant, waiting to resume into a parent that kept its prefix: that
+      // prefix now holds a subtree being replaced, so no resume, and the
+      // path goes on up.
+      if (!c.pos_resume[a]) break;
+      c.pos_resume[a] = 0;
+      continue;
+    }
+    if (c.pos_stale[a]) break;  // handled already, with everything above
+    drop_position_task(c, a, true);
+    mark_whole_stale(c, a);
+  }
+}
+
+// A participant died. Positions it held whose output is still needed
+// (their parent has not completed, or is itself recomputed) are vacated and
+// refilled by the next arrival: for k = n the same input again (a copy or
+// a re-put), for k < n any unused one. Only the positions above them are
+// recomputed; the rest of the tree-chain keeps its progress.
+void ReduceCoordinator::repair_reduce(std::uint64_t rid, const std::string& why) {
+  auto it = reduces_.find(rid);
+  if (it == reduces_.end() || it->second.finished) return;
+  Reduction& c = it->second;
+  if (c.striped || !c.planned) return restart_reduce(rid, why);
+  if (++c.repairs > static_cast<int>(4 * ctx_.world)) {
+    return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + " lost " +
+                                           std::to_string(c.repairs) + " participants; last: " + why));
+  }
+  std::vector<std::uint8_t> lost(c.k, 0);
+  bool any = false;
+  for (std::uint32_t i = c.k; i-- > 0;) {  // parents before children
+    const std::uint32_t pos = c.shape.fill[i];
+    if (!c.pos_filled[pos] || ctx_.alive_rank(c.pos_holder[pos])) continue;
+    const std::uint32_t up = c.pos_parent[pos];
+    const bool needed =
+        up == kNoParent || lost[up] || c.pos_stale[up] || !c.pos_filled[up] || !c.pos_done[up];
+    if (!needed) continue;  // already folded into a complete parent
+    lost[pos] = 1;
+    any = true;
+  }
+  if (!any) return;
+  LOG_WARN("reduce into " << c.opts.target.short_hex() << " repairs: " << why);
+  for (std::uint32_t i = 0; i < c.k; ++i) {  // children before parents
+    const std::uint32_t pos = c.shape.fill[i];
+    if (!lost[pos]) continue;
+    vacate_position(c, pos);
+    // With its parent still running, the parent's progress is worth keeping
+    // if the same input comes back (decided at the refill); otherwise the
+    // path above is recomputed now.
+    const std::uint32_t up = c.pos_parent[pos];
+    const bool resumable = up != kNoParent && !lost[up] && c.pos_filled[up] && !c.pos_stale[up] &&
+                           c.pos_task[up] != 0 && ctx_.alive_rank(c.pos_holder[up]);
+    c.pos_resume[pos] = resumable ? 1 : 0;
+    if (!resumable) stale_up_from(c, pos);
+  }
+  locate_unused(rid);
+  issue_ready(rid);
+}
+
+// Striped allreduce: the object is cut into one stripe per input holder;
+// stripe j is reduced by a chain through every holder that ends at holder j
+// (so each node sends and receives (m-1)/m of the object), and the target is
+// declared as the composite of the stripes, which every reader pulls from
+// their producers (another (m-1)/m each way). Both phases overlap because a
+// stripe is readable while it is still being reduced.
+void ReduceCoordinator::run_striped(std::uint64_t rid) {
+  Reduction& c = reduces_.at(rid);
+  const std::uint64_t size = c.pending.front().size;
+  const std::size_t esize = element_size(c.opts.dtype);
+  std::map<Rank, std::vector<ObjectID>> by_holder;
+  for (const auto& r : c.pending) {
+    if (r.size != size || r.size % esize != 0) {
+      return finish_reduce(rid, invalid_argument("reduce inputs differ in size or are not whole elements (" +
+                                                 r.id.short_hex() + ": " + std::to_string(r.size) + " B)"));
+    }
+    by_holder[r.holder].push_back(r.id);
+  }
+  std::vector<Rank> holders;
+  for (const auto& [h, ids] : by_holder) holders.push_back(h);
+  const std::size_t m = holders.size();
+  // Too small to be worth m chains, or nothing to spread: the dynamic form.
+  if (m < 2 || size < m * (64u << 10)) {
+    auto pending = std::move(c.pending);
+    for (const auto& r : pending) {
+      if (reduces_.count(rid)) arrive(rid, r);
+    }
+    return;
+  }
+  c.striped = true;
+  c.size = size;
+  c.striped_holders.insert(holders.begin(), holders.end());
+  for (const auto& r : c.pending) c.used.push_back(r.id);
+  const std::uint64_t base = ((size + m - 1) / m + 63) / 64 * 64;
+  msg::PublishComposite comp;
+  comp.id = c.opts.target;
+  comp.size = size;
+  for (std::size_t j = 0; j < m; ++j) {
+    const std::uint64_t off = std::min<std::uint64_t>(j * base, size);
+    const std::uint64_t len = std::min<std::uint64_t>(base, size - off);
+    ObjectID part_id =
+        ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(rid) + "/" + std::to_string(j));
+    comp.parts.push_back({part_id, holders[j], off, len});
+    if (len == 0) continue;
+    // The chain visits the holders starting after j and ends at j.
+    std::vector<std::pair<ObjectID, Rank>> seq;
+    for (std::size_t h = 1; h <= m; ++h) {
+      Rank holder = holders[(j + h) % m];
+      for (const auto& id : by_holder[holder]) seq.emplace_back(id, holder);
+    }
+    msg::Upstream prev{seq[0].first, seq[0].second, off};
+    for (std::size_t i = 1; i < seq.size(); ++i) {
+      const bool last = i + 1 == seq.size();
+      ObjectID out = last ? part_id
+                          : ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(rid) + "/" +
+                                                std::to_string(j) + "/" + std::to_string(i));
+      if (!last) c.intermediates.push_back(out);
+      msg::ReduceTask t;
+      t.task = (static_cast<std::uint64_t>(ctx_.me) << 40) | ctx_.next_request();
+      t.coordinator = ctx_.me;
+      t.output = out;
+      t.input = seq[i].first;
+      t.input_offset = off;
+      t.size = len;
+      t.op = static_cast<std::uint8_t>(c.opts.op);
+      t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
+      t.upstreams.push_back(prev);
+      task_to_reduce_[t.task] = rid;
+      c.task_where[t.task] = {seq[i].second, out};
+      if (last) c.stripe_tasks.insert(t.task);
+      ctx_.send(seq[i].second, t);
+      prev = msg::Upstream{out, seq[i].second, 0};
+    }
+  }
+  c.pending.clear();
+  LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": striped over " << m << " holders");
+  ctx_.send(ctx_.shard_of(c.opts.target), comp);
+}
+
+void ReduceCoordinator::on_reduce_done(const msg::ReduceDone& d) {
+  auto tit = task_to_reduce_.find(d.task);
+  if (tit == task_to_reduce_.end()) return;  // cancelled, or of a finished reduce
+  std::uint64_t rid = tit->second;
+  auto it = reduces_.find(rid);
+  if (it == reduces_.end()) return;
+  if (d.code == static_cast<std::uint16_t>(StatusCode::kPeerFailure)) {
+    // A task that loses an upstream's holder waits (ReduceLost); one that
+    // ends with a peer failure found its upstream gone for another reason
+    // (withdrawn, or never made): issue it again, and everything above it,
+    // which folded its output.
+    Reduction& c = it->second;
+    auto pit = c.task_pos.find(d.task);
+    if (c.striped || pit == c.task_pos.end()) return restart_reduce(rid, d.message);
+    const std::uint32_t pos = pit->second;
+    drop_position_task(c, pos, false);  // it erased its output itself
+    mark_whole_stale(c, pos);
+    stale_up_from(c, pos);
+    if (++c.repairs > static_cast<int>(4 * ctx_.world)) {
+      return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + ": " + d.message));
+    }
+    return issue_ready(rid);
+  }
+  task_to_reduce_.erase(tit);
+  Reduction& c = it->second;
+  c.task_where.erase(d.task);
+  if (d.code != 0) {
+    return finish_reduce(rid, Status(static_cast<StatusCode>(d.code),
+                                     "reduce into " + c.opts.target.short_hex() + ": " + d.message));
+  }
+  if (c.striped) {
+    c.stripe_tasks.erase(d.task);
+    if (!c.stripe_tasks.empty()) return;
+  } else {
+    if (auto pit = c.task_pos.find(d.task); pit != c.task_pos.end()) {
+      const std::uint32_t pos = pit->second;
+      c.pos_done[pos] = 1;
+      // A child vacated while this task kept its progress, with nothing
+      // moved in yet: the task finished, so it had folded all of the old
+      // child before the child's holder died. That input is in the result.
+      for (auto kid : c.shape.children[pos]) {
+        if (c.pos_filled[kid] || !c.pos_resume[kid]) continue;
+        c.pos_resume[kid] = 0;
+        c.pos_filled[kid] = 1;
+        std::erase(c.vacant, kid);
+        c.used.push_back(c.pos_input[kid]);
+      }
+    }
+    if (d.task != c.root_task) return;
+  }
+  ReduceResult res;
+  res.used = c.used;
+  res.depth = c.shape.depth;
+  res.striped = c.striped;
+  res.recomputed = c.recomputed;
+  res.restarts = static_cast<std::uint32_t>(c.attempt);
+  finish_reduce(rid, std::move(res));
+}
+
+void ReduceCoordinator::finish_reduce(std::uint64_t rid, Result<ReduceResult> r) {
+  auto it = reduces_.find(rid);
+  if (it == reduces_.end()) return;
+  Reduction& c = it->second;
+  if (c.finished) return;
+  c.finished = true;
+  if (c.deadline_timer) c.deadline_timer->cancel();
+  if (!r.is_ok()) LOG_WARN(r.status().to_string());
+  cancel_open_tasks(c);  // a failed reduce leaves nothing running
+  // The target is complete, so the partial results are garbage now.
+  for (const auto& id : c.intermediates) ctx_.send(ctx_.shard_of(id), msg::Remove{id, 0, ctx_.me});
+  c.done->set_value(std::move(r));
+  std::erase_if(locate_to_reduce_, [rid](const auto& kv) { return kv.second == rid; });
+  std::erase_if(task_to_reduce_, [rid](const auto& kv) { return kv.second == rid; });
+  std::erase_if(locate_ids_, [this](const auto& kv) { return !locate_to_reduce_.count(kv.first); });
+  reduces_.erase(it);
+}
+
+// Locates still waiting at a shard that moved.
+void ReduceCoordinator::on_shards_moved(const std::vector<bool>& old_alive) {
+  for (const auto& [req, id] : locate_ids_) {
+    if (ctx_.shard_in(id, old_alive) == ctx_.shard_of(id)) continue;
+    ctx_.send(ctx_.shard_of(id), msg::Locate{id, req, ctx_.me});
+  }
+}
+
+// Reduces whose plan used the dead node: a tree-chain recomputes the path
+// above the lost positions, a striped allreduce starts over.
+void ReduceCoordinator::on_peer_failed(Rank f) {
+  std::vector<std::uint64_t> repair, restart;
+  for (auto& [rid, c] : reduces_) {
+    bool hit = std::find(c.pos_holder.begin(), c.pos_holder.end(), f) != c.pos_holder.end();
+    bool pending_hit = c.reserved && c.reserved->holder == f;
+    for (const auto& r : c.pending) pending_hit = pending_hit || r.holder == f;
+    if (pending_hit || c.striped_holders.count(f)) {
+      restart.push_back(rid);
+    } else if (hit) {
+      repair.push_back(rid);
+    }
+  }
+  const std::string lost = "rank " + std::to_string(f) + " failed";
+  for (auto rid : restart) restart_reduce(rid, lost);
+  for (auto rid : repair) repair_reduce(rid, lost);
+}
+
+void ReduceCoordinator::on_stop() {
+  for (auto& [rid, c] : reduces_) {
+    if (!c.finished) c.done->set_value(Status(StatusCode::kCancelled, "node shut down"));
+  }
+  reduces_.clear();
+}
+
+}  // namespace hoplite::node

@@ -1,0 +1,136 @@
+// ReduceCoordinator: plans and repairs the reduces this node called.
+//
+// It sends Locate for every input to its shard; each LocateReply is an
+// arrival. Arrival i takes position shape.fill[i] of a tree-chain
+// (scheduler/reduce_planner.h). A position without children that is not
+// the root needs no work: its partial result is the input object itself.
+// Any other position becomes a ReduceTask sent to the input's holder (the
+// ReduceExecutor there), naming the upstream objects (its children's
+// results) and where they are. The root's output is the target. When the
+// root task reports done, the reduce is complete and the intermediates are
+// removed. An allreduce whose inputs all exist at once is striped instead:
+// one chain per stripe through every holder, the target published as a
+// composite of the stripes.
+//
+// Failures: a dead holder's positions that are still needed are vacated
+// and refilled by the next arrival. The same input back (same id, same
+// bytes) resumes: the parent keeps what it folded and the lost position is
+// computed again only from there (ReduceRetarget). Another input
+// recomputes the path above the position (ReduceCancel, then fresh tasks);
+// everything below and beside it keeps running. A striped allreduce has no
+// such structure and restarts.
+//
+// Owns: the reduces in progress and their locates and tasks; LocateReply,
+// ReduceDone and ReduceLost.
+// Thread-binding: the progress thread.
+#pragma once
+
+#include <future>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "hoplite/reduce.h"
+#include "node/context.h"
+#include "scheduler/reduce_planner.h"
+
+namespace hoplite::node {
+
+class Membership;
+
+class ReduceCoordinator final : public Component {
+ public:
+  using Done = std::shared_ptr<std::promise<Result<ReduceResult>>>;
+  ReduceCoordinator(NodeContext& ctx, Membership& membership);
+
+  // Progress thread. `deadline`: kept from an earlier attempt.
+  std::uint64_t start(ReduceOptions o, Done done,
+                      std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
+
+  void on_shards_moved(const std::vector<bool>& old_alive) override;
+  void on_peer_failed(Rank r) override;
+  void on_stop() override;
+
+ private:
+  struct Reduction {
+    ReduceOptions opts;
+    std::size_t k = 0;
+    bool planned = false;
+    std::uint64_t size = 0;
+    scheduler::ReduceShape shape;
+    std::vector<ObjectID> used;    // inputs at filled positions, arrival order
+    std::vector<Rank> pos_holder;  // by position
+    std::vector<ObjectID> pos_output;
+    std::vector<ObjectID> intermediates;
+    std::uint64_t root_task = 0;
+    // Repair state, by position: a failure vacates the positions it
+    // cost and marks every position above them stale (its task is
+    // cancelled and issued again once its children are placed).
+    std::vector<ObjectID> pos_input;
+    std::vector<std::uint32_t> pos_parent;  // kNoParent at the root
+    std::vector<std::uint64_t> pos_task;    // 0: a leaf, or not issued
+    std::vector<std::uint32_t> pos_gen;     // names a re-issued output
+    std::vector<std::uint8_t> pos_filled, pos_stale, pos_done;
+    // A lost position whose parent keeps its progress and will read the
+    // same computation from its new holder (same input: same bytes); and
+    // positions computed that way, whose output lacks the prefix the
+    // parent already had.
+    std::vector<std::uint8_t> pos_resume, pos_partial;
+    std::size_t next_fill = 0;          // into shape.fill
+    std::vector<std::uint32_t> vacant;  // positions to refill
+    std::unordered_map<std::uint64_t, std::uint32_t> task_pos;
+    // Every task issued and not yet done, for cancelling.
+    std::unordered_map<std::uint64_t, std::pair<Rank, ObjectID>> task_where;
+    int repairs = 0;
+    // The caller stops waiting at the deadline; the coordinator then fails
+    // the reduce too, which cancels its tasks (a lost input that is never
+    // re-put would otherwise keep them, and their memory, forever).
+    std::chrono::steady_clock::time_point deadline;
+    std::shared_ptr<asio::steady_timer> deadline_timer;
+    std::uint32_t recomputed = 0;
+    std::optional<msg::LocateReply> reserved;  // a local input kept for the root
+    // Striping (allreduce): arrivals wait here until all are in or the
+    // decision window closes.
+    bool deciding = false;
+    bool striped = false;
+    std::chrono::steady_clock::time_point started, decide_by;
+    std::shared_ptr<asio::steady_timer> decide_timer;
+    std::vector<msg::LocateReply> pending;
+    std::unordered_set<std::uint64_t> stripe_tasks;
+    std::unordered_set<Rank> striped_holders;
+    int attempt = 0;
+    Done done;
+    bool finished = false;
+  };
+
+  void on_locate_reply(const msg::LocateReply& r);
+  void place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder);
+  void arrive(std::uint64_t rid, const msg::LocateReply& r);
+  void arm_decision(std::uint64_t rid);
+  void run_striped(std::uint64_t rid);
+  void restart_reduce(std::uint64_t rid, const std::string& why);
+  void repair_reduce(std::uint64_t rid, const std::string& why);
+  void stale_up_from(Reduction& c, std::uint32_t pos);
+  void drop_position_task(Reduction& c, std::uint32_t pos, bool cancel);
+  void mark_whole_stale(Reduction& c, std::uint32_t pos);
+  void vacate_position(Reduction& c, std::uint32_t pos);
+  void locate_unused(std::uint64_t rid);
+  void issue_ready(std::uint64_t rid);
+  void issue_task(std::uint64_t rid, std::uint32_t pos);
+  msg::ReduceTask make_task(std::uint64_t rid, std::uint32_t pos);
+  void resume_position(std::uint64_t rid, std::uint32_t pos, const ObjectID& old_output);
+  void cancel_open_tasks(Reduction& c);
+  void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
+  void on_reduce_done(const msg::ReduceDone& d);
+
+  NodeContext& ctx_;
+  Membership& membership_;
+  std::uint64_t next_reduce_ = 1;
+  std::unordered_map<std::uint64_t, Reduction> reduces_;
+  std::unordered_map<std::uint64_t, std::uint64_t> locate_to_reduce_;
+  std::unordered_map<std::uint64_t, ObjectID> locate_ids_;  // request -> input, to re-route
+  std::unordered_map<std::uint64_t, std::uint64_t> task_to_reduce_;
+};
+
+}  // namespace hoplite::node

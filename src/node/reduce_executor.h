@@ -1,0 +1,99 @@
+// ReduceExecutor: runs the reduce tasks sent to this node, chunk by chunk.
+//
+// A task computes output = input op upstream_1 op ... for one position of
+// a tree-chain (or one link of a stripe chain). The output is published as
+// a partial copy at once, so a parent task or any get of the target can
+// pull it while it grows; each upstream is pulled in chunk-sized pieces
+// into a small ring of scratch slots (pipeline_depth of them) and each
+// landed chunk is folded into the output. A chunk of the output is valid
+// once every upstream has been folded into it, and the valid prefix is
+// announced to watchers like any other object's progress. An upstream
+// whose holder dies keeps what it folded; the task tells its coordinator
+// (ReduceLost) and waits for a retarget (the same computation moved: read
+// only the chunks not yet folded) or a cancel.
+//
+// Owns: running tasks, their upstream streams, retargets and cancels that
+// overtook their task; ReduceTask, ReduceCancel, ReduceRetarget and
+// Progress on its own streams.
+// Thread-binding: the progress thread.
+#pragma once
+
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "node/context.h"
+
+namespace hoplite::node {
+
+class Composites;
+class DirectoryClient;
+class Fetcher;
+class ObjectServer;
+
+class ReduceExecutor final : public Component {
+ public:
+  ReduceExecutor(NodeContext& ctx, Fetcher& fetcher, ObjectServer& server, Composites& composites,
+                 DirectoryClient& dir);
+
+  void on_peer_lost(Rank r) override;
+
+ private:
+  struct Upstream {
+    ObjectID id;
+    Rank holder = 0;
+    std::uint64_t offset = 0;
+    std::shared_ptr<store::ObjectEntry> scratch;  // pipeline_depth chunk slots
+    std::vector<std::uint32_t> free_slots;
+    std::uint64_t remote_offset = 0;
+    std::uint64_t sender_ready = 0;
+    std::uint64_t next_chunk = 0;
+    std::uint32_t in_flight = 0;
+    bool finished = false;
+    int watch_retries = 0;
+    std::uint64_t stream = 0;
+    // Chunks of this upstream folded so far: a retarget (the upstream's
+    // holder died and the same computation moved) reads only the rest.
+    std::vector<std::uint8_t> folded;
+    bool orphaned = false;  // the holder died; waiting for a retarget or a cancel
+    std::uint64_t gen = 0;  // reads of an older holder are not folded
+  };
+  struct Exec {
+    msg::ReduceTask task;
+    std::shared_ptr<store::ObjectEntry> input, output;
+    std::vector<Upstream> ups;
+    std::vector<std::uint8_t> combined;  // upstreams folded into each chunk
+    std::uint64_t chunk = 0;
+    std::uint64_t nchunks = 0;
+    std::uint64_t contiguous = 0;  // chunks complete from the start
+  };
+
+  void on_task(const msg::ReduceTask& t);
+  void on_progress(const msg::Progress& p);
+  void pump(std::uint64_t task, std::size_t up);
+  void on_chunk(std::uint64_t task, std::size_t up, std::uint64_t chunk, std::uint32_t slot,
+                std::uint64_t gen, Status st);
+  void maybe_finish_up(std::uint64_t task, std::size_t up);
+  void complete(std::uint64_t task);
+  void orphan_upstream(std::uint64_t task, std::size_t up, Rank failed);
+  void on_retarget(const msg::ReduceRetarget& m);
+  void on_cancel(const msg::ReduceCancel& m);
+  void drop(std::uint64_t task, bool withdrawn);
+  void fail(std::uint64_t task, const Status& why);
+  void publish_complete(const store::ObjectEntry& output, const msg::ReduceTask& t);
+
+  NodeContext& ctx_;
+  Fetcher& fetcher_;
+  ObjectServer& server_;
+  Composites& composites_;
+  DirectoryClient& dir_;
+  std::uint8_t stream_owner_ = 0;
+  std::unordered_map<std::uint64_t, Exec> execs_;
+  std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::size_t>> pulls_;  // by stream
+  // Retargets for tasks that have not arrived yet, and tasks cancelled
+  // before they arrived (both possible when a task is forwarded).
+  std::unordered_map<std::uint64_t, msg::ReduceRetarget> pending_retargets_;
+  std::unordered_set<std::uint64_t> cancelled_;
+};
+
+}  // namespace hoplite::node
