@@ -8,10 +8,6 @@
 
 namespace hoplite::node {
 
-namespace {
-constexpr std::uint32_t kNoParent = 0xffffffffu;
-}  // namespace
-
 ReduceCoordinator::ReduceCoordinator(NodeContext& ctx, Membership& membership)
     : ctx_(ctx), membership_(membership) {
   auto& d = ctx_.dispatch;
@@ -160,12 +156,39 @@ void ReduceCoordinator::arm_decision(std::uint64_t rid) {
   });
 }
 
+// Carries out a chain's decisions for reduce `rid`.
+class ReduceCoordinator::ChainEffects final : public scheduler::TreeChain::Effects {
+ public:
+  ChainEffects(ReduceCoordinator& co, std::uint64_t rid) : co_(co), rid_(rid) {}
+  bool alive(Rank r) const override { return co_.ctx_.alive_rank(r); }
+  void issue(std::uint32_t pos) override { co_.issue_task(rid_, pos); }
+  void resume(std::uint32_t pos, const ObjectID& old_output) override {
+    co_.resume_position(rid_, pos, old_output);
+  }
+  void drop_task(std::uint64_t task, Rank holder, const ObjectID& output, bool cancel) override {
+    if (cancel) co_.ctx_.send(holder, msg::ReduceCancel{task, output});
+    co_.task_to_reduce_.erase(task);
+    co_.reduces_.at(rid_).task_where.erase(task);
+  }
+  void locate_unused() override { co_.locate_unused(rid_); }
+
+ private:
+  ReduceCoordinator& co_;
+  std::uint64_t rid_;
+};
+
+const std::vector<ObjectID>& ReduceCoordinator::used(const Reduction& c) {
+  static const std::vector<ObjectID> kNone;
+  if (c.striped) return c.striped_used;
+  return c.chain ? c.chain->used() : kNone;
+}
+
 void ReduceCoordinator::arrive(std::uint64_t rid, const msg::LocateReply& r) {
   Reduction& c = reduces_.at(rid);
-  if (c.finished || c.used.size() >= c.k) return;  // a k-of-n straggler: not needed
+  if (c.finished || used(c).size() >= c.k) return;  // a k-of-n straggler: not needed
 
   const std::size_t esize = element_size(c.opts.dtype);
-  if (!c.planned) {
+  if (!c.chain) {
     if (r.size % esize != 0) {
       return finish_reduce(
           rid, invalid_argument("reduce input " + r.id.short_hex() + " has " + std::to_string(r.size) +
@@ -173,25 +196,12 @@ void ReduceCoordinator::arrive(std::uint64_t rid, const msg::LocateReply& r) {
     }
     c.size = r.size;
     scheduler::ReduceCost cost{static_cast<double>(r.size), ctx_.link_bandwidth, ctx_.link_latency};
-    c.shape = c.opts.depth ? scheduler::plan_reduce_with_depth(static_cast<std::uint32_t>(c.k), *c.opts.depth)
-                           : scheduler::plan_reduce(static_cast<std::uint32_t>(c.k), cost);
-    c.pos_holder.assign(c.k, msg::kNoRank);
-    c.pos_output.assign(c.k, ObjectID());
-    c.pos_input.assign(c.k, ObjectID());
-    c.pos_parent.assign(c.k, kNoParent);
-    for (std::uint32_t p = 0; p < c.k; ++p) {
-      for (auto kid : c.shape.children[p]) c.pos_parent[kid] = p;
-    }
-    c.pos_task.assign(c.k, 0);
-    c.pos_gen.assign(c.k, 0);
-    c.pos_filled.assign(c.k, 0);
-    c.pos_stale.assign(c.k, 0);
-    c.pos_done.assign(c.k, 0);
-    c.pos_resume.assign(c.k, 0);
-    c.pos_partial.assign(c.k, 0);
-    c.planned = true;
+    const auto k = static_cast<std::uint32_t>(c.k);
+    c.chain.emplace(
+        c.opts.depth ? scheduler::plan_reduce_with_depth(k, *c.opts.depth) : scheduler::plan_reduce(k, cost),
+        k);
     LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": " << c.k << " of " << c.opts.inputs.size()
-                        << " inputs, " << r.size << " B, depth " << c.shape.depth);
+                        << " inputs, " << r.size << " B, depth " << c.chain->shape().depth);
   } else if (r.size != c.size) {
     return finish_reduce(
         rid, invalid_argument("reduce inputs differ in size: " + std::to_string(c.size) + " and " +
@@ -203,120 +213,18 @@ void ReduceCoordinator::arrive(std::uint64_t rid, const msg::LocateReply& r) {
   // instead of crossing the network once more (and this node's link does
   // not carry a chain stream and the target at once). It was one of the
   // first k arrivals either way, so the inputs used do not change.
-  if (std::find(c.used.begin(), c.used.end(), r.id) != c.used.end()) return;  // asked again after a failure
-  const std::size_t placed = c.used.size() + (c.reserved ? 1 : 0);
-  if (r.holder == ctx_.me && !c.reserved && c.vacant.empty() && placed + 1 < c.k) {
+  if (c.chain->has_input(r.id)) return;  // asked again after a failure
+  const std::size_t placed = c.chain->used().size() + (c.reserved ? 1 : 0);
+  if (r.holder == ctx_.me && !c.reserved && !c.chain->has_vacancy() && placed + 1 < c.k) {
     c.reserved = msg::LocateReply(r);
     return;
   }
-  place_arrival(rid, r.id, r.holder);
-  if (c.reserved && c.next_fill + 1 == c.k) {
+  ChainEffects fx(*this, rid);
+  c.chain->place(r.id, r.holder, fx);
+  if (reduces_.count(rid) && c.reserved && c.chain->placed() + 1 == c.k) {
     auto keep = *c.reserved;
-    place_arrival(rid, keep.id, keep.holder);
+    c.chain->place(keep.id, keep.holder, fx);
   }
-}
-
-void ReduceCoordinator::place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder) {
-  Reduction& c = reduces_.at(rid);
-  std::uint32_t pos;
-  if (!c.vacant.empty()) {
-    // A refill: the position a failure vacated. Lower positions in fill
-    // order first, so children are placed before their parents.
-    auto order = [&](std::uint32_t p) {
-      return std::find(c.shape.fill.begin(), c.shape.fill.end(), p) - c.shape.fill.begin();
-    };
-    auto it = std::min_element(c.vacant.begin(), c.vacant.end(),
-                               [&](std::uint32_t a, std::uint32_t b) { return order(a) < order(b); });
-    pos = *it;
-    c.vacant.erase(it);
-  } else {
-    pos = c.shape.fill[c.next_fill++];
-  }
-  const ObjectID old_input = c.pos_input[pos];
-  c.used.push_back(input);
-  c.pos_holder[pos] = holder;
-  c.pos_input[pos] = input;
-  c.pos_filled[pos] = 1;
-  c.pos_done[pos] = 0;
-  if (c.pos_resume[pos]) {
-    c.pos_resume[pos] = 0;
-    const std::uint32_t up = c.pos_parent[pos];
-    // (A parent that finished before the refill already gave the position
-    // back, with its old input: on_reduce_done.)
-    const bool parent_running =
-        c.pos_task[up] != 0 && !c.pos_stale[up] && !c.pos_done[up] && ctx_.alive_rank(c.pos_holder[up]);
-    // Its children's outputs must be whole and ready: one computed from
-    // where a previous task of this position had got to lacks what a
-    // restart from the parent's (earlier) point needs.
-    bool kids_ready = true;
-    for (auto kid : c.shape.children[pos]) {
-      kids_ready = kids_ready && !c.pos_partial[kid] && c.pos_filled[kid] && !c.pos_stale[kid] &&
-                   ctx_.alive_rank(c.pos_holder[kid]);
-    }
-    if (parent_running && kids_ready && input == old_input)
-      return resume_position(rid, pos, c.pos_output[pos]);
-    // Another input: the parent's prefix folded the lost one, so the path
-    // above is recomputed.
-    stale_up_from(c, pos);
-  }
-  if (c.shape.children[pos].empty() && pos != c.shape.root) {
-    c.pos_output[pos] = input;  // a leaf's partial result is its input
-  } else {
-    mark_whole_stale(c, pos);
-  }
-  issue_ready(rid);
-}
-
-// `pos` will be computed again from byte 0: children computed only from a
-// resume point must then be computed whole too (and theirs, recursively).
-void ReduceCoordinator::mark_whole_stale(Reduction& c, std::uint32_t pos) {
-  c.pos_stale[pos] = 1;
-  for (auto kid : c.shape.children[pos]) {
-    if (!c.pos_partial[kid]) continue;
-    drop_position_task(c, kid, true);
-    mark_whole_stale(c, kid);
-  }
-}
-
-// Issues every stale position whose children are all placed on live
-// holders. Fill order is post-order, so one pass settles a whole path.
-void ReduceCoordinator::issue_ready(std::uint64_t rid) {
-  Reduction& c = reduces_.at(rid);
-  bool vacated = false;
-  for (std::uint32_t i = 0; i < c.k; ++i) {
-    const std::uint32_t pos = c.shape.fill[i];
-    if (!c.pos_filled[pos] || !c.pos_stale[pos]) continue;
-    // A position that starts over needs every child's output again, and its
-    // own input: any of them left on a dead rank (it was not needed when
-    // the rank died) has to be found again.
-    for (auto kid : c.shape.children[pos]) {
-      if (c.pos_filled[kid] && !ctx_.alive_rank(c.pos_holder[kid])) {
-        vacate_position(c, kid);
-        vacated = true;
-      }
-    }
-    if (!ctx_.alive_rank(c.pos_holder[pos])) {
-      vacate_position(c, pos);
-      vacated = true;
-      continue;
-    }
-    bool ready = true;
-    for (auto kid : c.shape.children[pos]) {
-      ready = ready && c.pos_filled[kid] && !c.pos_stale[kid] && ctx_.alive_rank(c.pos_holder[kid]);
-    }
-    if (ready) issue_task(rid, pos);
-  }
-  if (vacated) locate_unused(rid);
-}
-
-// Takes `pos` out of the plan (its holder is dead); the next arrival refills it.
-void ReduceCoordinator::vacate_position(Reduction& c, std::uint32_t pos) {
-  std::erase(c.used, c.pos_input[pos]);
-  drop_position_task(c, pos, false);
-  c.pos_filled[pos] = 0;
-  c.pos_stale[pos] = 0;
-  c.pos_resume[pos] = 0;
-  c.vacant.push_back(pos);
 }
 
 // Asks again for every input not in the plan: the lost ones (a re-put or
@@ -328,7 +236,7 @@ void ReduceCoordinator::locate_unused(std::uint64_t rid) {
     if (r == rid) asking.insert(locate_ids_[req]);
   }
   for (const auto& id : c.opts.inputs) {
-    if (asking.count(id) || std::find(c.used.begin(), c.used.end(), id) != c.used.end()) continue;
+    if (asking.count(id) || c.chain->has_input(id)) continue;
     if (c.reserved && c.reserved->id == id) continue;
     std::uint64_t req = ctx_.next_request();
     locate_to_reduce_[req] = rid;
@@ -339,43 +247,35 @@ void ReduceCoordinator::locate_unused(std::uint64_t rid) {
 
 // The task for `pos` under a fresh output name (the root's is the target),
 // registered as the position's current task.
-msg::ReduceTask ReduceCoordinator::make_task(std::uint64_t rid, std::uint32_t pos) {
+msg::ReduceTask ReduceCoordinator::make_task(std::uint64_t rid, std::uint32_t pos, bool partial) {
   Reduction& c = reduces_.at(rid);
-  const bool is_root = pos == c.shape.root;
+  scheduler::TreeChain& chain = *c.chain;
+  const bool is_root = pos == chain.root();
   std::string name = c.opts.target.hex() + "/partial/" + std::to_string(rid) + "/" + std::to_string(pos);
-  if (c.pos_gen[pos] > 0) {
-    name += "/" + std::to_string(c.pos_gen[pos]);
-    c.recomputed++;
-  }
-  c.pos_gen[pos]++;
+  if (chain.generation(pos) > 0) name += "/" + std::to_string(chain.generation(pos));
   ObjectID out = is_root ? c.opts.target : ObjectID::from_name(name);
-  c.pos_output[pos] = out;
   if (!is_root) c.intermediates.push_back(out);
   msg::ReduceTask t;
   t.task = (static_cast<std::uint64_t>(ctx_.me) << 40) | ctx_.next_request();
   t.coordinator = ctx_.me;
   t.output = out;
-  t.input = c.pos_input[pos];
+  t.input = chain.input(pos);
   t.size = c.size;
   t.op = static_cast<std::uint8_t>(c.opts.op);
   t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
-  for (auto kid : c.shape.children[pos]) t.upstreams.push_back({c.pos_output[kid], c.pos_holder[kid], 0});
+  for (auto kid : chain.shape().children[pos])
+    t.upstreams.push_back({chain.output(kid), chain.holder(kid), 0});
+  chain.assign(pos, t.task, out, partial);
   task_to_reduce_[t.task] = rid;
-  c.task_pos[t.task] = pos;
-  c.task_where[t.task] = {c.pos_holder[pos], out};
-  c.pos_task[pos] = t.task;
-  c.pos_stale[pos] = 0;
-  c.pos_done[pos] = 0;
-  c.pos_partial[pos] = 0;
-  if (is_root) c.root_task = t.task;
+  c.task_where[t.task] = {chain.holder(pos), out};
   LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": position " << pos << " (" << t.input.short_hex()
-                      << ") runs on rank " << c.pos_holder[pos] << ", output " << out.short_hex());
+                      << ") runs on rank " << chain.holder(pos) << ", output " << out.short_hex());
   return t;
 }
 
 void ReduceCoordinator::issue_task(std::uint64_t rid, std::uint32_t pos) {
-  Reduction& c = reduces_.at(rid);
-  ctx_.send(c.pos_holder[pos], make_task(rid, pos));
+  const Rank holder = reduces_.at(rid).chain->holder(pos);
+  ctx_.send(holder, make_task(rid, pos));
 }
 
 // The lost position `pos` was refilled with the same input (so the same
@@ -385,101 +285,38 @@ void ReduceCoordinator::issue_task(std::uint64_t rid, std::uint32_t pos) {
 // starts. Nothing above the parent changes.
 void ReduceCoordinator::resume_position(std::uint64_t rid, std::uint32_t pos, const ObjectID& old_output) {
   Reduction& c = reduces_.at(rid);
-  const std::uint32_t up = c.pos_parent[pos];
+  scheduler::TreeChain& chain = *c.chain;
+  const std::uint32_t up = chain.parent(pos);
   msg::ReduceRetarget m;
-  m.task = c.pos_task[up];
+  m.task = chain.task(up);
   m.old_upstream = old_output;
-  m.holder = c.pos_holder[pos];
-  if (c.shape.children[pos].empty()) {
-    c.pos_output[pos] = c.pos_input[pos];
-    m.next.output = c.pos_output[pos];
+  m.holder = chain.holder(pos);
+  if (chain.shape().children[pos].empty()) {
+    m.next.output = chain.output(pos);
     m.next.size = c.size;
   } else {
-    m.next = make_task(rid, pos);
-    c.pos_partial[pos] = 1;
+    m.next = make_task(rid, pos, true);
   }
   LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": position " << pos << " resumes on rank " << m.holder
                       << " for the task at position " << up);
-  ctx_.send(c.pos_holder[up], m);
+  ctx_.send(chain.holder(up), m);
 }
 
-// Forgets `pos`'s task (ctx_.stopping it if its holder lives) and marks the
-// position for issuing again.
-void ReduceCoordinator::drop_position_task(Reduction& c, std::uint32_t pos, bool cancel) {
-  if (std::uint64_t task = c.pos_task[pos]) {
-    if (cancel && ctx_.alive_rank(c.pos_holder[pos]))
-      ctx_.send(c.pos_holder[pos], msg::ReduceCancel{task, c.pos_output[pos]});
-    task_to_reduce_.erase(task);
-    c.task_pos.erase(task);
-    c.task_where.erase(task);
-    c.pos_task[pos] = 0;
-  }
-  c.pos_partial[pos] = 0;
-  c.pos_done[pos] = 0;
-}
-
-// Marks every position above `pos` stale: each one's output folds in what
-// `pos` produced, which is being replaced. Their running tasks are
-// cancelled; positions below and beside the path keep going.
-void ReduceCoordinator::stale_up_from(Reduction& c, std::uint32_t pos) {
-  for (std::uint32_t a = c.pos_parent[pos]; a != kNoParent; a = c.pos_parent[a]) {
-    if (!c.pos_filled[a]) {
-      // Vacant, waiting to resume into a parent that kept its prefix: that
-      // prefix now holds a subtree being replaced, so no resume, and the
-      // path goes on up.
-      if (!c.pos_resume[a]) break;
-      c.pos_resume[a] = 0;
-      continue;
-    }
-    if (c.pos_stale[a]) break;  // handled already, with everything above
-    drop_position_task(c, a, true);
-    mark_whole_stale(c, a);
-  }
-}
-
-// A participant died. Positions it held whose output is still needed
-// (their parent has not completed, or is itself recomputed) are vacated and
-// refilled by the next arrival: for k = n the same input again (a copy or
-// a re-put), for k < n any unused one. Only the positions above them are
-// recomputed; the rest of the tree-chain keeps its progress.
+// A participant died. Positions it held whose output is still needed are
+// vacated and refilled by the next arrival: for k = n the same input again
+// (a copy or a re-put), for k < n any unused one. Only the positions above
+// them are recomputed; the rest of the tree-chain keeps its progress.
 void ReduceCoordinator::repair_reduce(std::uint64_t rid, const std::string& why) {
   auto it = reduces_.find(rid);
   if (it == reduces_.end() || it->second.finished) return;
   Reduction& c = it->second;
-  if (c.striped || !c.planned) return restart_reduce(rid, why);
+  if (c.striped || !c.chain) return restart_reduce(rid, why);
   if (++c.repairs > static_cast<int>(4 * ctx_.world)) {
     return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + " lost " +
                                            std::to_string(c.repairs) + " participants; last: " + why));
   }
-  std::vector<std::uint8_t> lost(c.k, 0);
-  bool any = false;
-  for (std::uint32_t i = c.k; i-- > 0;) {  // parents before children
-    const std::uint32_t pos = c.shape.fill[i];
-    if (!c.pos_filled[pos] || ctx_.alive_rank(c.pos_holder[pos])) continue;
-    const std::uint32_t up = c.pos_parent[pos];
-    const bool needed =
-        up == kNoParent || lost[up] || c.pos_stale[up] || !c.pos_filled[up] || !c.pos_done[up];
-    if (!needed) continue;  // already folded into a complete parent
-    lost[pos] = 1;
-    any = true;
-  }
-  if (!any) return;
-  LOG_WARN("reduce into " << c.opts.target.short_hex() << " repairs: " << why);
-  for (std::uint32_t i = 0; i < c.k; ++i) {  // children before parents
-    const std::uint32_t pos = c.shape.fill[i];
-    if (!lost[pos]) continue;
-    vacate_position(c, pos);
-    // With its parent still running, the parent's progress is worth keeping
-    // if the same input comes back (decided at the refill); otherwise the
-    // path above is recomputed now.
-    const std::uint32_t up = c.pos_parent[pos];
-    const bool resumable = up != kNoParent && !lost[up] && c.pos_filled[up] && !c.pos_stale[up] &&
-                           c.pos_task[up] != 0 && ctx_.alive_rank(c.pos_holder[up]);
-    c.pos_resume[pos] = resumable ? 1 : 0;
-    if (!resumable) stale_up_from(c, pos);
-  }
-  locate_unused(rid);
-  issue_ready(rid);
+  ChainEffects fx(*this, rid);
+  if (c.chain->repair(fx)) LOG_WARN("reduce into " << c.opts.target.short_hex() << " repaired: " << why);
 }
 
 // Striped allreduce: the object is cut into one stripe per input holder;
@@ -514,7 +351,7 @@ void ReduceCoordinator::run_striped(std::uint64_t rid) {
   c.striped = true;
   c.size = size;
   c.striped_holders.insert(holders.begin(), holders.end());
-  for (const auto& r : c.pending) c.used.push_back(r.id);
+  for (const auto& r : c.pending) c.striped_used.push_back(r.id);
   const std::uint64_t base = ((size + m - 1) / m + 63) / 64 * 64;
   msg::PublishComposite comp;
   comp.id = c.opts.target;
@@ -567,25 +404,20 @@ void ReduceCoordinator::on_reduce_done(const msg::ReduceDone& d) {
   std::uint64_t rid = tit->second;
   auto it = reduces_.find(rid);
   if (it == reduces_.end()) return;
+  Reduction& c = it->second;
   if (d.code == static_cast<std::uint16_t>(StatusCode::kPeerFailure)) {
     // A task that loses an upstream's holder waits (ReduceLost); one that
     // ends with a peer failure found its upstream gone for another reason
     // (withdrawn, or never made): issue it again, and everything above it,
     // which folded its output.
-    Reduction& c = it->second;
-    auto pit = c.task_pos.find(d.task);
-    if (c.striped || pit == c.task_pos.end()) return restart_reduce(rid, d.message);
-    const std::uint32_t pos = pit->second;
-    drop_position_task(c, pos, false);  // it erased its output itself
-    mark_whole_stale(c, pos);
-    stale_up_from(c, pos);
+    ChainEffects fx(*this, rid);
+    if (c.striped || !c.chain || !c.chain->task_lost(d.task, fx)) return restart_reduce(rid, d.message);
     if (++c.repairs > static_cast<int>(4 * ctx_.world)) {
       return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + ": " + d.message));
     }
-    return issue_ready(rid);
+    return c.chain->issue_ready(fx);
   }
   task_to_reduce_.erase(tit);
-  Reduction& c = it->second;
   c.task_where.erase(d.task);
   if (d.code != 0) {
     return finish_reduce(rid, Status(static_cast<StatusCode>(d.code),
@@ -594,28 +426,14 @@ void ReduceCoordinator::on_reduce_done(const msg::ReduceDone& d) {
   if (c.striped) {
     c.stripe_tasks.erase(d.task);
     if (!c.stripe_tasks.empty()) return;
-  } else {
-    if (auto pit = c.task_pos.find(d.task); pit != c.task_pos.end()) {
-      const std::uint32_t pos = pit->second;
-      c.pos_done[pos] = 1;
-      // A child vacated while this task kept its progress, with nothing
-      // moved in yet: the task finished, so it had folded all of the old
-      // child before the child's holder died. That input is in the result.
-      for (auto kid : c.shape.children[pos]) {
-        if (c.pos_filled[kid] || !c.pos_resume[kid]) continue;
-        c.pos_resume[kid] = 0;
-        c.pos_filled[kid] = 1;
-        std::erase(c.vacant, kid);
-        c.used.push_back(c.pos_input[kid]);
-      }
-    }
-    if (d.task != c.root_task) return;
+  } else if (!c.chain || !c.chain->task_done(d.task)) {
+    return;
   }
   ReduceResult res;
-  res.used = c.used;
-  res.depth = c.shape.depth;
+  res.used = used(c);
+  res.depth = c.chain ? c.chain->shape().depth : 0;
   res.striped = c.striped;
-  res.recomputed = c.recomputed;
+  res.recomputed = c.chain ? c.chain->recomputed() : 0;
   res.restarts = static_cast<std::uint32_t>(c.attempt);
   finish_reduce(rid, std::move(res));
 }
@@ -651,7 +469,7 @@ void ReduceCoordinator::on_shards_moved(const std::vector<bool>& old_alive) {
 void ReduceCoordinator::on_peer_failed(Rank f) {
   std::vector<std::uint64_t> repair, restart;
   for (auto& [rid, c] : reduces_) {
-    bool hit = std::find(c.pos_holder.begin(), c.pos_holder.end(), f) != c.pos_holder.end();
+    bool hit = c.chain && c.chain->uses(f);
     bool pending_hit = c.reserved && c.reserved->holder == f;
     for (const auto& r : c.pending) pending_hit = pending_hit || r.holder == f;
     if (pending_hit || c.striped_holders.count(f)) {

@@ -33,7 +33,7 @@
 
 #include "hoplite/reduce.h"
 #include "node/context.h"
-#include "scheduler/reduce_planner.h"
+#include "scheduler/tree_chain.h"
 
 namespace hoplite::node {
 
@@ -56,30 +56,11 @@ class ReduceCoordinator final : public Component {
   struct Reduction {
     ReduceOptions opts;
     std::size_t k = 0;
-    bool planned = false;
     std::uint64_t size = 0;
-    scheduler::ReduceShape shape;
-    std::vector<ObjectID> used;    // inputs at filled positions, arrival order
-    std::vector<Rank> pos_holder;  // by position
-    std::vector<ObjectID> pos_output;
+    // Positions and their repair state; set at the first arrival.
+    std::optional<scheduler::TreeChain> chain;
+    std::vector<ObjectID> striped_used;  // a striped attempt's inputs
     std::vector<ObjectID> intermediates;
-    std::uint64_t root_task = 0;
-    // Repair state, by position: a failure vacates the positions it
-    // cost and marks every position above them stale (its task is
-    // cancelled and issued again once its children are placed).
-    std::vector<ObjectID> pos_input;
-    std::vector<std::uint32_t> pos_parent;  // kNoParent at the root
-    std::vector<std::uint64_t> pos_task;    // 0: a leaf, or not issued
-    std::vector<std::uint32_t> pos_gen;     // names a re-issued output
-    std::vector<std::uint8_t> pos_filled, pos_stale, pos_done;
-    // A lost position whose parent keeps its progress and will read the
-    // same computation from its new holder (same input: same bytes); and
-    // positions computed that way, whose output lacks the prefix the
-    // parent already had.
-    std::vector<std::uint8_t> pos_resume, pos_partial;
-    std::size_t next_fill = 0;          // into shape.fill
-    std::vector<std::uint32_t> vacant;  // positions to refill
-    std::unordered_map<std::uint64_t, std::uint32_t> task_pos;
     // Every task issued and not yet done, for cancelling.
     std::unordered_map<std::uint64_t, std::pair<Rank, ObjectID>> task_where;
     int repairs = 0;
@@ -88,7 +69,6 @@ class ReduceCoordinator final : public Component {
     // re-put would otherwise keep them, and their memory, forever).
     std::chrono::steady_clock::time_point deadline;
     std::shared_ptr<asio::steady_timer> deadline_timer;
-    std::uint32_t recomputed = 0;
     std::optional<msg::LocateReply> reserved;  // a local input kept for the root
     // Striping (allreduce): arrivals wait here until all are in or the
     // decision window closes.
@@ -104,21 +84,17 @@ class ReduceCoordinator final : public Component {
     bool finished = false;
   };
 
+  class ChainEffects;
+  static const std::vector<ObjectID>& used(const Reduction& c);
   void on_locate_reply(const msg::LocateReply& r);
-  void place_arrival(std::uint64_t rid, const ObjectID& input, Rank holder);
   void arrive(std::uint64_t rid, const msg::LocateReply& r);
   void arm_decision(std::uint64_t rid);
   void run_striped(std::uint64_t rid);
   void restart_reduce(std::uint64_t rid, const std::string& why);
   void repair_reduce(std::uint64_t rid, const std::string& why);
-  void stale_up_from(Reduction& c, std::uint32_t pos);
-  void drop_position_task(Reduction& c, std::uint32_t pos, bool cancel);
-  void mark_whole_stale(Reduction& c, std::uint32_t pos);
-  void vacate_position(Reduction& c, std::uint32_t pos);
   void locate_unused(std::uint64_t rid);
-  void issue_ready(std::uint64_t rid);
   void issue_task(std::uint64_t rid, std::uint32_t pos);
-  msg::ReduceTask make_task(std::uint64_t rid, std::uint32_t pos);
+  msg::ReduceTask make_task(std::uint64_t rid, std::uint32_t pos, bool partial = false);
   void resume_position(std::uint64_t rid, std::uint32_t pos, const ObjectID& old_output);
   void cancel_open_tasks(Reduction& c);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
