@@ -184,6 +184,7 @@ MsgType write(WireWriter& w, const Locate& m) {
   w.id(m.id);
   w.u64(m.request);
   w.u32(m.requester);
+  w.u32(m.inline_max);
   return MsgType::kLocate;
 }
 MsgType write(WireWriter& w, const LocateReply& m) {
@@ -191,6 +192,8 @@ MsgType write(WireWriter& w, const LocateReply& m) {
   w.u64(m.request);
   w.u64(m.size);
   w.u32(m.holder);
+  w.u8(m.has_inline ? 1 : 0);
+  if (m.has_inline) w.bytes(m.inline_data);
   return MsgType::kLocateReply;
 }
 MsgType write(WireWriter& w, const ReduceTask& m) {
@@ -429,6 +432,7 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.id(m.id));
       TRY(r.u64(m.request));
       TRY(r.u32(m.requester));
+      TRY(r.u32(m.inline_max));
       return Message{m};
     }
     case MsgType::kLocateReply: {
@@ -437,6 +441,11 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u64(m.request));
       TRY(r.u64(m.size));
       TRY(r.u32(m.holder));
+      TRY(get_bool(r, m.has_inline));
+      if (m.has_inline) {
+        TRY(r.bytes(m.inline_data, kMaxInline));
+        if (m.inline_data.size() != m.size) return protocol_error("inline locate reply size mismatch");
+      }
       return Message{m};
     }
     case MsgType::kReduceTask: {

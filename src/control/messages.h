@@ -183,12 +183,18 @@ struct Locate {
   ObjectID id;
   std::uint64_t request = 0;
   Rank requester = kNoRank;
+  // An object the directory holds inline and of at most this many bytes
+  // comes back with its bytes (0: never): a small reduce then folds at the
+  // coordinator instead of running tasks.
+  std::uint32_t inline_max = 0;
 };
 struct LocateReply {
   ObjectID id;
   std::uint64_t request = 0;
   std::uint64_t size = 0;
   Rank holder = kNoRank;
+  bool has_inline = false;
+  std::vector<std::uint8_t> inline_data;  // size bytes when has_inline
 };
 struct Upstream {
   ObjectID id;

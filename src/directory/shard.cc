@@ -67,10 +67,7 @@ std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
     if (std::find(rec.complete.begin(), rec.complete.end(), p.rank) == rec.complete.end()) {
       rec.complete.push_back(p.rank);
     }
-    for (const auto& l : rec.locators) {
-      located_.push_back(
-          {l.requester, control::LocateReply{p.id, l.request, rec.size, rec.complete.front()}});
-    }
+    for (const auto& l : rec.locators) located_.push_back({l.requester, locate_reply(p.id, rec, l)});
     rec.locators.clear();
   } else {
     rec.planner.add_source(p.rank);
@@ -155,11 +152,23 @@ std::vector<Rank> DirectoryShard::remove(const ObjectID& id) {
   return holders;
 }
 
+control::LocateReply DirectoryShard::locate_reply(const ObjectID& id, const Record& rec,
+                                                  const control::Locate& l) {
+  control::LocateReply r;
+  r.id = id;
+  r.request = l.request;
+  r.size = rec.size;
+  r.holder = rec.complete.front();
+  if (rec.is_inline && rec.size <= l.inline_max) {
+    r.has_inline = true;
+    r.inline_data = rec.inline_data;
+  }
+  return r;
+}
+
 std::optional<LocateAnswer> DirectoryShard::locate(const control::Locate& l) {
   Record& rec = records_[l.id];
-  if (!rec.complete.empty()) {
-    return LocateAnswer{l.requester, control::LocateReply{l.id, l.request, rec.size, rec.complete.front()}};
-  }
+  if (!rec.complete.empty()) return LocateAnswer{l.requester, locate_reply(l.id, rec, l)};
   rec.locators.push_back(l);
   return std::nullopt;
 }

@@ -50,7 +50,8 @@ class DirectoryShard {
   // must_exist, which answers NotFound instead).
   std::optional<Reply> lookup(const control::Lookup& l);
   // Answers with a rank holding a complete copy, now or when one is
-  // published; never joins a broadcast chain.
+  // published (with the bytes of an inline object up to l.inline_max);
+  // never joins a broadcast chain.
   std::optional<LocateAnswer> locate(const control::Locate& l);
   // Forgets the object; returns the ranks that hold copies (to be told to
   // delete them). Parked lookups keep waiting for a new put.
@@ -79,6 +80,8 @@ class DirectoryShard {
     std::vector<control::Locate> locators;
   };
   std::optional<Reply> answer(const ObjectID& id, Record& rec, const control::Lookup& l);
+  // A complete copy's holder, and the bytes too when inline and wanted.
+  static control::LocateReply locate_reply(const ObjectID& id, const Record& rec, const control::Locate& l);
 
   std::unordered_map<ObjectID, Record> records_;
   std::vector<LocateAnswer> located_;

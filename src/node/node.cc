@@ -49,7 +49,7 @@ void Node::Impl::build_components() {
   composites = std::make_unique<node::Composites>(ctx, *fetcher, *server, *dir);
   fetcher->set_composites(composites.get());
   executor = std::make_unique<node::ReduceExecutor>(ctx, *fetcher, *server, *composites, *dir);
-  coordinator = std::make_unique<node::ReduceCoordinator>(ctx, *membership);
+  coordinator = std::make_unique<node::ReduceCoordinator>(ctx, *membership, *fetcher, *server, *dir);
   ctx.components = {directory.get(), server.get(),      fetcher.get(), composites.get(),
                     executor.get(),  coordinator.get(), dir.get(),     barriers.get()};
 }

@@ -3,13 +3,19 @@
 #include <algorithm>
 #include <map>
 
+#include <cstring>
+
+#include "node/directory_client.h"
+#include "node/fetcher.h"
 #include "node/membership.h"
+#include "node/object_server.h"
 #include "reduce/kernels.h"
 
 namespace hoplite::node {
 
-ReduceCoordinator::ReduceCoordinator(NodeContext& ctx, Membership& membership)
-    : ctx_(ctx), membership_(membership) {
+ReduceCoordinator::ReduceCoordinator(NodeContext& ctx, Membership& membership, Fetcher& fetcher,
+                                     ObjectServer& server, DirectoryClient& dir)
+    : ctx_(ctx), membership_(membership), fetcher_(fetcher), server_(server), dir_(dir) {
   auto& d = ctx_.dispatch;
   d.on<msg::LocateReply>([this](const ConnPtr&, const msg::LocateReply& r) { on_locate_reply(r); });
   d.on<msg::ReduceDone>([this](const ConnPtr&, const msg::ReduceDone& m) { on_reduce_done(m); });
@@ -28,6 +34,15 @@ std::uint64_t ReduceCoordinator::start(ReduceOptions o,
   c.opts = std::move(o);
   c.done = std::move(done);
   c.deadline = deadline.value_or(std::chrono::steady_clock::now() + c.opts.timeout);
+  // Inputs small enough that all k of them cross our link in about a
+  // millisecond come with their bytes, and are folded here.
+  const double budget = std::max(16.0 * 1024, ctx_.link_bandwidth * 1e-3);
+  // A forced depth asks for the tree-chain itself.
+  if (!c.opts.depth) {
+    c.inline_max = static_cast<std::uint32_t>(
+        std::min<double>(static_cast<double>(ctx_.opts.inline_threshold),
+                         budget / static_cast<double>(std::max<std::size_t>(c.k - 1, 1))));
+  }
   c.deadline_timer = std::make_shared<asio::steady_timer>(ctx_.io, c.deadline);
   c.deadline_timer->async_wait([this, rid](error_code ec) {
     auto it = reduces_.find(rid);
@@ -50,7 +65,7 @@ std::uint64_t ReduceCoordinator::start(ReduceOptions o,
     std::uint64_t req = ctx_.next_request();
     locate_to_reduce_[req] = rid;
     locate_ids_[req] = id;
-    ctx_.send(ctx_.shard_of(id), msg::Locate{id, req, ctx_.me});
+    ctx_.send(ctx_.shard_of(id), locate_msg(req, id));
   }
   return rid;
 }
@@ -98,17 +113,25 @@ void ReduceCoordinator::cancel_open_tasks(Reduction& c) {
   c.task_where.clear();
 }
 
+msg::Locate ReduceCoordinator::locate_msg(std::uint64_t req, const ObjectID& id) const {
+  msg::Locate l{id, req, ctx_.me, 0};
+  if (auto it = locate_to_reduce_.find(req); it != locate_to_reduce_.end()) {
+    if (auto r = reduces_.find(it->second); r != reduces_.end()) l.inline_max = r->second.inline_max;
+  }
+  return l;
+}
+
 void ReduceCoordinator::on_locate_reply(const msg::LocateReply& r) {
   auto lit = locate_to_reduce_.find(r.request);
   if (lit == locate_to_reduce_.end()) return;
-  if (r.holder >= ctx_.world || (!ctx_.alive.empty() && !ctx_.alive[r.holder])) {
+  // (With the bytes in hand, the holder's fate does not matter.)
+  if (!r.has_inline && (r.holder >= ctx_.world || (!ctx_.alive.empty() && !ctx_.alive[r.holder]))) {
     // A shard that has not yet noticed the failure named a dead holder:
     // ask again shortly (it forgets the rank within a failure timeout, or a
     // re-put gives a live holder), instead of sending work to the dead.
     auto timer = std::make_shared<asio::steady_timer>(ctx_.io, ctx_.opts.failure_timeout / 4);
     timer->async_wait([this, timer, req = r.request, id = r.id](error_code) {
-      if (!ctx_.stopping && locate_to_reduce_.count(req))
-        ctx_.send(ctx_.shard_of(id), msg::Locate{id, req, ctx_.me});
+      if (!ctx_.stopping && locate_to_reduce_.count(req)) ctx_.send(ctx_.shard_of(id), locate_msg(req, id));
     });
     return;
   }
@@ -180,12 +203,14 @@ class ReduceCoordinator::ChainEffects final : public scheduler::TreeChain::Effec
 const std::vector<ObjectID>& ReduceCoordinator::used(const Reduction& c) {
   static const std::vector<ObjectID> kNone;
   if (c.striped) return c.striped_used;
+  if (c.local) return c.local_used;
   return c.chain ? c.chain->used() : kNone;
 }
 
 void ReduceCoordinator::arrive(std::uint64_t rid, const msg::LocateReply& r) {
   Reduction& c = reduces_.at(rid);
   if (c.finished || used(c).size() >= c.k) return;  // a k-of-n straggler: not needed
+  if (r.has_inline || c.local) return fold_here(rid, r);
 
   const std::size_t esize = element_size(c.opts.dtype);
   if (!c.chain) {
@@ -227,6 +252,57 @@ void ReduceCoordinator::arrive(std::uint64_t rid, const msg::LocateReply& r) {
   }
 }
 
+// An inline input: folded into the result here; the k-th completes it.
+void ReduceCoordinator::fold_here(std::uint64_t rid, const msg::LocateReply& r) {
+  Reduction& c = reduces_.at(rid);
+  if (!r.has_inline || c.chain) {
+    // Nodes that disagree on the inline threshold: some inputs came with
+    // their bytes and some without.
+    return finish_reduce(rid, invalid_argument("reduce into " + c.opts.target.short_hex() +
+                                               ": some inputs are held inline and some are not (do all "
+                                               "nodes use the same inline threshold?)"));
+  }
+  const std::size_t esize = element_size(c.opts.dtype);
+  if (std::find(c.local_used.begin(), c.local_used.end(), r.id) != c.local_used.end()) return;
+  if (!c.local) {
+    if (r.size % esize != 0) {
+      return finish_reduce(
+          rid, invalid_argument("reduce input " + r.id.short_hex() + " has " + std::to_string(r.size) +
+                                " bytes, not a multiple of " + std::to_string(esize)));
+    }
+    c.local = true;
+    c.size = r.size;
+    c.acc = r.inline_data;
+  } else if (r.size != c.size) {
+    return finish_reduce(
+        rid, invalid_argument("reduce inputs differ in size: " + std::to_string(c.size) + " and " +
+                              std::to_string(r.size) + " (" + r.id.short_hex() + ")"));
+  } else if (c.size) {
+    auto* acc = reinterpret_cast<std::byte*>(c.acc.data());
+    reduce::apply(c.opts.op, c.opts.dtype, acc, acc, reinterpret_cast<const std::byte*>(r.inline_data.data()),
+                  c.size);
+  }
+  c.local_used.push_back(r.id);
+  if (c.local_used.size() < c.k) return;
+  // The result is a local copy like any other: published (inline, since it
+  // is small) and handed to local gets.
+  auto& store = *ctx_.store;
+  if (store.find(c.opts.target)) {
+    store.erase(c.opts.target);
+    server_.drop(c.opts.target, true);
+  }
+  auto e = store.create_object(c.opts.target, c.size);
+  if (!e.is_ok()) return finish_reduce(rid, e.status());
+  auto entry = std::move(e).value();
+  if (c.size) std::memcpy(entry->data, c.acc.data(), c.size);
+  entry->seal();
+  ctx_.send(ctx_.shard_of(c.opts.target), dir_.publish_msg(*entry, msg::LocationState::kComplete));
+  fetcher_.on_local_sealed(entry);
+  ReduceResult res;
+  res.used = c.local_used;
+  finish_reduce(rid, std::move(res));
+}
+
 // Asks again for every input not in the plan: the lost ones (a re-put or
 // another copy) and, for k < n, the spares whose answers were dropped.
 void ReduceCoordinator::locate_unused(std::uint64_t rid) {
@@ -241,7 +317,7 @@ void ReduceCoordinator::locate_unused(std::uint64_t rid) {
     std::uint64_t req = ctx_.next_request();
     locate_to_reduce_[req] = rid;
     locate_ids_[req] = id;
-    ctx_.send(ctx_.shard_of(id), msg::Locate{id, req, ctx_.me});
+    ctx_.send(ctx_.shard_of(id), locate_msg(req, id));
   }
 }
 
@@ -460,7 +536,7 @@ void ReduceCoordinator::finish_reduce(std::uint64_t rid, Result<ReduceResult> r)
 void ReduceCoordinator::on_shards_moved(const std::vector<bool>& old_alive) {
   for (const auto& [req, id] : locate_ids_) {
     if (ctx_.shard_in(id, old_alive) == ctx_.shard_of(id)) continue;
-    ctx_.send(ctx_.shard_of(id), msg::Locate{id, req, ctx_.me});
+    ctx_.send(ctx_.shard_of(id), locate_msg(req, id));
   }
 }
 

@@ -20,6 +20,12 @@
 // everything below and beside it keeps running. A striped allreduce has no
 // such structure and restarts.
 //
+// Small inputs skip all of that: Locate asks for the bytes of inputs the
+// directory holds inline (up to a size for which the coordinator's link
+// takes them all in about a millisecond), and the coordinator folds the
+// first k to arrive itself and puts the target. Nothing runs elsewhere, so
+// a holder's death after its answer costs nothing.
+//
 // Owns: the reduces in progress and their locates and tasks; LocateReply,
 // ReduceDone and ReduceLost.
 // Thread-binding: the progress thread.
@@ -37,12 +43,16 @@
 
 namespace hoplite::node {
 
+class DirectoryClient;
+class Fetcher;
 class Membership;
+class ObjectServer;
 
 class ReduceCoordinator final : public Component {
  public:
   using Done = std::shared_ptr<std::promise<Result<ReduceResult>>>;
-  ReduceCoordinator(NodeContext& ctx, Membership& membership);
+  ReduceCoordinator(NodeContext& ctx, Membership& membership, Fetcher& fetcher, ObjectServer& server,
+                    DirectoryClient& dir);
 
   // Progress thread. `deadline`: kept from an earlier attempt.
   std::uint64_t start(ReduceOptions o, Done done,
@@ -60,6 +70,11 @@ class ReduceCoordinator final : public Component {
     // Positions and their repair state; set at the first arrival.
     std::optional<scheduler::TreeChain> chain;
     std::vector<ObjectID> striped_used;  // a striped attempt's inputs
+    // Folded here (inline inputs): the result so far and its inputs.
+    bool local = false;
+    std::vector<std::uint8_t> acc;
+    std::vector<ObjectID> local_used;
+    std::uint32_t inline_max = 0;  // asked of every Locate
     std::vector<ObjectID> intermediates;
     // Every task issued and not yet done, for cancelling.
     std::unordered_map<std::uint64_t, std::pair<Rank, ObjectID>> task_where;
@@ -86,8 +101,10 @@ class ReduceCoordinator final : public Component {
 
   class ChainEffects;
   static const std::vector<ObjectID>& used(const Reduction& c);
+  msg::Locate locate_msg(std::uint64_t req, const ObjectID& id) const;
   void on_locate_reply(const msg::LocateReply& r);
   void arrive(std::uint64_t rid, const msg::LocateReply& r);
+  void fold_here(std::uint64_t rid, const msg::LocateReply& r);
   void arm_decision(std::uint64_t rid);
   void run_striped(std::uint64_t rid);
   void restart_reduce(std::uint64_t rid, const std::string& why);
@@ -102,6 +119,9 @@ class ReduceCoordinator final : public Component {
 
   NodeContext& ctx_;
   Membership& membership_;
+  Fetcher& fetcher_;
+  ObjectServer& server_;
+  DirectoryClient& dir_;
   std::uint64_t next_reduce_ = 1;
   std::unordered_map<std::uint64_t, Reduction> reduces_;
   std::unordered_map<std::uint64_t, std::uint64_t> locate_to_reduce_;

@@ -476,6 +476,64 @@ TEST(ReduceKOfNTest, StragglersAreLeftOut) {
   EXPECT_EQ(rc, 0);
 }
 
+// Inputs the directory holds inline come to the coordinator with their
+// locations and are folded there: no task runs anywhere, the first k still
+// win, and a forced depth still gets the tree-chain it asked for.
+TEST(ReduceInlineTest, SmallInputsFoldAtTheCoordinator) {
+  constexpr int kRanks = 4;
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        Case c;
+        c.tag = "inline/kofn";
+        c.op = ReduceOp::kMax;
+        c.dtype = DataType::kInt32;
+        c.size = 1024;
+        ObjectWriter late;
+        if (node.rank() == 3) {
+          ASSIGN_OR_FAIL(late, node.create(input_id(c.tag, 3), c.size));
+          fill_input(late.data(), c.dtype, 3);
+        } else {
+          CHECK_OK(node.put(input_id(c.tag, node.rank()), make_input(c.size, c.dtype, node.rank())));
+        }
+        CHECK_OK(node.barrier(kWait));
+        if (node.rank() == 1) {
+          ReduceOptions o = reduce_options(c, input_ids(c.tag, all_ranks(kRanks)));
+          o.k = 3;
+          ASSIGN_OR_FAIL(ReduceResult res, node.reduce(o));
+          const std::vector<int> used = ranks_of(res.used, c.tag, all_ranks(kRanks));
+          if (used != std::vector<int>{0, 1, 2}) FAIL_BODY("used " + join(used) + ", want {0,1,2}");
+          CHECK_EQ(res.recomputed, 0u);
+        }
+        CHECK_OK(node.barrier(kWait));
+        if (node.rank() == 3) CHECK_OK(late.seal());
+        ASSIGN_OR_FAIL(ObjectView view, node.get(target_id(c.tag)).wait(kWait));
+        CHECK_REDUCED(view.bytes(), c.size, c.op, c.dtype, (std::vector<int>{0, 1, 2}), c.tag);
+        CHECK_EQ(node.stats().reduce_tasks, 0u);
+        CHECK_OK(node.barrier(kWait));
+
+        // The same inputs with a forced shape: tasks on the holders.
+        Case forced = c;
+        forced.tag = "inline/forced";
+        forced.depth = 1;
+        RETURN_IF_FAILED(reduce_and_check(node, forced));
+        CHECK_OK(put_used(node, "inline/tasks/" + std::to_string(node.rank()),
+                          {static_cast<int>(node.stats().reduce_tasks)}));
+        if (node.rank() == 0) {
+          int tasks = 0;
+          for (int r = 0; r < kRanks; ++r) {
+            ASSIGN_OR_FAIL(std::vector<int> t, get_used(node, "inline/tasks/" + std::to_string(r)));
+            tasks += t.at(0);
+          }
+          CHECK_TRUE(tasks > 0);
+        }
+        CHECK_OK(node.barrier(kWait));
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
 TEST(ReduceKOfNTest, FirstKOfAllPresentInputs) {
   constexpr int kRanks = 6;
   int rc = run_cluster(

@@ -661,5 +661,34 @@ TEST(DirectoryShardProperty, RandomSequencesWithPutWhileOwnLookupIsParked) {
   }
 }
 
+// Locate: a holder of a complete copy, now or at the publish; the bytes of
+// an inline object come along only up to the size the coordinator asked for.
+TEST(DirectoryShardLocate, AnswersWithAHolderAndSmallInlineBytes) {
+  DirectoryShard shard;
+  const ObjectID small = ObjectID::from_name("locate/small");
+  const ObjectID big = ObjectID::from_name("locate/big");
+  // Parked until the first complete copy.
+  EXPECT_FALSE(shard.locate(control::Locate{small, 1, 5, 64}).has_value());
+  EXPECT_TRUE(shard.publish(InlinePub(small, 2, {1, 2, 3})).empty());
+  auto located = shard.take_located();
+  ASSERT_EQ(located.size(), 1u);
+  EXPECT_EQ(located[0].to, 5u);
+  EXPECT_EQ(located[0].reply.holder, 2u);
+  EXPECT_TRUE(located[0].reply.has_inline);
+  EXPECT_EQ(located[0].reply.inline_data, (std::vector<std::uint8_t>{1, 2, 3}));
+  // Asked with a smaller bound, or none: the holder only.
+  auto bounded = shard.locate(control::Locate{small, 2, 6, 2});
+  ASSERT_TRUE(bounded.has_value());
+  EXPECT_FALSE(bounded->reply.has_inline);
+  EXPECT_TRUE(bounded->reply.inline_data.empty());
+  EXPECT_FALSE(shard.locate(control::Locate{small, 3, 6, 0})->reply.has_inline);
+  // Not held inline: never bytes.
+  shard.publish(Pub(big, 3, 1 << 20));
+  auto b = shard.locate(control::Locate{big, 4, 6, 0xffffffffu});
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->reply.holder, 3u);
+  EXPECT_FALSE(b->reply.has_inline);
+}
+
 }  // namespace
 }  // namespace hoplite
