@@ -1,7 +1,7 @@
 // gather_perf / allgather_perf: every rank puts one object of `size / n`
 // bytes; the root (gather) or every rank (allgather) gets all of them at
-// once, fetched in parallel. size is the total gathered, as in nccl-tests;
-// busbw = algbw * (n-1)/n.
+// once, fetched in parallel (allgather: each from the ring predecessor). size is the total gathered, as in
+// nccl-tests; busbw = algbw * (n-1)/n.
 #include <chrono>
 #include <string>
 #include <vector>
@@ -33,8 +33,12 @@ int run_gather(int argc, char** argv, bool all) {
       auto t0 = std::chrono::steady_clock::now();
       HOPLITE_RETURN_IF_ERROR(w->seal());
       if (all || rank == root) {
+        // Allgather: every object travels around the ring, each rank reading
+        // it from its predecessor, so each link carries one stream.
+        GetOptions ring;
+        if (all) ring.after = (rank + world - 1) % world;
         std::vector<ObjectFuture> fs;
-        for (int r = 0; r < world; ++r) fs.push_back(node.get(id(r)));
+        for (int r = 0; r < world; ++r) fs.push_back(node.get(id(r), ring));
         std::vector<ObjectView> views;
         for (auto& f : fs) {
           auto v = f.wait(std::chrono::minutes(5));

@@ -33,6 +33,13 @@ struct GetOptions {
   // Answer NotFound at once when no copy is known, instead of waiting for a
   // put.
   bool must_exist = false;
+  // Read from this rank's copy, complete or still arriving, once it has
+  // one: in an allgather where each rank gets every object with its ring
+  // predecessor as `after`, every object flows around the ring and each
+  // link carries one stream. -1: the directory picks the sender (the tail
+  // of the shortest broadcast chain). A rank that never gets the object
+  // makes the get wait for a first copy elsewhere only once it has failed.
+  int after = -1;
 };
 
 enum class RemoveScope { kLocal, kGlobal };

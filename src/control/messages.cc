@@ -131,6 +131,7 @@ MsgType write(WireWriter& w, const Lookup& m) {
   w.u32(m.requester);
   w.u8(m.must_exist ? 1 : 0);
   w.u8(m.resume ? 1 : 0);
+  w.u32(m.after);
   return MsgType::kLookup;
 }
 MsgType write(WireWriter& w, const LookupReply& m) {
@@ -368,6 +369,7 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u32(m.requester));
       TRY(get_bool(r, m.must_exist));
       TRY(get_bool(r, m.resume));
+      TRY(r.u32(m.after));
       return Message{m};
     }
     case MsgType::kLookupReply: {

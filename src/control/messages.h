@@ -119,6 +119,9 @@ struct Lookup {
   // source that has at least as much, and keep the requester where it is
   // in its chain, since its successors stream from it.
   bool resume = false;
+  // Read from this rank's copy, once it has one (a ring-ordered allgather:
+  // each node reads from its predecessor); kNoRank: the shard chooses.
+  Rank after = kNoRank;
 };
 // kComposite: the object is made of parts held elsewhere (a striped
 // allreduce's result); `parts` says which, and the reader pulls each part

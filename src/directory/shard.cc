@@ -23,6 +23,16 @@ std::optional<Reply> DirectoryShard::answer(const ObjectID& id, Record& rec, con
     return Reply{l.requester, std::move(r)};
   }
   if (!rec.has_size) return std::nullopt;
+  if (!l.resume && l.after != control::kNoRank && l.after != l.requester) {
+    if (auto sender = rec.planner.assign_after(l.requester, l.after)) {
+      r.result = LookupResult::kSender;
+      r.size = rec.size;
+      r.sender = *sender;
+      return Reply{l.requester, std::move(r)};
+    }
+    // Not there yet: wait for it (its own lookup or publish plans it).
+    if (!rec.planner.planned(l.after)) return std::nullopt;
+  }
   if (l.resume) {
     // The requester's sender died. Its new predecessor in the chain (the
     // dead sender's own sender) is ahead of it and already streaming, so
@@ -89,6 +99,9 @@ std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
     }
   }
   rec.waiters = std::move(still);
+  // Waiters that read from one of those just answered.
+  retry_waiters(p.id, rec);
+  for (auto& r : take_answered()) out.push_back(std::move(r));
   return out;
 }
 
@@ -125,7 +138,10 @@ void DirectoryShard::unpublish(const ObjectID& id, Rank rank) {
 std::optional<Reply> DirectoryShard::lookup(const control::Lookup& l) {
   auto it = records_.find(l.id);
   if (it != records_.end()) {
-    if (auto r = answer(l.id, it->second, l)) return r;
+    if (auto r = answer(l.id, it->second, l)) {
+      retry_waiters(l.id, it->second);  // some may read from the requester
+      return r;
+    }
   }
   if (l.must_exist) {
     control::LookupReply r;
@@ -173,13 +189,47 @@ std::optional<LocateAnswer> DirectoryShard::locate(const control::Locate& l) {
   return std::nullopt;
 }
 
+void DirectoryShard::retry_waiters(const ObjectID& id, Record& rec) {
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (std::size_t i = 0; i < rec.waiters.size(); ++i) {
+      if (rec.waiters[i].after == control::kNoRank) continue;
+      if (auto r = answer(id, rec, rec.waiters[i])) {
+        answered_.push_back(std::move(*r));
+        rec.waiters.erase(rec.waiters.begin() + static_cast<std::ptrdiff_t>(i));
+        progress = true;  // that one may be read from in turn
+        break;
+      }
+    }
+  }
+}
+
 void DirectoryShard::forget_rank(Rank rank) {
   for (auto it = records_.begin(); it != records_.end();) {
     Record& rec = it->second;
+    // Waiting to read from the dead rank: the shard chooses instead.
+    bool freed = false;
+    for (auto& w : rec.waiters) {
+      if (w.after == rank) {
+        w.after = control::kNoRank;
+        freed = true;
+      }
+    }
     rec.planner.remove(rank);
     std::erase(rec.complete, rank);
     std::erase_if(rec.waiters, [rank](const auto& w) { return w.requester == rank; });
     std::erase_if(rec.locators, [rank](const auto& l) { return l.requester == rank; });
+    if (freed) {
+      std::vector<control::Lookup> still;
+      for (auto& w : rec.waiters) {
+        if (auto r = answer(it->first, rec, w)) {
+          answered_.push_back(std::move(*r));
+        } else {
+          still.push_back(w);
+        }
+      }
+      rec.waiters = std::move(still);
+    }
     if (rec.planner.empty() && rec.waiters.empty() && rec.locators.empty() && !rec.is_inline &&
         !rec.is_composite) {
       it = records_.erase(it);

@@ -40,6 +40,9 @@ class DirectoryShard {
   std::vector<Reply> publish(const control::Publish& p);
   // Locate requests answered by the last publish (taken by the caller).
   std::vector<LocateAnswer> take_located() { return std::move(located_); }
+  // Lookups answered by the last lookup or forget_rank besides its own
+  // reply: ones waiting to read from a rank that is now planned (or dead).
+  std::vector<Reply> take_answered() { return std::move(answered_); }
   // Declares a composite object (a striped allreduce's result); lookups are
   // answered with its parts.
   std::vector<Reply> publish_composite(const control::PublishComposite& p);
@@ -80,11 +83,13 @@ class DirectoryShard {
     std::vector<control::Locate> locators;
   };
   std::optional<Reply> answer(const ObjectID& id, Record& rec, const control::Lookup& l);
+  void retry_waiters(const ObjectID& id, Record& rec);
   // A complete copy's holder, and the bytes too when inline and wanted.
   static control::LocateReply locate_reply(const ObjectID& id, const Record& rec, const control::Locate& l);
 
   std::unordered_map<ObjectID, Record> records_;
   std::vector<LocateAnswer> located_;
+  std::vector<Reply> answered_;
 };
 
 }  // namespace hoplite::directory

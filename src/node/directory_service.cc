@@ -12,6 +12,7 @@ DirectoryService::DirectoryService(NodeContext& ctx) : ctx_(ctx) {
   d.on<msg::Unpublish>([this](const ConnPtr&, const msg::Unpublish& u) { shard_.unpublish(u.id, u.rank); });
   d.on<msg::Lookup>([this](const ConnPtr&, const msg::Lookup& l) {
     if (auto r = shard_.lookup(l)) ctx_.send(r->to, r->reply);
+    send_answered();
   });
   d.on<msg::Locate>([this](const ConnPtr&, const msg::Locate& l) {
     if (auto a = shard_.locate(l)) ctx_.send(a->to, a->reply);

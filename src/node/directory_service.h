@@ -22,9 +22,15 @@ class DirectoryService final : public Component {
  public:
   explicit DirectoryService(NodeContext& ctx);
 
-  void on_peer_lost(Rank r) override { shard_.forget_rank(r); }
+  void on_peer_lost(Rank r) override {
+    shard_.forget_rank(r);
+    send_answered();
+  }
 
  private:
+  void send_answered() {
+    for (auto& a : shard_.take_answered()) ctx_.send(a.to, a.reply);
+  }
   void on_remove(const msg::Remove& r);
 
   NodeContext& ctx_;

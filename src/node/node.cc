@@ -273,8 +273,10 @@ ObjectFuture Node::get(const ObjectID& id, GetOptions opts) {
     st->fulfill(ObjectView(id, e->data, e->size, e, -1));
     return ObjectFuture(st);
   }
-  asio::post(impl_->ctx.io,
-             [impl = impl_.get(), st, opts] { impl->fetcher->start_get(st, opts.must_exist); });
+  asio::post(impl_->ctx.io, [impl = impl_.get(), st, opts] {
+    impl->fetcher->start_get(st, opts.must_exist,
+                             opts.after >= 0 ? static_cast<node::Rank>(opts.after) : msg::kNoRank);
+  });
   return ObjectFuture(st);
 }
 

@@ -43,6 +43,22 @@ std::optional<Rank> BroadcastPlanner::assign(Rank receiver) {
   return sender;
 }
 
+std::optional<Rank> BroadcastPlanner::assign_after(Rank receiver, Rank after) {
+  if (receiver == after) return std::nullopt;
+  auto at = find(after);
+  if (!at) return std::nullopt;
+  auto& chain = chains_[at->first];
+  if (at->second + 1 != chain.size() || !sources_.count(chain.front())) return std::nullopt;
+  remove(receiver);
+  // remove() may have moved chains around: find the tail again.
+  for (auto& ch : chains_) {
+    if (ch.back() != after) continue;
+    ch.push_back(receiver);
+    return after;
+  }
+  return std::nullopt;
+}
+
 void BroadcastPlanner::remove(Rank r) {
   sources_.erase(r);
   auto at = find(r);

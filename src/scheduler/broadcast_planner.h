@@ -30,6 +30,11 @@ class BroadcastPlanner {
   // sender's chain, or nullopt when no copy exists yet (the caller keeps the
   // receiver waiting). A receiver already planned is re-planned.
   std::optional<Rank> assign(Rank receiver);
+  // `receiver` wants to read from `after` (a ring order): appended after it
+  // when `after` ends a chain that a source feeds. nullopt when `after` is
+  // not planned yet, or is followed already (then assign() decides).
+  std::optional<Rank> assign_after(Rank receiver, Rank after);
+  bool planned(Rank r) const { return find(r).has_value(); }
   // The receiver now holds the complete object.
   void complete(Rank r) { add_source(r); }
   // The node no longer holds (or will not get) the object.

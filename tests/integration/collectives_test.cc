@@ -534,6 +534,39 @@ TEST(ReduceInlineTest, SmallInputsFoldAtTheCoordinator) {
   EXPECT_EQ(rc, 0);
 }
 
+// Allgather in ring order: with its predecessor as `after`, every rank
+// reads every object from that predecessor, whatever order the lookups
+// reach the shards in; objects large enough to stream in chunks.
+TEST(AllgatherTest, RingOrderReadsEveryObjectFromThePredecessor) {
+  constexpr int kRanks = 5;
+  const std::uint64_t size = kChunk * 3 + 8;
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        const int me = node.rank();
+        auto id = [](int r) { return input_id("allgather/ring", r); };
+        ASSIGN_OR_FAIL(ObjectWriter w, node.create(id(me), size));
+        fill_input(w.data(), DataType::kInt32, me);
+        CHECK_OK(node.barrier(kWait));
+        CHECK_OK(w.seal());
+        GetOptions ring;
+        ring.after = (me + kRanks - 1) % kRanks;
+        std::vector<ObjectFuture> fs;
+        for (int r = kRanks - 1; r >= 0; --r) fs.push_back(node.get(id(r), ring));
+        for (int i = 0; i < kRanks; ++i) {
+          const int r = kRanks - 1 - i;
+          ASSIGN_OR_FAIL(ObjectView v, fs[static_cast<std::size_t>(i)].wait(kWait));
+          CHECK_REDUCED(v.bytes(), size, ReduceOp::kSum, DataType::kInt32, (std::vector<int>{r}),
+                        "allgather");
+          if (r != me) CHECK_EQ(v.source(), ring.after);
+        }
+        CHECK_OK(node.barrier(kWait));
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
 TEST(ReduceKOfNTest, FirstKOfAllPresentInputs) {
   constexpr int kRanks = 6;
   int rc = run_cluster(

@@ -690,5 +690,63 @@ TEST(DirectoryShardLocate, AnswersWithAHolderAndSmallInlineBytes) {
   EXPECT_FALSE(b->reply.has_inline);
 }
 
+// A lookup that names `after` reads from that rank: it waits until the rank
+// is in a chain, and then the chain is the ring order whatever order the
+// lookups came in. A dead `after` leaves the choice to the shard.
+control::Lookup After(const ObjectID& id, Rank requester, Rank after) {
+  control::Lookup l = Look(id, requester);
+  l.after = after;
+  return l;
+}
+
+TEST(DirectoryShardAfter, LookupsFormTheRingOrderWhateverTheirArrival) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("after/ring");
+  shard.publish(Pub(id, 0, 1 << 20, LocationState::kPartial));  // the origin, still writing
+  EXPECT_FALSE(shard.lookup(After(id, 3, 2)).has_value());
+  EXPECT_FALSE(shard.lookup(After(id, 2, 1)).has_value());
+  EXPECT_TRUE(shard.take_answered().empty());
+  auto first = shard.lookup(After(id, 1, 0));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->reply.sender, 0u);
+  auto rest = shard.take_answered();
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[0].to, 2u);
+  EXPECT_EQ(rest[0].reply.sender, 1u);
+  EXPECT_EQ(rest[1].to, 3u);
+  EXPECT_EQ(rest[1].reply.sender, 2u);
+  EXPECT_EQ(shard.locations(id), (std::vector<Rank>{0, 1, 2, 3}));
+}
+
+TEST(DirectoryShardAfter, AFollowedOrDeadAfterLeavesTheChoiceToTheShard) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("after/fallback");
+  shard.publish(Pub(id, 0, 1 << 20));
+  ASSERT_EQ(shard.lookup(Look(id, 1))->reply.sender, 0u);
+  ASSERT_EQ(shard.lookup(Look(id, 2))->reply.sender, 1u);
+  // Rank 1 is followed already: a plain assignment (the tail).
+  EXPECT_EQ(shard.lookup(After(id, 3, 1))->reply.sender, 2u);
+  // Waiting for rank 5, which then dies: answered by the shard's rule.
+  EXPECT_FALSE(shard.lookup(After(id, 4, 5)).has_value());
+  shard.forget_rank(5);
+  auto freed = shard.take_answered();
+  ASSERT_EQ(freed.size(), 1u);
+  EXPECT_EQ(freed[0].to, 4u);
+  EXPECT_EQ(freed[0].reply.sender, 3u);
+}
+
+TEST(DirectoryShardAfter, WaitersBeforeTheFirstCopyAreAnsweredInRingOrder) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("after/early");
+  EXPECT_FALSE(shard.lookup(After(id, 2, 1)).has_value());
+  EXPECT_FALSE(shard.lookup(After(id, 1, 0)).has_value());
+  auto replies = shard.publish(Pub(id, 0, 1 << 20, LocationState::kPartial));
+  ASSERT_EQ(replies.size(), 2u);
+  std::map<Rank, Rank> sender_of;
+  for (const auto& r : replies) sender_of[r.to] = r.reply.sender;
+  EXPECT_EQ(sender_of[1], 0u);
+  EXPECT_EQ(sender_of[2], 1u);
+}
+
 }  // namespace
 }  // namespace hoplite

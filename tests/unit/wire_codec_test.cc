@@ -92,7 +92,7 @@ auto Fields(const ctl::Unpublish& m) {
   return std::tie(m.id, m.rank);
 }
 auto Fields(const ctl::Lookup& m) {
-  return std::tie(m.id, m.request, m.requester, m.must_exist, m.resume);
+  return std::tie(m.id, m.request, m.requester, m.must_exist, m.resume, m.after);
 }
 auto Fields(const ctl::Heartbeat& m) {
   return std::tie(m.rank, m.epoch);
@@ -254,7 +254,7 @@ std::vector<Sample> Samples() {
 
   s.push_back({"PublishAck", MsgType::kPublishAck, ctl::PublishAck{id, 123456789}});
   s.push_back({"Unpublish", MsgType::kUnpublish, ctl::Unpublish{id, 17}});
-  s.push_back({"Lookup", MsgType::kLookup, ctl::Lookup{id, 99, 8, true, true}});
+  s.push_back({"Lookup", MsgType::kLookup, ctl::Lookup{id, 99, 8, true, true, 3}});
 
   ctl::LookupReply sender_reply{id, 5, ctl::LookupResult::kSender, 1ULL << 33, 3, {}, {}};
   s.push_back({"LookupReplySender", MsgType::kLookupReply, sender_reply});
