@@ -23,6 +23,9 @@ std::optional<Reply> DirectoryShard::answer(const ObjectID& id, Record& rec, con
     return Reply{l.requester, std::move(r)};
   }
   if (!rec.has_size) return std::nullopt;
+  // Small and still being written: the sealed copy's publish answers it
+  // inline.
+  if (!l.resume && rec.size <= wait_for_inline_ && rec.complete.empty()) return std::nullopt;
   if (!l.resume && l.after != control::kNoRank && l.after != l.requester) {
     if (auto sender = rec.planner.assign_after(l.requester, l.after)) {
       r.result = LookupResult::kSender;
@@ -143,7 +146,9 @@ std::optional<Reply> DirectoryShard::lookup(const control::Lookup& l) {
       return r;
     }
   }
-  if (l.must_exist) {
+  // A copy being written counts as known: the lookup waits for its seal.
+  const bool known = it != records_.end() && it->second.has_size && it->second.planner.has_source();
+  if (l.must_exist && !known) {
     control::LookupReply r;
     r.id = l.id;
     r.request = l.request;

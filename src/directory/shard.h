@@ -34,6 +34,13 @@ struct LocateAnswer {
 
 class DirectoryShard {
  public:
+  // Nodes publish objects up to their inline threshold with the bytes once
+  // complete; a lookup of one up to `wait_for_inline` bytes that is still
+  // being written waits for that, since the answer then carries the bytes
+  // (one hop, no transfer) and streaming so little gains nothing. 0: any
+  // copy being written streams.
+  explicit DirectoryShard(std::uint64_t wait_for_inline = 0) : wait_for_inline_(wait_for_inline) {}
+
   // `rank` holds a copy (complete or, for an origin still being written,
   // partial). Inline objects carry their bytes. Returns the waiting lookups
   // this publish answers.
@@ -90,6 +97,7 @@ class DirectoryShard {
   std::unordered_map<ObjectID, Record> records_;
   std::vector<LocateAnswer> located_;
   std::vector<Reply> answered_;
+  std::uint64_t wait_for_inline_;
 };
 
 }  // namespace hoplite::directory

@@ -16,6 +16,7 @@
 // otherwise (immutable after start, or atomic).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -128,6 +129,14 @@ class Messenger {
   virtual ~Messenger() = default;
   virtual void send_to(Rank r, const msg::Message& m) = 0;
 };
+
+// A reader whose sender does not have the object yet (a reduce task or a
+// stripe not started there, a ring predecessor not yet reading) watches
+// again after this long: 1 ms first, since it is usually a matter of one
+// message, doubling to 20 ms.
+inline std::chrono::milliseconds watch_retry_delay(int retries) {
+  return std::chrono::milliseconds(std::min(20, 1 << std::clamp(retries - 1, 0, 5)));
+}
 
 struct NodeContext {
   explicit NodeContext(NodeOptions o) : opts(std::move(o)) {

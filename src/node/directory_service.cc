@@ -2,7 +2,7 @@
 
 namespace hoplite::node {
 
-DirectoryService::DirectoryService(NodeContext& ctx) : ctx_(ctx) {
+DirectoryService::DirectoryService(NodeContext& ctx) : ctx_(ctx), shard_(ctx.opts.inline_threshold) {
   auto& d = ctx_.dispatch;
   d.on<msg::Publish>([this](const ConnPtr&, const msg::Publish& p) {
     for (auto& r : shard_.publish(p)) ctx_.send(r.to, r.reply);

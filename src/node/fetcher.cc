@@ -96,8 +96,9 @@ void Fetcher::handle_lookup_reply(const msg::LookupReply& r) {
       p.size = r.size;
       p.rank = me;
       p.state = msg::LocationState::kComplete;
-      ctx_.send(ctx_.shard_of(r.id), p);
-      return fulfill_waiters(r.id, view_of(e.value()));
+      // The caller first: its wake-up need not wait for our send.
+      fulfill_waiters(r.id, view_of(e.value()));
+      return ctx_.send(ctx_.shard_of(r.id), p);
     }
     case msg::LookupResult::kComposite: return composites_->start(r);
     case msg::LookupResult::kSender: {
@@ -161,7 +162,7 @@ void Fetcher::on_progress(const msg::Progress& p) {
       watch(p.id);
       return;
     }
-    ctx_.after(std::chrono::milliseconds(20), [this, id = p.id, gen = in.gen] {
+    ctx_.after(watch_retry_delay(in.watch_retries), [this, id = p.id, gen = in.gen] {
       auto it2 = inbound_.find(id);
       if (it2 != inbound_.end() && it2->second.gen == gen) {
         ctx_.send(it2->second.sender, msg::Watch{id, ctx_.me, it2->second.stream});
@@ -238,9 +239,10 @@ void Fetcher::finish(const ObjectID& id) {
     return composites_->part_done(in.composite, id);
   }
   in.entry->seal();
-  ctx_.send(ctx_.shard_of(id), dir_.publish_msg(*in.entry, msg::LocationState::kComplete));
-  server_.notify(id);
+  // The caller first: its wake-up need not wait for our sends.
   fulfill_waiters(id, view_of(in.entry));
+  server_.notify(id);
+  ctx_.send(ctx_.shard_of(id), dir_.publish_msg(*in.entry, msg::LocationState::kComplete));
 }
 
 void Fetcher::abort(const ObjectID& id, const Status& why, bool retry) {

@@ -13,9 +13,8 @@ namespace hoplite::node {
 
 namespace {
 // A parent task can ask for its child's output before the child's task
-// message has landed at the child's holder; it asks again, this often, for
-// this long, before it gives up.
-constexpr auto kWatchRetryDelay = std::chrono::milliseconds(20);
+// message has landed at the child's holder; it asks again (about 5 s in
+// all, watch_retry_delay) before it gives up.
 constexpr int kWatchRetries = 250;
 }  // namespace
 
@@ -136,9 +135,10 @@ void ReduceExecutor::on_progress(const msg::Progress& p) {
       return fail(task, peer_failure("rank " + std::to_string(up.holder) + " does not hold upstream " +
                                      p.id.short_hex()));
     }
-    ctx_.after(kWatchRetryDelay, [this, id = p.id, holder = up.holder, stream = up.stream] {
-      if (pulls_.count(stream)) ctx_.send(holder, msg::Watch{id, ctx_.me, stream});
-    });
+    ctx_.after(watch_retry_delay(up.watch_retries),
+               [this, id = p.id, holder = up.holder, stream = up.stream] {
+                 if (pulls_.count(stream)) ctx_.send(holder, msg::Watch{id, ctx_.me, stream});
+               });
     return;
   }
   if (up.offset > p.size || eit->second.task.size > p.size - up.offset) {

@@ -748,5 +748,33 @@ TEST(DirectoryShardAfter, WaitersBeforeTheFirstCopyAreAnsweredInRingOrder) {
   EXPECT_EQ(sender_of[2], 1u);
 }
 
+// Small objects being written: lookups wait for the sealed copy, which
+// answers them with the bytes; a must_exist lookup counts the copy being
+// written as existing and waits too.
+TEST(DirectoryShardSmall, LookupsOfASmallObjectBeingWrittenWaitForItsBytes) {
+  DirectoryShard shard(64u << 10);
+  const ObjectID id = ObjectID::from_name("small/streaming");
+  const ObjectID big = ObjectID::from_name("small/big");
+  EXPECT_TRUE(shard.publish(Pub(id, 0, 1024, LocationState::kPartial)).empty());
+  EXPECT_FALSE(shard.lookup(Look(id, 1)).has_value());
+  EXPECT_FALSE(shard.lookup(Look(id, 2, 7, /*must_exist=*/true)).has_value());
+  auto replies = shard.publish(InlinePub(id, 0, std::vector<std::uint8_t>(1024, 9)));
+  ASSERT_EQ(replies.size(), 2u);
+  for (const auto& r : replies) {
+    EXPECT_EQ(r.reply.result, LookupResult::kInline);
+    EXPECT_EQ(r.reply.inline_data.size(), 1024u);
+  }
+  // Larger than that: streamed from the copy being written, as before.
+  shard.publish(Pub(big, 0, (64u << 10) + 1, LocationState::kPartial));
+  auto r = shard.lookup(Look(big, 1));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->reply.result, LookupResult::kSender);
+  EXPECT_EQ(r->reply.sender, 0u);
+  // must_exist of something nobody is writing: not found at once.
+  auto none = shard.lookup(Look(ObjectID::from_name("small/none"), 3, 8, true));
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->reply.result, LookupResult::kNotFound);
+}
+
 }  // namespace
 }  // namespace hoplite
