@@ -22,7 +22,7 @@
 //
 // Small inputs skip all of that: Locate asks for the bytes of inputs the
 // directory holds inline (up to a size for which the coordinator's link
-// takes them all in about a millisecond), and the coordinator folds the
+// takes them all in about 4 ms), and the coordinator folds the
 // first k to arrive itself and puts the target. Nothing runs elsewhere, so
 // a holder's death after its answer costs nothing.
 //
