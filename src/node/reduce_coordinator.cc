@@ -38,7 +38,9 @@ std::uint64_t ReduceCoordinator::start(ReduceOptions o,
   // 4 ms come with their bytes, and are folded here: on the emulated
   // 1 Gbit/s cluster a tree-chain of single-chunk inputs costs more than
   // that (64 KiB, N = 8: 7.7 ms through tasks, 5.0 ms folded here).
-  const double budget = std::max(64.0 * 1024, ctx_.link_bandwidth * 4e-3);
+  // The floor keeps the rule off a noisy probe's edge: 512 KiB is 4 ms at
+  // 1 Gbit/s.
+  const double budget = std::max(512.0 * 1024, ctx_.link_bandwidth * 4e-3);
   // A forced depth asks for the tree-chain itself.
   if (!c.opts.depth) {
     c.inline_max = static_cast<std::uint32_t>(
