@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <span>
 
@@ -35,8 +36,17 @@ class ObjectWriter {
   std::span<std::byte> data() const;
   // Bytes [0, bytes) are written and may be served. Monotonic.
   [[nodiscard]] Status publish(std::uint64_t bytes);
-  // The object is complete; the writer becomes empty.
+  // The object is complete; the writer becomes empty. Returns once the
+  // directory knows it, so from then on any node's get finds it (a
+  // must_exist get too).
   [[nodiscard]] Status seal();
+  // The same without waiting for the directory's answer (one round trip):
+  // the future holds it. Gets anywhere still find the object (a get that
+  // arrives at the directory first waits for it), and so do reduces and
+  // later messages from this node, which reach the directory after the
+  // seal; only a must_exist get elsewhere may miss it until the future is
+  // ready.
+  std::future<Status> seal_async();
 
  private:
   void abort();

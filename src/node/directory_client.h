@@ -31,6 +31,12 @@ class DirectoryClient final : public Component {
   // ack. User threads only.
   template <typename M>
   [[nodiscard]] Status request(M m, const std::string& what) {
+    auto f = request_async(std::move(m));
+    return wait(f, what);
+  }
+  // The same without waiting: the future is set by the ack (or the stop).
+  template <typename M>
+  std::future<Status> request_async(M m) {
     auto p = std::make_shared<std::promise<Status>>();
     auto f = p->get_future();
     asio::post(ctx_.io, [this, m, p]() mutable {
@@ -38,8 +44,11 @@ class DirectoryClient final : public Component {
       m.request = ctx_.next_request();
       track(m.request, m.id, msg::Message(m), [p](Status st) { p->set_value(std::move(st)); });
     });
-    return wait(f, what);
+    return f;
   }
+
+  // Waits for a request's ack, at most the bootstrap timeout. User threads.
+  [[nodiscard]] Status wait(std::future<Status>& f, const std::string& what);
 
   msg::Publish publish_msg(const store::ObjectEntry& e, msg::LocationState state) const {
     return make_publish(e, state, ctx_.me, ctx_.opts.inline_threshold);
@@ -56,7 +65,6 @@ class DirectoryClient final : public Component {
     std::function<void(Status)> done;
   };
   void track(std::uint64_t request, const ObjectID& id, msg::Message m, std::function<void(Status)> done);
-  Status wait(std::future<Status>& f, const std::string& what);
   void complete(std::uint64_t request);
 
   NodeContext& ctx_;

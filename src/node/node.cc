@@ -414,15 +414,26 @@ Status ObjectWriter::publish(std::uint64_t bytes) {
 
 Status ObjectWriter::seal() {
   if (!s_ || s_->done) return invalid_argument("seal on an empty writer");
+  Node::Impl* node = s_->node;
+  const std::string what = "seal of " + s_->entry->id.short_hex();
+  auto f = seal_async();
+  return node->dir->wait(f, what);
+}
+
+std::future<Status> ObjectWriter::seal_async() {
+  if (!s_ || s_->done) {
+    std::promise<Status> p;
+    p.set_value(invalid_argument("seal on an empty writer"));
+    return p.get_future();
+  }
   auto entry = s_->entry;
   entry->seal();
   s_->done = true;
   Node::Impl* node = s_->node;
   s_.reset();
-  Status st = node->dir->request(node->dir->publish_msg(*entry, msg::LocationState::kComplete),
-                                 "seal of " + entry->id.short_hex());
+  auto f = node->dir->request_async(node->dir->publish_msg(*entry, msg::LocationState::kComplete));
   asio::post(node->ctx.io, [node, entry] { node->sealed(entry); });
-  return st;
+  return f;
 }
 
 void ObjectWriter::abort() {

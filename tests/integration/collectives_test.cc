@@ -567,6 +567,46 @@ TEST(AllgatherTest, RingOrderReadsEveryObjectFromThePredecessor) {
   EXPECT_EQ(rc, 0);
 }
 
+// seal_async: the caller does not wait for the directory, yet a reduce it
+// starts at once and gets elsewhere see the input; once the future is
+// ready, a must_exist get anywhere finds it too.
+TEST(SealAsyncTest, AReduceStartedAtOnceSeesTheInput) {
+  constexpr int kRanks = 3;
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        Case c;
+        c.tag = "sealasync";
+        c.size = 4096;
+        ASSIGN_OR_FAIL(ObjectWriter w, node.create(input_id(c.tag, node.rank()), c.size));
+        fill_input(w.data(), c.dtype, node.rank());
+        CHECK_OK(node.barrier(kWait));
+        std::future<Status> sealed = w.seal_async();
+        if (node.rank() == 0) {
+          ASSIGN_OR_FAIL(ReduceResult res,
+                         node.reduce(reduce_options(c, input_ids(c.tag, all_ranks(kRanks)))));
+          CHECK_EQ(res.used.size(), static_cast<std::size_t>(kRanks));
+        }
+        ASSIGN_OR_FAIL(ObjectView view, node.get(target_id(c.tag)).wait(kWait));
+        CHECK_REDUCED(view.bytes(), c.size, c.op, c.dtype, all_ranks(kRanks), c.tag);
+        CHECK_OK(sealed.get());
+        CHECK_OK(node.barrier(kWait));
+        GetOptions exists;
+        exists.must_exist = true;
+        for (int r = 0; r < kRanks; ++r) {
+          ASSIGN_OR_FAIL(ObjectView v, node.get(input_id(c.tag, r), exists).wait(kWait));
+          CHECK_EQ(v.size(), c.size);
+        }
+        // An empty writer says so through its future.
+        ObjectWriter empty;
+        CHECK_EQ(empty.seal_async().get().code(), StatusCode::kInvalidArgument);
+        CHECK_OK(node.barrier(kWait));
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
 TEST(ReduceKOfNTest, FirstKOfAllPresentInputs) {
   constexpr int kRanks = 6;
   int rc = run_cluster(
