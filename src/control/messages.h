@@ -24,6 +24,9 @@ inline constexpr Rank kNoRank = 0xffffffffu;
 inline constexpr std::uint32_t kMaxString = 4096;
 inline constexpr std::uint32_t kMaxInline = 4u << 20;
 inline constexpr std::uint32_t kMaxWorld = 65536;
+// The control messages' layouts, checked in every hello: 2 added
+// Lookup.after, Locate.inline_max and LocateReply's inline bytes.
+inline constexpr std::uint32_t kControlProtocol = 2;
 
 enum class MsgType : std::uint8_t {
   kHello = 1,

@@ -127,11 +127,27 @@ std::vector<control::Part> DirectoryShard::parts(const ObjectID& id) const {
   return it == records_.end() ? std::vector<control::Part>{} : it->second.parts;
 }
 
+// A must_exist lookup waits for a copy being written; with no copy left it
+// is not found after all.
+void DirectoryShard::fail_must_exist(const ObjectID& id, Record& rec) {
+  if (rec.planner.has_source() || rec.is_inline || rec.is_composite) return;
+  std::erase_if(rec.waiters, [&](const control::Lookup& w) {
+    if (!w.must_exist) return false;
+    control::LookupReply r;
+    r.id = id;
+    r.request = w.request;
+    r.result = LookupResult::kNotFound;
+    answered_.push_back(Reply{w.requester, std::move(r)});
+    return true;
+  });
+}
+
 void DirectoryShard::unpublish(const ObjectID& id, Rank rank) {
   auto it = records_.find(id);
   if (it == records_.end()) return;
   it->second.planner.remove(rank);
   std::erase(it->second.complete, rank);
+  fail_must_exist(id, it->second);
   if (it->second.planner.empty() && it->second.waiters.empty() && it->second.locators.empty() &&
       !it->second.is_inline && !it->second.is_composite) {
     records_.erase(it);
@@ -234,7 +250,9 @@ void DirectoryShard::forget_rank(Rank rank) {
         }
       }
       rec.waiters = std::move(still);
+      retry_waiters(it->first, rec);
     }
+    fail_must_exist(it->first, rec);
     if (rec.planner.empty() && rec.waiters.empty() && rec.locators.empty() && !rec.is_inline &&
         !rec.is_composite) {
       it = records_.erase(it);

@@ -47,8 +47,9 @@ class DirectoryShard {
   std::vector<Reply> publish(const control::Publish& p);
   // Locate requests answered by the last publish (taken by the caller).
   std::vector<LocateAnswer> take_located() { return std::move(located_); }
-  // Lookups answered by the last lookup or forget_rank besides its own
-  // reply: ones waiting to read from a rank that is now planned (or dead).
+  // Lookups answered by the last lookup, unpublish or forget_rank besides
+  // its own reply: ones waiting to read from a rank that is now planned
+  // (or dead), and must_exist ones whose copy being written went away.
   std::vector<Reply> take_answered() { return std::move(answered_); }
   // Declares a composite object (a striped allreduce's result); lookups are
   // answered with its parts.
@@ -91,6 +92,7 @@ class DirectoryShard {
   };
   std::optional<Reply> answer(const ObjectID& id, Record& rec, const control::Lookup& l);
   void retry_waiters(const ObjectID& id, Record& rec);
+  void fail_must_exist(const ObjectID& id, Record& rec);
   // A complete copy's holder, and the bytes too when inline and wanted.
   static control::LocateReply locate_reply(const ObjectID& id, const Record& rec, const control::Locate& l);
 

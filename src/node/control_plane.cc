@@ -72,7 +72,7 @@ ConnPtr ControlPlane::adopt_outbound(Rank r, tcp::socket s) {
   c->authenticated = true;  // we dialed; the peer checks our hello
   out_[r] = c;
   c->start();
-  c->send(msg::Hello{1, ctx_.me, msg::Channel::kControl, ctx_.opts.token});
+  c->send(msg::Hello{msg::kControlProtocol, ctx_.me, msg::Channel::kControl, ctx_.opts.token});
   return c;
 }
 
@@ -108,7 +108,7 @@ void ControlPlane::send_to(Rank r, const msg::Message& m) {
     c->peer = r;
     c->authenticated = true;  // we dialed; the peer checks our hello
     c->connect(tcp::endpoint(addr, peers_[r].control_port));
-    c->send(msg::Hello{1, ctx_.me, msg::Channel::kControl, ctx_.opts.token});
+    c->send(msg::Hello{msg::kControlProtocol, ctx_.me, msg::Channel::kControl, ctx_.opts.token});
   }
   c->send(m);
 }
@@ -121,7 +121,7 @@ void ControlPlane::on_message(const ConnPtr& c, msg::Message m) {
       ctx_.protocol_errors++;
       return c->reject(protocol_error("expected a hello, got " + std::string(msg::type_name(m))));
     }
-    if (h->protocol != 1) {
+    if (h->protocol != msg::kControlProtocol) {
       ctx_.protocol_errors++;
       return c->reject(protocol_error("protocol version " + std::to_string(h->protocol) + " not supported"));
     }

@@ -41,10 +41,16 @@ class DirectoryClient final : public Component {
     auto f = p->get_future();
     asio::post(ctx_.io, [this, m, p]() mutable {
       if (ctx_.stopping) return p->set_value(Status(StatusCode::kCancelled, "node shutting down"));
-      m.request = ctx_.next_request();
-      track(m.request, m.id, msg::Message(m), [p](Status st) { p->set_value(std::move(st)); });
+      request_here(std::move(m), [p](Status st) { p->set_value(std::move(st)); });
     });
     return f;
+  }
+
+  // Progress thread: sends `m` and calls `done` with its ack (or the stop).
+  template <typename M>
+  void request_here(M m, std::function<void(Status)> done) {
+    m.request = ctx_.next_request();
+    track(m.request, m.id, msg::Message(m), std::move(done));
   }
 
   // Waits for a request's ack, at most the bootstrap timeout. User threads.

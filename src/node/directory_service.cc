@@ -9,8 +9,13 @@ DirectoryService::DirectoryService(NodeContext& ctx) : ctx_(ctx), shard_(ctx.opt
     for (auto& a : shard_.take_located()) ctx_.send(a.to, a.reply);
     if (p.request) ctx_.send(p.rank, msg::PublishAck{p.id, p.request});
   });
-  d.on<msg::Unpublish>([this](const ConnPtr&, const msg::Unpublish& u) { shard_.unpublish(u.id, u.rank); });
-  d.on<msg::Lookup>([this](const ConnPtr&, const msg::Lookup& l) {
+  d.on<msg::Unpublish>([this](const ConnPtr&, const msg::Unpublish& u) {
+    shard_.unpublish(u.id, u.rank);
+    send_answered();
+  });
+  d.on<msg::Lookup>([this](const ConnPtr&, msg::Lookup l) {
+    // Reading from a rank that is gone (or never was) would wait forever.
+    if (l.after != msg::kNoRank && !ctx_.alive_rank(l.after)) l.after = msg::kNoRank;
     if (auto r = shard_.lookup(l)) ctx_.send(r->to, r->reply);
     send_answered();
   });

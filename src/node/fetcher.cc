@@ -35,7 +35,7 @@ void Fetcher::start_get(const std::shared_ptr<detail::GetState>& st, bool must_e
 void Fetcher::start_lookup(const ObjectID& id, bool must_exist, Rank after) {
   lookups_pending_.insert(id);
   ctx_.send(ctx_.shard_of(id),
-            msg::Lookup{id, 0, ctx_.me, must_exist, false, after < ctx_.world ? after : msg::kNoRank});
+            msg::Lookup{id, 0, ctx_.me, must_exist, false, ctx_.alive_rank(after) ? after : msg::kNoRank});
 }
 
 void Fetcher::on_lookup_reply(const msg::LookupReply& r) {

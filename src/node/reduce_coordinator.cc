@@ -300,11 +300,17 @@ void ReduceCoordinator::fold_here(std::uint64_t rid, const msg::LocateReply& r) 
   auto entry = std::move(e).value();
   if (c.size) std::memcpy(entry->data, c.acc.data(), c.size);
   entry->seal();
-  ctx_.send(ctx_.shard_of(c.opts.target), dir_.publish_msg(*entry, msg::LocationState::kComplete));
   fetcher_.on_local_sealed(entry);
-  ReduceResult res;
-  res.used = c.local_used;
-  finish_reduce(rid, std::move(res));
+  // Done once the directory knows the target, as a put is: a must_exist
+  // get anywhere after the reduce returns finds it.
+  dir_.request_here(dir_.publish_msg(*entry, msg::LocationState::kComplete), [this, rid](Status st) {
+    auto it = reduces_.find(rid);
+    if (it == reduces_.end()) return;
+    if (!st.is_ok()) return finish_reduce(rid, st);
+    ReduceResult res;
+    res.used = it->second.local_used;
+    finish_reduce(rid, std::move(res));
+  });
 }
 
 // Asks again for every input not in the plan: the lost ones (a re-put or
@@ -420,8 +426,11 @@ void ReduceCoordinator::run_striped(std::uint64_t rid) {
   std::vector<Rank> holders;
   for (const auto& [h, ids] : by_holder) holders.push_back(h);
   const std::size_t m = holders.size();
-  // Too small to be worth m chains, or nothing to spread: the dynamic form.
-  if (m < 2 || size < m * (64u << 10)) {
+  // Too small to be worth m chains, nothing to spread, or a holder already
+  // gone (an answer that brought the bytes): the dynamic form.
+  const bool holder_gone =
+      std::any_of(holders.begin(), holders.end(), [&](Rank h) { return !ctx_.alive_rank(h); });
+  if (m < 2 || size < m * (64u << 10) || holder_gone) {
     auto pending = std::move(c.pending);
     for (const auto& r : pending) {
       if (reduces_.count(rid)) arrive(rid, r);
@@ -551,7 +560,8 @@ void ReduceCoordinator::on_peer_failed(Rank f) {
   for (auto& [rid, c] : reduces_) {
     bool hit = c.chain && c.chain->uses(f);
     bool pending_hit = c.reserved && c.reserved->holder == f;
-    for (const auto& r : c.pending) pending_hit = pending_hit || r.holder == f;
+    // (An answer that brought the bytes does not need its holder.)
+    for (const auto& r : c.pending) pending_hit = pending_hit || (r.holder == f && !r.has_inline);
     if (pending_hit || c.striped_holders.count(f)) {
       restart.push_back(rid);
     } else if (hit) {

@@ -184,9 +184,9 @@ int probe_node(const std::string& control, const std::string& data) {
       {"control: huge length", control, header(kControlHello, 0xfffffff0u), kControlError},
       {"control: bad version", control, bad_version, -1},
       {"control: wrong token", control,
-       frame(kControlHello, Bytes().u32(1).u32(kNotAMember).u8(0).str("wrong-token")), kControlError},
-      {"control: protocol 2", control,
-       frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("test-token")), kControlError},
+       frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("wrong-token")), kControlError},
+      {"control: protocol 1 (before Lookup.after)", control,
+       frame(kControlHello, Bytes().u32(1).u32(kNotAMember).u8(0).str("test-token")), kControlError},
       {"control: no hello first", control, frame(6, Bytes().u64(1).u32(0)), kControlError},
       {"data: random bytes", data, noise, -1},
       {"data: huge length", data, header(kDataHello, 0xfffffff0u), kDataError},
@@ -203,7 +203,7 @@ int probe_node(const std::string& control, const std::string& data) {
   {
     int fd = dial(control);
     CHECK_TRUE(fd >= 0);
-    CHECK_TRUE(send_all(fd, frame(kControlHello, Bytes().u32(1).u32(kNotAMember).u8(0).str("test-token"))));
+    CHECK_TRUE(send_all(fd, frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("test-token"))));
     Reply r = read_reply(fd, kCloseWait, 12);
     Reply more = read_reply(fd, milliseconds(200));
     ::close(fd);
@@ -280,7 +280,7 @@ TEST(GarbageTest, BadPeersDoNotDisturbTransfers) {
       NodeStats stats = node.stats();
       // One wrong token on each plane.
       CHECK_TRUE(stats.rejected_connections >= 2);
-      // The protocol-2 hello at least.
+      // The protocol-1 hello at least.
       CHECK_TRUE(stats.protocol_errors >= 1);
     }
     CHECK_OK(node.barrier(kWait));

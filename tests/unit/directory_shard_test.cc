@@ -776,5 +776,46 @@ TEST(DirectoryShardSmall, LookupsOfASmallObjectBeingWrittenWaitForItsBytes) {
   EXPECT_EQ(none->reply.result, LookupResult::kNotFound);
 }
 
+TEST(DirectoryShardAfter, ARingBehindADeadRankIsAnsweredWhole) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("after/dead-ring");
+  shard.publish(Pub(id, 0, 1 << 20, LocationState::kPartial));
+  // 3 reads from 2, which reads from 5; 5 dies before asking.
+  EXPECT_FALSE(shard.lookup(After(id, 3, 2)).has_value());
+  EXPECT_FALSE(shard.lookup(After(id, 2, 5)).has_value());
+  shard.forget_rank(5);
+  auto answered = shard.take_answered();
+  ASSERT_EQ(answered.size(), 2u);
+  EXPECT_EQ(answered[0].to, 2u);
+  EXPECT_EQ(answered[0].reply.sender, 0u);
+  EXPECT_EQ(answered[1].to, 3u);
+  EXPECT_EQ(answered[1].reply.sender, 2u);
+}
+
+TEST(DirectoryShardSmall, AMustExistLookupIsNotFoundWhenTheWriterGoesAway) {
+  DirectoryShard shard(64u << 10);
+  const ObjectID id = ObjectID::from_name("small/aborted");
+  const ObjectID other = ObjectID::from_name("small/died");
+  shard.publish(Pub(id, 0, 1024, LocationState::kPartial));
+  shard.publish(Pub(other, 4, 1024, LocationState::kPartial));
+  EXPECT_FALSE(shard.lookup(Look(id, 1, 7, true)).has_value());
+  EXPECT_FALSE(shard.lookup(Look(id, 2, 8, false)).has_value());
+  EXPECT_FALSE(shard.lookup(Look(other, 1, 9, true)).has_value());
+  // The writer aborts: the must_exist get is told, the plain one waits on.
+  shard.unpublish(id, 0);
+  auto answered = shard.take_answered();
+  ASSERT_EQ(answered.size(), 1u);
+  EXPECT_EQ(answered[0].to, 1u);
+  EXPECT_EQ(answered[0].reply.request, 7u);
+  EXPECT_EQ(answered[0].reply.result, LookupResult::kNotFound);
+  EXPECT_EQ(shard.waiting(id), 1u);
+  // The other writer's node dies: the same.
+  shard.forget_rank(4);
+  answered = shard.take_answered();
+  ASSERT_EQ(answered.size(), 1u);
+  EXPECT_EQ(answered[0].reply.request, 9u);
+  EXPECT_EQ(answered[0].reply.result, LookupResult::kNotFound);
+}
+
 }  // namespace
 }  // namespace hoplite
