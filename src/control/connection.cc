@@ -1,5 +1,7 @@
 #include "control/connection.h"
 
+#include <cstring>
+
 #include "common/log.h"
 
 namespace hoplite::control {
@@ -33,26 +35,57 @@ void Connection::connect(const asio::ip::tcp::endpoint& to) {
   });
 }
 
+// Reads whatever the socket has (often several frames: one recvfrom instead
+// of two per frame) and dispatches every complete frame in it.
 void Connection::read_header() {
+  // Room for at least a header, and for the whole frame being assembled.
+  if (rbuf_.size() - rend_ < kReadChunk) {
+    if (rbegin_ > 0) {
+      std::memmove(rbuf_.data(), rbuf_.data() + rbegin_, rend_ - rbegin_);
+      rend_ -= rbegin_;
+      rbegin_ = 0;
+    }
+    if (rbuf_.size() - rend_ < kReadChunk) rbuf_.resize(rend_ + kReadChunk);
+  }
   auto self = shared_from_this();
-  asio::async_read(sock_, asio::buffer(hdr_), [this, self](error_code ec, std::size_t) {
-    if (!open_) return;
-    if (ec) return close(peer_failure("control connection to " + name_ + " closed: " + ec.message()));
+  sock_.async_read_some(
+      asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_), [this, self](error_code ec, std::size_t n) {
+        if (!open_) return;
+        if (ec) {
+          return close(peer_failure("control connection to " + name_ + " closed: " + ec.message()));
+        }
+        rend_ += n;
+        parse_frames();
+        if (open_ && !rejected_) read_header();
+      });
+}
+
+void Connection::parse_frames() {
+  auto self = shared_from_this();
+  while (open_ && !rejected_ && rend_ - rbegin_ >= wire::kHeaderSize) {
     // Before the hello, allow only a hello-sized frame: an unauthenticated
     // peer must not make us allocate a large buffer.
-    auto h = wire::decode_header(hdr_.data(), authenticated ? wire::kMaxControlPayload : kMaxString + 64);
+    auto h = wire::decode_header(rbuf_.data() + rbegin_,
+                                 authenticated ? wire::kMaxControlPayload : kMaxString + 64);
     if (!h.is_ok()) return reject(h.status());
-    std::uint8_t type = h->type;
-    body_.resize(h->length);
-    asio::async_read(sock_, asio::buffer(body_), [this, self, type](error_code ec2, std::size_t) {
-      if (!open_) return;
-      if (ec2) return close(peer_failure("control connection to " + name_ + " closed: " + ec2.message()));
-      auto m = decode(type, body_);
-      if (!m.is_ok()) return reject(m.status());
-      on_message_(self, std::move(m).value());
-      if (open_) read_header();
-    });
-  });
+    const std::size_t frame = wire::kHeaderSize + h->length;
+    if (rend_ - rbegin_ < frame) {
+      // Incomplete: make room for the rest of it in one piece.
+      if (rbuf_.size() - rbegin_ < frame) {
+        std::memmove(rbuf_.data(), rbuf_.data() + rbegin_, rend_ - rbegin_);
+        rend_ -= rbegin_;
+        rbegin_ = 0;
+        if (rbuf_.size() < frame) rbuf_.resize(frame);
+      }
+      return;
+    }
+    auto m =
+        decode(h->type, std::span<const std::uint8_t>(rbuf_.data() + rbegin_ + wire::kHeaderSize, h->length));
+    rbegin_ += frame;
+    if (!m.is_ok()) return reject(m.status());
+    on_message_(self, std::move(m).value());
+  }
+  if (rbegin_ == rend_) rbegin_ = rend_ = 0;
 }
 
 void Connection::send(std::vector<std::uint8_t> frame) {
@@ -61,6 +94,7 @@ void Connection::send(std::vector<std::uint8_t> frame) {
   if (!writing_) write_next();
 }
 
+// Everything queued goes out in one gathered write.
 void Connection::write_next() {
   if (outq_.empty()) {
     writing_ = false;
@@ -68,16 +102,27 @@ void Connection::write_next() {
     return;
   }
   writing_ = true;
+  inflight_.clear();
+  while (!outq_.empty() && inflight_.size() < kMaxBatch) {
+    inflight_.push_back(std::move(outq_.front()));
+    outq_.pop_front();
+  }
+  std::vector<asio::const_buffer> bufs;
+  bufs.reserve(inflight_.size());
+  for (const auto& f : inflight_) bufs.emplace_back(asio::buffer(f));
   auto self = shared_from_this();
-  asio::async_write(sock_, asio::buffer(outq_.front()), [this, self](error_code ec, std::size_t) {
+  asio::async_write(sock_, bufs, [this, self](error_code ec, std::size_t) {
     if (!open_) return;
     if (ec) return close(peer_failure("write to " + name_ + " failed: " + ec.message()));
-    outq_.pop_front();
+    inflight_.clear();
     write_next();
   });
 }
 
 void Connection::reject(const Status& why) {
+  if (rejected_) return;
+  // Nothing the peer sent after this is read.
+  rejected_ = true;
   LOG_WARN("control: dropping connection from " << name_ << " (rank "
                                                 << (peer == kNoRank ? std::string("?") : std::to_string(peer))
                                                 << "): " << why.to_string());

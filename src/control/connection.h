@@ -49,7 +49,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void read_header();
+  void parse_frames();
   void write_next();
+
+  static constexpr std::size_t kReadChunk = 64u << 10;
+  static constexpr std::size_t kMaxBatch = 64;  // frames per gathered write
 
   boost::asio::ip::tcp::socket sock_;
   MessageHandler on_message_;
@@ -58,9 +62,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool open_ = true;
   bool writing_ = false;
   bool closing_ = false;
-  std::array<std::uint8_t, wire::kHeaderSize> hdr_{};
-  std::vector<std::uint8_t> body_;
+  bool rejected_ = false;
+  // Received bytes [rbegin_, rend_) not yet dispatched.
+  std::vector<std::uint8_t> rbuf_;
+  std::size_t rbegin_ = 0, rend_ = 0;
   std::deque<std::vector<std::uint8_t>> outq_;
+  std::vector<std::vector<std::uint8_t>> inflight_;  // being written
 };
 
 }  // namespace hoplite::control
