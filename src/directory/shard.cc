@@ -86,24 +86,15 @@ std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
     rec.planner.add_source(p.rank);
   }
   std::vector<Reply> out;
-  std::vector<control::Lookup> still;
-  for (auto& w : rec.waiters) {
-    if (w.requester == p.rank) {
-      // The publisher asked before it put: it holds the object now, so its
-      // lookup is answered with itself and it stays a source, not a receiver.
-      control::LookupReply self{p.id, w.request, control::LookupResult::kSender, rec.size, p.rank, {}, {}};
-      out.push_back(Reply{p.rank, std::move(self)});
-      continue;
-    }
-    if (auto r = answer(p.id, rec, w)) {
-      out.push_back(std::move(*r));
-    } else {
-      still.push_back(w);
-    }
-  }
-  rec.waiters = std::move(still);
-  // Waiters that read from one of those just answered.
-  retry_waiters(p.id, rec);
+  std::erase_if(rec.waiters, [&](const control::Lookup& w) {
+    if (w.requester != p.rank) return false;
+    // The publisher asked before it put: it holds the object now, so its
+    // lookup is answered with itself and it stays a source, not a receiver.
+    control::LookupReply self{p.id, w.request, control::LookupResult::kSender, rec.size, p.rank, {}, {}};
+    out.push_back(Reply{p.rank, std::move(self)});
+    return true;
+  });
+  answer_waiters(p.id, rec);
   for (auto& r : take_answered()) out.push_back(std::move(r));
   return out;
 }
@@ -158,7 +149,7 @@ std::optional<Reply> DirectoryShard::lookup(const control::Lookup& l) {
   auto it = records_.find(l.id);
   if (it != records_.end()) {
     if (auto r = answer(l.id, it->second, l)) {
-      retry_waiters(l.id, it->second);  // some may read from the requester
+      answer_waiters(l.id, it->second);  // some may read from the requester
       return r;
     }
   }
@@ -210,18 +201,19 @@ std::optional<LocateAnswer> DirectoryShard::locate(const control::Locate& l) {
   return std::nullopt;
 }
 
-void DirectoryShard::retry_waiters(const ObjectID& id, Record& rec) {
+// Answers every waiting lookup that can be answered now. An answer can let
+// another waiter read from its requester (Lookup.after), so this goes round
+// until nothing moves.
+void DirectoryShard::answer_waiters(const ObjectID& id, Record& rec) {
   for (bool progress = true; progress;) {
     progress = false;
-    for (std::size_t i = 0; i < rec.waiters.size(); ++i) {
-      if (rec.waiters[i].after == control::kNoRank) continue;
-      if (auto r = answer(id, rec, rec.waiters[i])) {
-        answered_.push_back(std::move(*r));
-        rec.waiters.erase(rec.waiters.begin() + static_cast<std::ptrdiff_t>(i));
-        progress = true;  // that one may be read from in turn
-        break;
-      }
-    }
+    std::erase_if(rec.waiters, [&](const control::Lookup& w) {
+      auto r = answer(id, rec, w);
+      if (!r) return false;
+      answered_.push_back(std::move(*r));
+      progress = true;
+      return true;
+    });
   }
 }
 
@@ -240,18 +232,7 @@ void DirectoryShard::forget_rank(Rank rank) {
     std::erase(rec.complete, rank);
     std::erase_if(rec.waiters, [rank](const auto& w) { return w.requester == rank; });
     std::erase_if(rec.locators, [rank](const auto& l) { return l.requester == rank; });
-    if (freed) {
-      std::vector<control::Lookup> still;
-      for (auto& w : rec.waiters) {
-        if (auto r = answer(it->first, rec, w)) {
-          answered_.push_back(std::move(*r));
-        } else {
-          still.push_back(w);
-        }
-      }
-      rec.waiters = std::move(still);
-      retry_waiters(it->first, rec);
-    }
+    if (freed) answer_waiters(it->first, rec);
     fail_must_exist(it->first, rec);
     if (rec.planner.empty() && rec.waiters.empty() && rec.locators.empty() && !rec.is_inline &&
         !rec.is_composite) {

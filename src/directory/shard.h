@@ -91,7 +91,7 @@ class DirectoryShard {
     std::vector<control::Locate> locators;
   };
   std::optional<Reply> answer(const ObjectID& id, Record& rec, const control::Lookup& l);
-  void retry_waiters(const ObjectID& id, Record& rec);
+  void answer_waiters(const ObjectID& id, Record& rec);
   void fail_must_exist(const ObjectID& id, Record& rec);
   // A complete copy's holder, and the bytes too when inline and wanted.
   static control::LocateReply locate_reply(const ObjectID& id, const Record& rec, const control::Locate& l);
