@@ -426,11 +426,12 @@ void ReduceCoordinator::run_striped(std::uint64_t rid) {
   std::vector<Rank> holders;
   for (const auto& [h, ids] : by_holder) holders.push_back(h);
   const std::size_t m = holders.size();
-  // Too small to be worth m chains, nothing to spread, or a holder already
-  // gone (an answer that brought the bytes): the dynamic form.
-  const bool holder_gone =
-      std::any_of(holders.begin(), holders.end(), [&](Rank h) { return !ctx_.alive_rank(h); });
-  if (m < 2 || size < m * (64u << 10) || holder_gone) {
+  // Too small to be worth m chains, nothing to spread, or inputs that came
+  // with their bytes (they fold here, whatever became of their holders):
+  // the dynamic form.
+  const bool have_bytes =
+      std::any_of(c.pending.begin(), c.pending.end(), [](const msg::LocateReply& r) { return r.has_inline; });
+  if (m < 2 || size < m * (64u << 10) || have_bytes) {
     auto pending = std::move(c.pending);
     for (const auto& r : pending) {
       if (reduces_.count(rid)) arrive(rid, r);
