@@ -119,8 +119,10 @@ int run(int argc, char** argv, const std::string& name,
   const bool root = node.rank() == 0;
   if (root) {
     std::printf("# %s: %d ranks, transport %s, chunk %llu B, inline <= %llu B\n", name.c_str(),
-                node.world_size(), opts->transport.c_str(), static_cast<unsigned long long>(opts->chunk_size),
+                node.world_size(), node.transport_name().c_str(),
+                static_cast<unsigned long long>(opts->chunk_size),
                 static_cast<unsigned long long>(opts->inline_threshold));
+    if (node.world_size() > 1) std::printf("# data plane: %s\n", node.transport_description(1).c_str());
     std::printf("#\n# %10s %12s %8s %6s %6s %10s %8s %8s %6s\n", "size", "count", "type", "redop", "root",
                 "time", "algbw", "busbw", "#wrong");
     std::printf("# %10s %12s %8s %6s %6s %10s %8s %8s %6s\n", "(B)", "(elements)", "", "", "", "(us)",

@@ -28,6 +28,9 @@ using Rank = std::uint32_t;
 
 // Called once per operation, on the progress thread.
 using Completion = std::function<void(Status)>;
+// Told when the data plane itself learns that a peer is gone (an endpoint
+// error), before any heartbeat could; on the progress thread.
+using PeerErrorHandler = std::function<void(Rank, const Status&)>;
 
 class MemoryRegion {
  public:
@@ -70,6 +73,12 @@ class Transport {
                                         const std::vector<std::uint8_t>& remote_key) = 0;
   virtual Endpoint* endpoint(Rank peer) = 0;
   virtual TransportStats stats() const = 0;
+  // One line for logs and the perf tools' preamble: the backend, its
+  // configuration and, once connected to `peer`, what it uses to reach it.
+  virtual std::string describe(Rank peer) const = 0;
+  // Backends whose connection errors reach the node some other way (TCP:
+  // the control connection breaks too) may ignore the handler.
+  virtual void set_peer_error_handler(PeerErrorHandler handler) = 0;
   // The peer failed: its in-flight gets complete with `why`, its
   // connections close; a later get reconnects (a rejoined peer).
   virtual void fail_peer(Rank peer, const Status& why) = 0;

@@ -124,6 +124,10 @@ class Node {
   // tests that talk to a node directly).
   std::string control_address(int rank) const;
   std::string data_address(int rank) const;
+  // The data-plane backend in use ("ucx" or "tcp"), and one line on how it
+  // reaches `peer` (for UCX: UCX_TLS, the get path and the lanes UCX chose).
+  std::string transport_name() const;
+  std::string transport_description(int peer) const;
 
   class Impl;
 

@@ -36,7 +36,9 @@ struct NodeOptions {
   std::uint64_t inline_threshold = 64u << 10;
   // Chunk gets in flight per incoming object.
   unsigned pipeline_depth = 16;
-  std::string transport = "tcp";
+  // The data plane: "ucx", "tcp", or "auto" (ucx when UCX initialises,
+  // else tcp; the log says which and why). HOPLITE_TRANSPORT sets it.
+  std::string transport = "auto";
   // Shared secret; a peer presenting another one is refused.
   std::string token;
   std::chrono::milliseconds bootstrap_timeout{60000};

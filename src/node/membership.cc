@@ -191,6 +191,11 @@ void Membership::connection_lost(Rank r, const Status& why) {
   declare_failed(r, "control connection lost: " + why.message());
 }
 
+void Membership::data_plane_lost(Rank r, const Status& why) {
+  if (ctx_.alive.empty() || r >= ctx_.alive.size() || !ctx_.alive[r]) return;
+  declare_failed(r, "data-plane endpoint failed: " + why.message());
+}
+
 void Membership::declare_failed(Rank f, const std::string& why, bool silent) {
   if (ctx_.stopping || f == ctx_.me || f >= ctx_.world || ctx_.alive.empty() || !ctx_.alive[f]) return;
   auto old_alive = ctx_.alive;

@@ -66,6 +66,9 @@ class Membership final : public ControlEvents {
   // ControlEvents.
   void heard_from(Rank r) override;
   void connection_lost(Rank r, const Status& why) override;
+  // The data plane saw its endpoint to `r` fail (a UCX peer error): as
+  // good a sign as a broken control connection.
+  void data_plane_lost(Rank r, const Status& why);
 
   // Any thread.
   std::vector<int> failed_ranks() const;

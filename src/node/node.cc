@@ -83,6 +83,8 @@ Status Node::Impl::start() {
   auto r = ctx.transport->register_memory(ctx.store->base(), ctx.store->capacity());
   if (!r.is_ok()) return r.status();
   ctx.region = std::move(r).value();
+  ctx.transport->set_peer_error_handler(
+      [this](transport::Rank peer, const Status& why) { membership->data_plane_lost(peer, why); });
   LOG_INFO("rank " << ctx.me << "/" << ctx.world << " control " << host << ":" << ctrl->port() << " data "
                    << ctx.transport->name() << " " << ctx.transport->address() << " store "
                    << ctx.store->capacity() << " B (" << ctx.store->placement() << ")");
@@ -376,6 +378,14 @@ std::string Node::control_address(int rank) const {
 
 std::string Node::data_address(int rank) const {
   return impl_->ctrl->peer(static_cast<node::Rank>(rank)).transport_address;
+}
+
+std::string Node::transport_name() const {
+  return impl_->ctx.transport->name();
+}
+
+std::string Node::transport_description(int peer) const {
+  return impl_->run_sync([&] { return impl_->ctx.transport->describe(static_cast<node::Rank>(peer)); });
 }
 
 // ------------------------------------------------------------ ObjectWriter

@@ -4,6 +4,10 @@
 
 #include "hoplite/options.h"
 
+#include <algorithm>
+
+#include "transport/factory.h"
+
 namespace hoplite {
 namespace {
 
@@ -150,8 +154,11 @@ Status NodeOptions::validate() const {
   if (failure_timeout.count() < 20) return invalid_argument("failure timeout must be at least 20 ms");
   if (rejoin && rank == 0) return invalid_argument("rank 0 cannot rejoin: it runs the bootstrap");
   if (store_capacity < (1u << 20)) return invalid_argument("store capacity must be at least 1 MiB");
-  if (transport != "tcp") {
-    return invalid_argument("transport '" + transport + "' is not built (available: tcp)");
+  auto built = transport::available_transports();
+  if (transport != "auto" && std::find(built.begin(), built.end(), transport) == built.end()) {
+    std::string names;
+    for (const auto& n : built) names += n + ", ";
+    return invalid_argument("transport '" + transport + "' is not built (available: " + names + "auto)");
   }
   return {};
 }

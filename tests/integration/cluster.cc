@@ -1,5 +1,7 @@
 #include "cluster.h"
 
+#include <gtest/gtest.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -17,7 +19,18 @@
 #include <optional>
 #include <thread>
 
+#include "transport/factory.h"
+
 namespace hoplite::itest {
+
+// Meson runs every integration and fault binary once per backend with
+// HOPLITE_TEST_TRANSPORT set (Gloo's parametrized transport tests, done per
+// binary). Unset: the runtime's default.
+std::string backend() {
+  const char* t = std::getenv("HOPLITE_TEST_TRANSPORT");
+  return t && *t ? t : "auto";
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -27,6 +40,39 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::seconds kGraceAfterFailure{5};
 
 int g_rank = -1;
+
+// Skips every test of the binary, with the reason, when the backend under
+// test cannot start here. The probe runs in a child so that the gtest
+// process never initialises UCX before it forks the cluster.
+class BackendEnvironment final : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (backend() == "auto" || backend() == "tcp") return;
+    int pipefd[2];
+    if (::pipe(pipefd) != 0) return;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(pipefd[0]);
+      boost::asio::io_context io;
+      transport::TransportOptions to;
+      auto t = transport::make_transport(backend(), io, to);
+      std::string why = t.is_ok() ? "" : t.status().to_string();
+      if (t.is_ok()) (*t)->shutdown();
+      (void)!::write(pipefd[1], why.data(), why.size());
+      ::_exit(0);
+    }
+    ::close(pipefd[1]);
+    std::string why;
+    char buf[512];
+    for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;)
+      why.append(buf, static_cast<std::size_t>(n));
+    ::close(pipefd[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!why.empty()) GTEST_SKIP() << "backend " << backend() << " cannot start here: " << why;
+  }
+};
+const auto* const g_backend_env = ::testing::AddGlobalTestEnvironment(new BackendEnvironment);
 
 int thread_count() {
   std::ifstream in("/proc/self/status");
@@ -207,6 +253,7 @@ NodeOptions make_options(int rank, int n, const std::string& bootstrap, const Cl
   o.bootstrap_address = bootstrap;
   o.listen_host = "127.0.0.1";
   o.token = "test-token";
+  o.transport = backend();
   o.store_capacity = opts.store_capacity;
   o.chunk_size = opts.chunk_size;
   o.inline_threshold = opts.inline_threshold;

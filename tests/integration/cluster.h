@@ -58,6 +58,10 @@ struct ClusterOptions {
 using ProcessBody = std::function<int(int rank, const std::string& bootstrap)>;
 int run_processes(int n, const ProcessBody& body, std::chrono::milliseconds timeout);
 
+// The backend under test (HOPLITE_TEST_TRANSPORT: "tcp", "ucx"; unset:
+// "auto").
+std::string backend();
+
 // The options every rank of run_cluster() starts with.
 NodeOptions make_options(int rank, int n, const std::string& bootstrap, const ClusterOptions& opts = {});
 

@@ -347,8 +347,13 @@ TEST(NodeOptionsValidate, RejectsEachBadField) {
   o.store_capacity = (1u << 20) - 1;
   expect_invalid(o, "store below 1 MiB");
   o = Valid();
-  o.transport = "ucx";
+  o.transport = "verbs";
   expect_invalid(o, "transport not built");
+  for (const char* built : {"ucx", "tcp", "auto"}) {
+    o.transport = built;
+    EXPECT_TRUE(o.validate().is_ok()) << built;
+  }
+  EXPECT_EQ(NodeOptions{}.transport, "auto");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "common/wire.h"
+#include "transport/local_endpoint.h"
 
 namespace hoplite::transport::tcp {
 
@@ -357,30 +358,6 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
   std::vector<std::uint8_t> small_;
 };
 
-// Gets from this node's own region: a memcpy, completed through the
-// io_context like any other get so callers never see re-entrant completions.
-class TcpTransport::LocalEndpoint final : public Endpoint {
- public:
-  explicit LocalEndpoint(TcpTransport& t) : t_(t) {}
-  void get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset, Completion done) override {
-    if (remote_offset > t_.region_length_ || length > t_.region_length_ - remote_offset) {
-      done(invalid_argument("local get outside the region"));
-      return;
-    }
-    std::memmove(local, t_.region_base_ + remote_offset, length);
-    in_flight_++;
-    asio::post(t_.io_, [this, done = std::move(done)] {
-      in_flight_--;
-      done(Status::ok());
-    });
-  }
-  std::size_t in_flight() const override { return in_flight_; }
-
- private:
-  TcpTransport& t_;
-  std::size_t in_flight_ = 0;
-};
-
 namespace {
 
 class TcpRegion final : public MemoryRegion {
@@ -473,7 +450,7 @@ Status TcpTransport::add_peer(Rank peer, const std::string& address,
 
 Endpoint* TcpTransport::endpoint(Rank peer) {
   if (peer == opts_.rank) {
-    if (!local_) local_ = std::make_unique<LocalEndpoint>(*this);
+    if (!local_) local_ = std::make_unique<LocalEndpoint>(io_, region_base_, region_length_);
     return local_.get();
   }
   auto it = endpoints_.find(peer);

@@ -46,6 +46,10 @@ class TcpTransport final : public Transport {
                   const std::vector<std::uint8_t>& remote_key) override;
   Endpoint* endpoint(Rank peer) override;
   TransportStats stats() const override { return stats_; }
+  std::string describe(Rank) const override { return "tcp " + address(); }
+  // A broken data connection fails its gets, which resume elsewhere; the
+  // control connection to the same peer is what declares it failed.
+  void set_peer_error_handler(PeerErrorHandler) override {}
   void fail_peer(Rank peer, const Status& why) override;
   void shutdown() override;
 
@@ -53,7 +57,6 @@ class TcpTransport final : public Transport {
 
   class ServerConn;
   class ClientEndpoint;
-  class LocalEndpoint;
 
  private:
   TcpTransport(boost::asio::io_context& io, TcpOptions opts);
@@ -73,7 +76,6 @@ class TcpTransport final : public Transport {
 
   friend class ServerConn;
   friend class ClientEndpoint;
-  friend class LocalEndpoint;
 };
 
 }  // namespace hoplite::transport::tcp

@@ -1,0 +1,164 @@
+// UcxTransport: the data plane over UCX (verbs on InfiniBand, shared memory
+// and cma on one host, tcp elsewhere), behind the same get interface as
+// transport/tcp/.
+//
+// One UCP context and one worker per node, in UCS_THREAD_MODE_SINGLE: only
+// the progress thread touches them. The worker's event fd is watched by the
+// node's Asio loop; a wake-up progresses the worker until it is idle (in
+// bounded passes, so control messages are not starved by a long transfer)
+// and then arms it again, so an idle node sleeps. The store arena is mapped
+// once (ucp_mem_map); its packed rkey and base address travel in the
+// bootstrap table, and each peer's rkey is unpacked once per endpoint.
+//
+// A get takes one of two paths, per peer:
+//  - rma: ucp_get_nbx straight from the holder's arena into ours, for
+//    transports with native RMA (cma, InfiniBand rc/dc; posix/sysv when UCX
+//    offers them for user memory);
+//  - am: an active message asks the holder, which answers with a rendezvous
+//    active message from its arena that lands in our extent
+//    (ucp_am_recv_data_nbx). Over UCX's tcp transport a get is emulated and
+//    needs the holder to progress anyway; this path is what docs/perf.md
+//    measured to be faster there.
+// "auto" picks rma when UCX put a transport other than tcp on the
+// endpoint's rma_bw lane, else am; HOPLITE_UCX_GET=rma|am forces one.
+//
+// Endpoints use UCP_ERR_HANDLING_MODE_PEER, so every request completes, with
+// an error when its peer dies; an endpoint error is reported through the
+// peer error handler at once. fail_peer() completes a peer's outstanding
+// gets with the given status and closes its endpoint; the next get (or a
+// rejoined peer's add_peer) creates a new one.
+//
+// Ownership: owns the UCP context, worker, memory mapping, endpoints and
+// rkeys, and a duplicate of the worker's event fd; runs on the io_context
+// given at creation, which must outlive it.
+// Thread-safety: thread-bound to that io_context's thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/asio.h"
+#include "transport/transport.h"
+
+namespace hoplite::transport::ucx {
+
+enum class GetPath { kAuto, kRma, kAm };
+
+class EventWaiter;
+
+struct UcxOptions {
+  Rank rank = 0;
+  std::uint64_t max_get = 64u << 20;  // largest single get
+  GetPath path = GetPath::kAuto;
+};
+
+// "auto", "rma", "am" -> GetPath.
+[[nodiscard]] Result<GetPath> parse_get_path(const std::string& s);
+
+class UcxTransport final : public Transport {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<UcxTransport>> create(boost::asio::io_context& io,
+                                                                    UcxOptions opts);
+  ~UcxTransport() override;
+
+  const char* name() const override { return "ucx"; }
+  std::string address() const override { return address_; }
+  Result<std::unique_ptr<MemoryRegion>> register_memory(std::byte* base, std::uint64_t length) override;
+  Status add_peer(Rank peer, const std::string& address,
+                  const std::vector<std::uint8_t>& remote_key) override;
+  Endpoint* endpoint(Rank peer) override;
+  TransportStats stats() const override { return stats_; }
+  std::string describe(Rank peer) const override;
+  void set_peer_error_handler(PeerErrorHandler handler) override { on_peer_error_ = std::move(handler); }
+  void fail_peer(Rank peer, const Status& why) override;
+  void shutdown() override;
+
+  // The path gets to `peer` take (after add_peer).
+  GetPath path_to(Rank peer) const;
+
+  struct Handles;
+  class Peer;
+  struct Op;
+
+ private:
+  explicit UcxTransport(boost::asio::io_context& io, UcxOptions opts);
+  Status init();
+
+  // Progress: a bounded pass over the worker and the work its callbacks
+  // queued; arms the worker and waits on its event fd once idle.
+  void post_pass();
+  void pass();
+  bool drain();
+  void wait_events();
+  void tick();
+
+  void start_get(Peer& p, std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
+                 Completion done);
+  void complete(std::uint64_t id, const Status& st);
+  void fail_pending(Rank peer, const Status& why);
+  void close_endpoint(Peer& p, bool force);
+  void serve(Rank requester, std::uint64_t id, std::uint64_t offset, std::uint64_t length);
+
+  // UCX's callbacks (ucx_transport.cc); they run inside ucp_worker_progress
+  // and only queue work for drain().
+  friend struct Callbacks;
+
+  boost::asio::io_context& io_;
+  UcxOptions opts_;
+  std::unique_ptr<Handles> h_;
+  std::unique_ptr<EventWaiter> waiter_;
+  std::unique_ptr<boost::asio::steady_timer> tick_;
+  std::string address_;  // "ucx:<host identity>:<worker address in hex>"
+  std::string host_;
+  std::byte* region_base_ = nullptr;
+  std::uint64_t region_length_ = 0;
+  std::map<Rank, std::unique_ptr<Peer>> peers_;
+  std::unique_ptr<Endpoint> local_;
+
+  struct Pending {
+    Rank peer;
+    std::byte* local;
+    std::uint64_t length;
+    Completion done;
+    std::chrono::steady_clock::time_point started;
+    bool reported = false;  // logged as slow
+  };
+  std::unordered_map<std::uint64_t, Pending> pending_;
+  std::uint64_t next_id_ = 1;
+
+  // Filled by callbacks, emptied by drain().
+  struct Done {
+    std::uint64_t id;
+    Status status;
+  };
+  struct ServeRequest {
+    Rank requester;
+    std::uint64_t id, offset, length;
+  };
+  struct RndvData {
+    std::uint64_t id;
+    void* desc;
+    std::uint64_t length;
+  };
+  struct EpError {
+    void* ep;
+    int status;
+  };
+  std::vector<Done> done_;
+  std::vector<ServeRequest> serve_;
+  std::vector<RndvData> rndv_;
+  std::vector<EpError> ep_errors_;
+  std::vector<void*> closing_;  // ep close requests not yet complete
+
+  PeerErrorHandler on_peer_error_;
+  TransportStats stats_;
+  bool pass_posted_ = false;
+  bool shut_down_ = false;
+};
+
+}  // namespace hoplite::transport::ucx
