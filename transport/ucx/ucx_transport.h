@@ -10,17 +10,16 @@
 // once (ucp_mem_map); its packed rkey and base address travel in the
 // bootstrap table, and each peer's rkey is unpacked once per endpoint.
 //
-// A get takes one of two paths, per peer:
-//  - rma: ucp_get_nbx straight from the holder's arena into ours, for
-//    transports with native RMA (cma, InfiniBand rc/dc; posix/sysv when UCX
-//    offers them for user memory);
-//  - am: an active message asks the holder, which answers with a rendezvous
-//    active message from its arena that lands in our extent
-//    (ucp_am_recv_data_nbx). Over UCX's tcp transport a get is emulated and
-//    needs the holder to progress anyway; this path is what docs/perf.md
-//    measured to be faster there.
-// "auto" picks rma when UCX put a transport other than tcp on the
-// endpoint's rma_bw lane, else am; HOPLITE_UCX_GET=rma|am forces one.
+// A get takes one of two paths:
+//  - am (the default): an active message asks the holder, which answers
+//    with an active message from its arena that lands in our extent
+//    (rendezvous, ucp_am_recv_data_nbx, for large chunks);
+//  - rma (HOPLITE_UCX_GET=rma): ucp_get_nbx straight from the holder's
+//    arena, for transports with native RMA (cma here, rc/dc on InfiniBand).
+// docs/perf.md has the figures behind the default: over UCX's tcp a get is
+// emulated and 2.3x slower than am; over cma rma is 1.8x faster point to
+// point, but with four ranks on two cores collectives ran 2.8-7.7x slower,
+// since cma has no event fd and its gets are polled.
 //
 // Endpoints use UCP_ERR_HANDLING_MODE_PEER, so every request completes, with
 // an error when its peer dies; an endpoint error is reported through the
@@ -127,7 +126,9 @@ class UcxTransport final : public Transport {
     Completion done;
     std::chrono::steady_clock::time_point started;
     bool reported = false;  // logged as slow
+    bool rma = false;       // on the rma path (see pass())
   };
+  std::size_t rma_in_flight_ = 0;
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::uint64_t next_id_ = 1;
 
