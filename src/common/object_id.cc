@@ -1,6 +1,9 @@
 #include "hoplite/object_id.h"
 
+#include <algorithm>
 #include <random>
+
+#include "common/hex.h"
 
 namespace hoplite {
 namespace {
@@ -45,30 +48,16 @@ ObjectID ObjectID::random() {
 }
 
 std::string ObjectID::hex() const {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s(2 * kSize, '0');
-  for (std::size_t i = 0; i < kSize; ++i) {
-    s[2 * i] = kDigits[bytes_[i] >> 4];
-    s[2 * i + 1] = kDigits[bytes_[i] & 0xf];
-  }
-  return s;
+  return to_hex(bytes_);
 }
 
 Result<ObjectID> ObjectID::from_hex(std::string_view hex) {
   if (hex.size() != 2 * kSize)
     return invalid_argument("object id must be 40 hex digits, got " + std::to_string(hex.size()));
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
+  auto bytes = hoplite::from_hex(hex);
+  if (!bytes.is_ok()) return invalid_argument("object id has a non-hex digit");
   std::array<std::uint8_t, kSize> b{};
-  for (std::size_t i = 0; i < kSize; ++i) {
-    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return invalid_argument("object id has a non-hex digit");
-    b[i] = static_cast<std::uint8_t>(hi << 4 | lo);
-  }
+  std::copy(bytes->begin(), bytes->end(), b.begin());
   return ObjectID(b);
 }
 

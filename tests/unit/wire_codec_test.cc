@@ -22,6 +22,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/hex.h"
 #include "common/wire.h"
 #include "control/messages.h"
 #include "hoplite/object_id.h"
@@ -883,4 +884,19 @@ TEST(ObjectId, HashUsesTheIdBytes) {
 }
 
 }  // namespace
+TEST(Hex, RoundTripsEveryByteAndRejectsBadText) {
+  std::vector<std::uint8_t> all(256);
+  for (int i = 0; i < 256; ++i) all[i] = static_cast<std::uint8_t>(i);
+  std::string text = to_hex(all);
+  EXPECT_EQ(text.substr(0, 6), "000102");
+  EXPECT_EQ(text.substr(text.size() - 4), "feff");
+  auto back = from_hex(text);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(*back, all);
+  EXPECT_EQ(from_hex("ABcd").value(), (std::vector<std::uint8_t>{0xab, 0xcd}));
+  EXPECT_EQ(from_hex("abc").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(from_hex("zz").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(from_hex("").value().empty());
+}
+
 }  // namespace hoplite

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "common/hex.h"
 #include "common/log.h"
 #include "common/wire.h"
 #include "transport/local_endpoint.h"
@@ -52,34 +53,6 @@ Status ucx_error(const std::string& what, ucs_status_t st) {
   if (st == UCS_ERR_NO_MEMORY || st == UCS_ERR_NO_RESOURCE) code = StatusCode::kCapacity;
   if (st == UCS_ERR_INVALID_PARAM) code = StatusCode::kInvalidArgument;
   return Status(code, what + ": " + ucs_text(st));
-}
-
-std::string to_hex(const void* p, std::size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  auto* b = static_cast<const std::uint8_t*>(p);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.push_back(digits[b[i] >> 4]);
-    out.push_back(digits[b[i] & 15]);
-  }
-  return out;
-}
-
-Result<std::vector<std::uint8_t>> from_hex(std::string_view s) {
-  if (s.size() % 2) return invalid_argument("odd-length hex");
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  std::vector<std::uint8_t> out(s.size() / 2);
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    int hi = nibble(s[2 * i]), lo = nibble(s[2 * i + 1]);
-    if (hi < 0 || lo < 0) return invalid_argument("not hex");
-    out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
-  }
-  return out;
 }
 
 // What ucp_ep_print_info says about the endpoint's lanes: one "lane[i]:"
@@ -418,7 +391,7 @@ Status UcxTransport::init() {
   st = ucp_worker_get_address(h_->worker, &addr, &addr_len);
   if (st != UCS_OK) return ucx_error("ucx: worker address", st);
   host_ = host_identity();
-  address_ = kAddressPrefix + host_ + ":" + to_hex(addr, addr_len);
+  address_ = kAddressPrefix + host_ + ":" + to_hex({reinterpret_cast<const std::uint8_t*>(addr), addr_len});
   ucp_worker_release_address(h_->worker, addr);
 
   for (unsigned id : {kAmGet, kAmData}) {

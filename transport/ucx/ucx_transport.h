@@ -3,33 +3,37 @@
 // transport/tcp/.
 //
 // One UCP context and one worker per node, in UCS_THREAD_MODE_SINGLE: only
-// the progress thread touches them. The worker's event fd is watched by the
-// node's Asio loop; a wake-up progresses the worker until it is idle (in
-// bounded passes, so control messages are not starved by a long transfer)
-// and then arms it again, so an idle node sleeps. The store arena is mapped
-// once (ucp_mem_map); its packed rkey and base address travel in the
-// bootstrap table, and each peer's rkey is unpacked once per endpoint.
+// the progress thread touches them. A waiter thread poll()s the worker's
+// event fd and posts a pass to the Asio loop; a pass progresses the worker
+// until it is idle (bounded by rounds and by 500 us, so control messages
+// and heartbeats are not starved by a long transfer) and then arms it
+// again, so an idle node sleeps. The store arena is mapped once
+// (ucp_mem_map); its packed rkey and base address travel in the bootstrap
+// table, and each peer's rkey is unpacked once per endpoint.
 //
 // A get takes one of two paths:
 //  - am (the default): an active message asks the holder, which answers
 //    with an active message from its arena that lands in our extent
-//    (rendezvous, ucp_am_recv_data_nbx, for large chunks);
+//    (eager over tcp lanes, rendezvous with ucp_am_recv_data_nbx otherwise);
 //  - rma (HOPLITE_UCX_GET=rma): ucp_get_nbx straight from the holder's
 //    arena, for transports with native RMA (cma here, rc/dc on InfiniBand).
 // docs/perf.md has the figures behind the default: over UCX's tcp a get is
-// emulated and 2.3x slower than am; over cma rma is 1.8x faster point to
-// point, but with four ranks on two cores collectives ran 2.8-7.7x slower,
-// since cma has no event fd and its gets are polled.
+// emulated and 2.3x slower than am on loopback; over cma rma is 1.8x faster
+// point to point, but with four ranks on two cores collectives ran 2.8-7.7x
+// slower, since cma has no event fd and its gets are polled every 1 ms.
 //
-// Endpoints use UCP_ERR_HANDLING_MODE_PEER, so every request completes, with
-// an error when its peer dies; an endpoint error is reported through the
-// peer error handler at once. fail_peer() completes a peer's outstanding
-// gets with the given status and closes its endpoint; the next get (or a
-// rejoined peer's add_peer) creates a new one.
+// Between hosts, endpoints use UCP_ERR_HANDLING_MODE_PEER: every request
+// completes, with an error when its peer dies, and an endpoint error other
+// than a timeout is reported through the peer error handler at once. UCX
+// 1.13's shared-memory transports have no peer-failure support, so between
+// processes of one kernel (when UCX_TLS allows shared memory) endpoints run
+// without it and the node's failure detector ends their gets. fail_peer()
+// completes a peer's outstanding gets with the given status and closes its
+// endpoint; the next get (or a rejoined peer's add_peer) creates a new one.
 //
 // Ownership: owns the UCP context, worker, memory mapping, endpoints and
-// rkeys, and a duplicate of the worker's event fd; runs on the io_context
-// given at creation, which must outlive it.
+// rkeys, and the waiter thread; runs on the io_context given at creation,
+// which must outlive it.
 // Thread-safety: thread-bound to that io_context's thread.
 #pragma once
 
