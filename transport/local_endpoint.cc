@@ -4,7 +4,7 @@
 
 namespace hoplite::transport {
 
-void LocalEndpoint::get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
+void LocalEndpoint::get(const ObjectID&, std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
                         Completion done) {
   if (remote_offset > length_ || length > length_ - remote_offset) {
     done(invalid_argument("local get outside the region"));

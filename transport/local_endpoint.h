@@ -22,7 +22,8 @@ class LocalEndpoint final : public Endpoint {
  public:
   LocalEndpoint(boost::asio::io_context& io, std::byte* base, std::uint64_t length)
       : io_(io), base_(base), length_(length) {}
-  void get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset, Completion done) override;
+  void get(const ObjectID& id, std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
+           Completion done) override;
   std::size_t in_flight() const override { return in_flight_; }
 
  private:

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "hoplite/object_id.h"
 #include "hoplite/status.h"
 
 namespace hoplite::transport {
@@ -31,6 +32,11 @@ using Completion = std::function<void(Status)>;
 // Told when the data plane itself learns that a peer is gone (an endpoint
 // error), before any heartbeat could; on the progress thread.
 using PeerErrorHandler = std::function<void(Rank, const Status&)>;
+// Whether `peer` may read [offset, offset + length) of the region as part
+// of object `id`: ok, or why not (the holder answers the get with that
+// error). Called on the progress thread by the serving side.
+using AccessCheck =
+    std::function<Status(Rank peer, const ObjectID& id, std::uint64_t offset, std::uint64_t length)>;
 
 class MemoryRegion {
  public:
@@ -45,9 +51,11 @@ class Endpoint {
  public:
   virtual ~Endpoint() = default;
   // Reads [remote_offset, remote_offset + length) of the peer's region into
-  // `local` (inside a region registered here). Gets on one endpoint may
-  // complete in any order.
-  virtual void get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset, Completion done) = 0;
+  // `local` (inside a region registered here), as part of object `id` (the
+  // holder checks the range against what it granted us for `id`). Gets on
+  // one endpoint may complete in any order.
+  virtual void get(const ObjectID& id, std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
+                   Completion done) = 0;
   // Gets posted and not yet completed.
   virtual std::size_t in_flight() const = 0;
 };
@@ -57,6 +65,7 @@ struct TransportStats {
   std::uint64_t bytes_served = 0;  // to peers' gets
   std::uint64_t gets = 0;
   std::uint64_t rejected_connections = 0;
+  std::uint64_t refused_gets = 0;  // by the access check
 };
 
 class Transport {
@@ -79,6 +88,9 @@ class Transport {
   // Backends whose connection errors reach the node some other way (TCP:
   // the control connection breaks too) may ignore the handler.
   virtual void set_peer_error_handler(PeerErrorHandler handler) = 0;
+  // Installed once by the node before any peer is added. Backends that
+  // cannot check a read (one-sided RMA) say so in describe() and docs.
+  virtual void set_access_check(AccessCheck check) = 0;
   // The peer failed: its in-flight gets complete with `why`, its
   // connections close; a later get reconnects (a rejoined peer).
   virtual void fail_peer(Rank peer, const Status& why) = 0;

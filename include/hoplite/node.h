@@ -58,6 +58,9 @@ struct NodeStats {
   std::uint64_t bytes_served = 0;
   std::uint64_t rejected_connections = 0;
   std::uint64_t protocol_errors = 0;
+  // Messages from authenticated peers refused for naming another rank or
+  // answering something nobody asked (docs/security.md).
+  std::uint64_t refused_messages = 0;
   // Reduce tasks this node has started (one per tree-chain position or
   // stripe link it ran); a repaired reduce re-runs only the path above the
   // failure, which this count shows.

@@ -39,8 +39,14 @@ struct NodeOptions {
   // The data plane: "ucx", "tcp", or "auto" (ucx when UCX initialises,
   // else tcp; the log says which and why). HOPLITE_TRANSPORT sets it.
   std::string transport = "auto";
-  // Shared secret; a peer presenting another one is refused.
+  // The cluster's shared secret: every connection proves it holds it
+  // (challenge-response; it never crosses the wire). from_environment()
+  // reads HOPLITE_TOKEN, else the file HOPLITE_TOKEN_FILE, else
+  // ~/.hoplite/token (mode 0600). docs/security.md has the policy.
   std::string token;
+  // Run without a token, so anyone who reaches the ports can join, read and
+  // write (HOPLITE_INSECURE=1). Only when asked for; warned at start.
+  bool insecure = false;
   std::chrono::milliseconds bootstrap_timeout{60000};
   // The link model the reduce planner uses. 0: measured at start-up (a
   // round trip and a 2 MiB transfer between neighbours).

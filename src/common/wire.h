@@ -38,6 +38,12 @@ void encode_header(std::uint8_t type, std::uint32_t length, std::uint8_t out[kHe
 // caller, which knows its own message set.
 [[nodiscard]] Result<FrameHeader> decode_header(const std::uint8_t in[kHeaderSize], std::uint32_t max_length);
 
+// A status code off the wire: values this build does not know (a newer or
+// a hostile peer) become kProtocol instead of an enum value out of range.
+inline StatusCode status_code(std::uint16_t v) {
+  return v <= static_cast<std::uint16_t>(StatusCode::kInternal) ? static_cast<StatusCode>(v) : StatusCode::kProtocol;
+}
+
 class WireWriter {
  public:
   void u8(std::uint8_t v) { buf_.push_back(v); }
@@ -51,6 +57,8 @@ class WireWriter {
     put(b.data(), b.size());
   }
   void str(const std::string& s) { bytes({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}); }
+  // Fixed-size field (nonces, MACs): no length prefix.
+  void fixed(std::span<const std::uint8_t> b) { put(b.data(), b.size()); }
   std::vector<std::uint8_t>& buffer() { return buf_; }
 
  private:
@@ -74,6 +82,7 @@ class WireReader {
   [[nodiscard]] Status id(ObjectID& v);
   [[nodiscard]] Status bytes(std::vector<std::uint8_t>& v, std::uint32_t max_len);
   [[nodiscard]] Status str(std::string& v, std::uint32_t max_len);
+  [[nodiscard]] Status fixed(std::span<std::uint8_t> out) { return get(out.data(), out.size()); }
   // Trailing bytes mean the peer and we disagree about the message layout.
   [[nodiscard]] Status finish() const;
   std::size_t remaining() const { return in_.size() - pos_; }

@@ -15,6 +15,7 @@ Connection::Connection(asio::ip::tcp::socket sock, MessageHandler on_message, Cl
   sock_.set_option(asio::ip::tcp::no_delay(true), ec);
   auto ep = sock_.remote_endpoint(ec);
   name_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+  if (!ec) remote_ = ep.address();
 }
 
 void Connection::start() {
@@ -89,21 +90,37 @@ void Connection::parse_frames() {
 }
 
 void Connection::send(std::vector<std::uint8_t> frame) {
-  if (!open_) return;
+  if (!open_ || rejected_) return;
   outq_.push_back(std::move(frame));
   if (!writing_) write_next();
 }
 
-// Everything queued goes out in one gathered write.
+void Connection::send_handshake(const Message& m) {
+  if (!open_ || rejected_) return;
+  hsq_.push_back(encode(m));
+  if (!writing_) write_next();
+}
+
+void Connection::open_gate() {
+  gated_ = false;
+  if (!writing_) write_next();
+}
+
+// Everything that may go out goes in one gathered write: handshake frames
+// first, the rest once the gate is open.
 void Connection::write_next() {
-  if (outq_.empty()) {
+  if (hsq_.empty() && (gated_ || outq_.empty())) {
     writing_ = false;
-    if (closing_) close(Status(StatusCode::kCancelled, "closed after flush"));
+    if (closing_) close(close_reason_);
     return;
   }
   writing_ = true;
   inflight_.clear();
-  while (!outq_.empty() && inflight_.size() < kMaxBatch) {
+  while (!hsq_.empty() && inflight_.size() < kMaxBatch) {
+    inflight_.push_back(std::move(hsq_.front()));
+    hsq_.pop_front();
+  }
+  while (!gated_ && !outq_.empty() && inflight_.size() < kMaxBatch) {
     inflight_.push_back(std::move(outq_.front()));
     outq_.pop_front();
   }
@@ -120,17 +137,20 @@ void Connection::write_next() {
 }
 
 void Connection::reject(const Status& why) {
-  if (rejected_) return;
-  // Nothing the peer sent after this is read.
+  if (rejected_ || !open_) return;
+  // Nothing the peer sent after this is read, and nothing else is sent.
   rejected_ = true;
   LOG_WARN("control: dropping connection from " << name_ << " (rank "
                                                 << (peer == kNoRank ? std::string("?") : std::to_string(peer))
                                                 << "): " << why.to_string());
-  auto self = shared_from_this();
-  auto f = std::make_shared<std::vector<std::uint8_t>>(
-      encode(Error{static_cast<std::uint16_t>(why.code()), why.message()}));
-  // Write the error directly (not behind queued frames) and close after it.
-  asio::async_write(sock_, asio::buffer(*f), [self, f, why](error_code, std::size_t) { self->close(why); });
+  outq_.clear();
+  hsq_.clear();
+  // The error goes through the write queue: a write may be in flight, and
+  // Asio allows one outstanding write per socket.
+  hsq_.push_back(encode(Error{static_cast<std::uint16_t>(why.code()), why.message()}));
+  closing_ = true;
+  close_reason_ = why;
+  if (!writing_) write_next();
 }
 
 void Connection::close_when_flushed() {

@@ -6,6 +6,10 @@
 // and the connection is closed: the peer is out of sync with us and nothing
 // it sends afterwards can be trusted. Other connections are unaffected.
 //
+// Until the handshake completes (auth/handshake.h) only handshake frames
+// are written: whatever the owner queued waits behind the gate, so nothing
+// reaches a peer that has not proved it holds the token.
+//
 // Ownership: shared by the handlers in flight; the node keeps the ones it
 // routes messages through. Thread-safety: thread-bound to the progress thread.
 #pragma once
@@ -16,6 +20,7 @@
 #include <string>
 #include "common/asio.h"
 
+#include "auth/handshake.h"
 #include "control/messages.h"
 
 namespace hoplite::control {
@@ -34,7 +39,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void connect(const boost::asio::ip::tcp::endpoint& to);
   void send(std::vector<std::uint8_t> frame);
   void send(const Message& m) { send(encode(m)); }
-  // Sends an Error frame, then closes.
+  // A handshake frame: written ahead of the gate.
+  void send_handshake(const Message& m);
+  // The peer is authenticated: queued frames flow.
+  void open_gate();
+  // Sends an Error frame after any write in flight (never two writes at
+  // once on the socket), drops everything queued, then closes.
   void reject(const Status& why);
   void close(const Status& why);
   // Closes once every queued frame is written (a node leaving must not drop
@@ -42,10 +52,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close_when_flushed();
   bool open() const { return open_; }
   const std::string& name() const { return name_; }
+  boost::asio::ip::address remote_address() const { return remote_; }
 
-  // Set by the node after a valid Hello: which rank this is, if a member.
+  // Set by the node after the handshake: which rank this is, if a member.
   Rank peer = kNoRank;
   bool authenticated = false;
+  // The handshake in progress, driven by the node: one side of it, dropped
+  // once the peer is authenticated.
+  std::unique_ptr<auth::Dialer> dialer;
+  std::unique_ptr<auth::Acceptor> acceptor;
 
  private:
   void read_header();
@@ -59,13 +74,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   MessageHandler on_message_;
   CloseHandler on_close_;
   std::string name_;
+  boost::asio::ip::address remote_;
   bool open_ = true;
   bool writing_ = false;
   bool closing_ = false;
   bool rejected_ = false;
+  bool gated_ = true;
+  Status close_reason_{StatusCode::kCancelled, "closed after flush"};
   // Received bytes [rbegin_, rend_) not yet dispatched.
   std::vector<std::uint8_t> rbuf_;
   std::size_t rbegin_ = 0, rend_ = 0;
+  std::deque<std::vector<std::uint8_t>> hsq_;  // handshake frames: pass the gate
   std::deque<std::vector<std::uint8_t>> outq_;
   std::vector<std::vector<std::uint8_t>> inflight_;  // being written
 };

@@ -74,8 +74,18 @@ MsgType write(WireWriter& w, const Hello& m) {
   w.u32(m.protocol);
   w.u32(m.rank);
   w.u8(static_cast<std::uint8_t>(m.channel));
-  w.str(m.token);
+  w.fixed(m.nonce);
   return MsgType::kHello;
+}
+MsgType write(WireWriter& w, const Challenge& m) {
+  w.u32(m.rank);
+  w.fixed(m.nonce);
+  w.fixed(m.mac);
+  return MsgType::kChallenge;
+}
+MsgType write(WireWriter& w, const Proof& m) {
+  w.fixed(m.mac);
+  return MsgType::kProof;
 }
 MsgType write(WireWriter& w, const HelloAck& m) {
   w.u32(m.rank);
@@ -293,7 +303,19 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u32(m.protocol));
       TRY(r.u32(m.rank));
       TRY(get_enum(r, m.channel, 1));
-      TRY(r.str(m.token, kMaxString));
+      TRY(r.fixed(m.nonce));
+      return Message{m};
+    }
+    case MsgType::kChallenge: {
+      Challenge m;
+      TRY(r.u32(m.rank));
+      TRY(r.fixed(m.nonce));
+      TRY(r.fixed(m.mac));
+      return Message{m};
+    }
+    case MsgType::kProof: {
+      Proof m;
+      TRY(r.fixed(m.mac));
       return Message{m};
     }
     case MsgType::kHelloAck: {
@@ -562,7 +584,9 @@ const char* type_name(const Message& m) {
                                            "PeerUpdate",
                                            "ReduceCancel",
                                            "ReduceRetarget",
-                                           "ReduceLost"};
+                                           "ReduceLost",
+                                           "Challenge",
+                                           "Proof"};
   return kNames[m.index()];
 }
 

@@ -13,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "auth/handshake.h"
 #include "common/wire.h"
 #include "hoplite/object_id.h"
 #include "hoplite/status.h"
@@ -25,8 +26,9 @@ inline constexpr std::uint32_t kMaxString = 4096;
 inline constexpr std::uint32_t kMaxInline = 4u << 20;
 inline constexpr std::uint32_t kMaxWorld = 65536;
 // The control messages' layouts, checked in every hello: 2 added
-// Lookup.after, Locate.inline_max and LocateReply's inline bytes.
-inline constexpr std::uint32_t kControlProtocol = 2;
+// Lookup.after, Locate.inline_max and LocateReply's inline bytes; 3 replaced
+// the token in the hello by a challenge-response (auth/handshake.h).
+inline constexpr std::uint32_t kControlProtocol = 3;
 
 enum class MsgType : std::uint8_t {
   kHello = 1,
@@ -58,15 +60,26 @@ enum class MsgType : std::uint8_t {
   kReduceCancel = 31,
   kReduceRetarget = 32,
   kReduceLost = 33,
+  kChallenge = 34,
+  kProof = 35,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
 
+// The handshake (auth/handshake.h): Hello, Challenge, Proof, then HelloAck.
 struct Hello {
-  std::uint32_t protocol = 1;
+  std::uint32_t protocol = kControlProtocol;
   Rank rank = kNoRank;  // kNoRank: not a member (tools, tests)
   Channel channel = Channel::kControl;
-  std::string token;
+  auth::Nonce nonce{};
+};
+struct Challenge {
+  Rank rank = kNoRank;  // the acceptor
+  auth::Nonce nonce{};
+  auth::Mac mac{};
+};
+struct Proof {
+  auth::Mac mac{};
 };
 struct HelloAck {
   Rank rank = kNoRank;
@@ -280,7 +293,8 @@ struct ReduceLost {
 using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish,
                              PublishAck, Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch,
                              Progress, Unwatch, Locate, LocateReply, ReduceTask, ReduceDone, PublishComposite,
-                             Heartbeat, Rejoin, PeerUpdate, ReduceCancel, ReduceRetarget, ReduceLost>;
+                             Heartbeat, Rejoin, PeerUpdate, ReduceCancel, ReduceRetarget, ReduceLost,
+                             Challenge, Proof>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

@@ -1,16 +1,17 @@
 #include "node/control_plane.h"
 
+#include "control/sender_rules.h"
+
 namespace hoplite::node {
 
 using asio::ip::tcp;
 using control::Connection;
 
-ControlPlane::ControlPlane(NodeContext& ctx) : ctx_(ctx), acceptor_(ctx.io) {
+ControlPlane::ControlPlane(NodeContext& ctx)
+    : ctx_(ctx), acceptor_(ctx.io), accept_retry_(ctx.io), key_(ctx.opts.token) {
   out_.resize(ctx_.world);
   ctx_.messenger = this;
-  ctx_.dispatch.on<msg::Hello>([](const ConnPtr& c, const msg::Hello&) {
-    if (c) c->reject(protocol_error("second hello on a connection"));
-  });
+  // After the handshake these are refused by the sender rules.
   ctx_.dispatch.on<msg::HelloAck>([](const ConnPtr&, const msg::HelloAck&) {});
 }
 
@@ -56,23 +57,68 @@ void ControlPlane::start_accepting() {
 void ControlPlane::accept() {
   acceptor_.async_accept([this](error_code ec, tcp::socket s) {
     if (ctx_.stopping) return;
-    if (!ec) {
-      auto c = make_connection(std::move(s));
-      inbound_.push_back(c);
-      std::erase_if(inbound_, [](const auto& w) { return w.expired(); });
-      c->start();
+    if (ec) {
+      // EMFILE/ENFILE leave the pending connection in the backlog, so
+      // accepting again at once would spin; wait for descriptors to free up.
+      LOG_WARN("control plane: accept failed: " << ec.message() << "; retrying in 50 ms");
+      accept_retry_.expires_after(std::chrono::milliseconds(50));
+      accept_retry_.async_wait([this](error_code e) {
+        if (!e && !ctx_.stopping) accept();
+      });
+      return;
     }
+    admit(std::move(s));
     accept();
   });
 }
 
+void ControlPlane::admit(tcp::socket s) {
+  std::erase_if(inbound_, [](const auto& w) { return w.expired(); });
+  error_code ec;
+  auto from = s.remote_endpoint(ec).address();
+  std::size_t pending = 0, same_address = 0;
+  for (auto& w : inbound_) {
+    auto c = w.lock();
+    if (!c || c->authenticated) continue;
+    pending++;
+    if (!ec && c->remote_address() == from) same_address++;
+  }
+  // Members finish their handshake in one round trip; a crowd of half-open
+  // connections is a flood. New ones are refused, established ones keep
+  // being served.
+  if (inbound_.size() >= kMaxInbound || pending >= kMaxPendingHandshakes ||
+      same_address >= kMaxPendingPerAddress) {
+    ctx_.rejected++;
+    LOG_WARN("control plane: refusing a connection from " << (ec ? std::string("?") : from.to_string()) << " ("
+                                                           << inbound_.size() << " open, " << pending
+                                                           << " in handshake, " << same_address
+                                                           << " from that address)");
+    s.close(ec);
+    return;
+  }
+  auto c = make_connection(std::move(s));
+  inbound_.push_back(c);
+  c->start();
+  // A peer that never completes the handshake gives its descriptor back.
+  ctx_.after(kHelloTimeout, [this, w = std::weak_ptr<control::Connection>(c)] {
+    if (auto c = w.lock(); c && c->open() && !c->authenticated) {
+      ctx_.rejected++;
+      c->reject(timeout_error("no completed handshake within " + std::to_string(kHelloTimeout.count()) + " ms"));
+    }
+  });
+}
+
+void ControlPlane::dial(const ConnPtr& c, Rank r) {
+  c->peer = r;
+  c->dialer = std::make_unique<auth::Dialer>(key_, static_cast<std::uint8_t>(msg::Channel::kControl), ctx_.me, r);
+  c->send_handshake(msg::Hello{msg::kControlProtocol, ctx_.me, msg::Channel::kControl, c->dialer->nonce()});
+}
+
 ConnPtr ControlPlane::adopt_outbound(Rank r, tcp::socket s) {
   auto c = make_connection(std::move(s));
-  c->peer = r;
-  c->authenticated = true;  // we dialed; the peer checks our hello
   out_[r] = c;
   c->start();
-  c->send(msg::Hello{msg::kControlProtocol, ctx_.me, msg::Channel::kControl, ctx_.opts.token});
+  dial(c, r);
   return c;
 }
 
@@ -105,17 +151,53 @@ void ControlPlane::send_to(Rank r, const msg::Message& m) {
       return;
     }
     c = make_connection(tcp::socket(ctx_.io));
-    c->peer = r;
-    c->authenticated = true;  // we dialed; the peer checks our hello
     c->connect(tcp::endpoint(addr, peers_[r].control_port));
-    c->send(msg::Hello{msg::kControlProtocol, ctx_.me, msg::Channel::kControl, ctx_.opts.token});
+    dial(c, r);
   }
   c->send(m);
 }
 
 void ControlPlane::on_message(const ConnPtr& c, msg::Message m) {
   if (ctx_.stopping) return;
-  if (c && !c->authenticated) {
+  if (c && !c->authenticated) return handshake(c, m);
+  if (c) {
+    if (auto st = control::check_sender(m, c->peer, kBootstrapRank); !st.is_ok()) {
+      ctx_.refused++;
+      LOG_WARN("refused " << msg::type_name(m) << " from " << c->name() << ": " << st.message());
+      return;
+    }
+    if (c->peer < ctx_.world && events_) events_->heard_from(c->peer);
+  }
+  if (!ctx_.dispatch.dispatch(c, m)) {
+    ctx_.protocol_errors++;
+    LOG_WARN("no handler for " << msg::type_name(m) << " from " << (c ? c->name() : "self"));
+  }
+}
+
+// The three steps of auth/handshake.h, on either side of the connection.
+void ControlPlane::handshake(const ConnPtr& c, const msg::Message& m) {
+  if (const auto* e = std::get_if<msg::Error>(&m)) {
+    ctx_.rejected++;
+    return c->close(peer_failure("rank " + std::to_string(c->peer) + " refused us: " + e->message));
+  }
+  if (c->dialer) {
+    const auto* ch = std::get_if<msg::Challenge>(&m);
+    if (!ch) {
+      ctx_.protocol_errors++;
+      return c->reject(protocol_error("expected a challenge, got " + std::string(msg::type_name(m))));
+    }
+    auto proof = c->dialer->answer(ch->rank, ch->nonce, ch->mac);
+    if (!proof.is_ok()) {
+      ctx_.rejected++;
+      return c->reject(proof.status());
+    }
+    c->send_handshake(msg::Proof{proof.value()});
+    c->dialer.reset();
+    c->authenticated = true;
+    c->open_gate();
+    return;
+  }
+  if (!c->acceptor) {
     const auto* h = std::get_if<msg::Hello>(&m);
     if (!h) {
       ctx_.protocol_errors++;
@@ -123,25 +205,36 @@ void ControlPlane::on_message(const ConnPtr& c, msg::Message m) {
     }
     if (h->protocol != msg::kControlProtocol) {
       ctx_.protocol_errors++;
-      return c->reject(protocol_error("protocol version " + std::to_string(h->protocol) + " not supported"));
+      return c->reject(protocol_error("protocol version " + std::to_string(h->protocol) + " not supported (this node speaks " + std::to_string(msg::kControlProtocol) + ")"));
     }
-    if (h->token != ctx_.opts.token) {
+    if (h->channel != msg::Channel::kControl) {
+      ctx_.protocol_errors++;
+      return c->reject(protocol_error("a data-plane hello on the control port"));
+    }
+    if (h->rank != msg::kNoRank && (h->rank >= ctx_.world || h->rank == ctx_.me)) {
       ctx_.rejected++;
-      return c->reject(peer_failure("wrong cluster token"));
+      return c->reject(invalid_argument("rank " + std::to_string(h->rank) + " is not a peer of rank " +
+                                        std::to_string(ctx_.me)));
     }
-    if (h->rank != msg::kNoRank && h->rank >= ctx_.world) {
-      return c->reject(invalid_argument("rank " + std::to_string(h->rank) + " is not a member"));
-    }
-    c->authenticated = true;
-    c->peer = h->rank;
-    c->send(msg::HelloAck{ctx_.me});
+    c->acceptor = std::make_unique<auth::Acceptor>(key_, static_cast<std::uint8_t>(msg::Channel::kControl), ctx_.me);
+    auto ch = c->acceptor->challenge(h->rank, h->nonce);
+    c->send_handshake(msg::Challenge{ch.rank, ch.nonce, ch.mac});
     return;
   }
-  if (c && c->peer < ctx_.world && events_) events_->heard_from(c->peer);
-  if (!ctx_.dispatch.dispatch(c, m)) {
+  const auto* p = std::get_if<msg::Proof>(&m);
+  if (!p) {
     ctx_.protocol_errors++;
-    LOG_WARN("no handler for " << msg::type_name(m) << " from " << (c ? c->name() : "self"));
+    return c->reject(protocol_error("expected a proof, got " + std::string(msg::type_name(m))));
   }
+  if (auto st = c->acceptor->verify(p->mac); !st.is_ok()) {
+    ctx_.rejected++;
+    return c->reject(st);
+  }
+  c->peer = c->acceptor->peer();
+  c->acceptor.reset();
+  c->authenticated = true;
+  c->open_gate();
+  c->send(msg::HelloAck{ctx_.me});
 }
 
 void ControlPlane::on_closed(const ConnPtr& c, const Status& why) {
@@ -150,7 +243,9 @@ void ControlPlane::on_closed(const ConnPtr& c, const Status& why) {
   // A reset or EOF from a member short-cuts the heartbeat timeout. Our own
   // closes (failure handling, rejoin) carry kCancelled or come after the
   // rank is already marked failed.
-  if (events_ && c->peer < ctx_.world && c->peer != ctx_.me && c->authenticated &&
+  // A connection we dialled counts before its handshake: a refused connect
+  // to a member's address is the quickest sign that it died.
+  if (events_ && c->peer < ctx_.world && c->peer != ctx_.me && (c->authenticated || c->dialer) &&
       why.code() == StatusCode::kPeerFailure) {
     events_->connection_lost(c->peer, why);
   }

@@ -2,17 +2,20 @@
 // they are dialled from.
 //
 // Listens on the control port; dials a peer on the first message to it
-// (one outbound connection per peer, hello first); checks each inbound
-// connection's hello (protocol version, cluster token, rank) before any of
-// its messages are dispatched; hands every message to the component that
-// registered its type. A message to ourselves takes the same path through
+// (one outbound connection per peer); runs the challenge-response handshake
+// (auth/handshake.h) on every connection before any of its messages are
+// dispatched or any of ours are sent; refuses messages the sender rules
+// (control/sender_rules.h) do not allow from the connection's rank; hands
+// every other message to the component that registered its type. Bounds
+// what strangers can hold: a handshake must finish within kHelloTimeout, and
+// half-open and total inbound connections are capped. A message to ourselves takes the same path through
 // a post, minus the socket. Messages for peers not yet in our copy of the
 // bootstrap table wait for it. A member's connection that breaks is
 // reported to membership (a reset short-cuts the heartbeat timeout).
 //
 // Owns: the acceptor, outbound and inbound connections, the address book
-// (peers' control and data addresses), the messages held for the table;
-// Hello and HelloAck.
+// (peers' control and data addresses), the messages held for the table, the
+// cluster key; Hello, Challenge, Proof and HelloAck.
 // Thread-binding: the progress thread (address() and peer() are read by
 // user threads after start, when they no longer change but for rejoins).
 #pragma once
@@ -35,6 +38,13 @@ class ControlEvents {
 
 class ControlPlane final : public Messenger {
  public:
+  // Bootstrap and barriers run here (until they move: issue 13's failover).
+  static constexpr Rank kBootstrapRank = 0;
+  static constexpr std::chrono::milliseconds kHelloTimeout{5000};
+  static constexpr std::size_t kMaxInbound = 4096;
+  static constexpr std::size_t kMaxPendingHandshakes = 256;
+  static constexpr std::size_t kMaxPendingPerAddress = 64;
+
   explicit ControlPlane(NodeContext& ctx);
   // Membership, which is built after the control plane it dials through.
   void set_events(ControlEvents* e) { events_ = e; }
@@ -71,10 +81,15 @@ class ControlPlane final : public Messenger {
   void on_message(const ConnPtr& c, msg::Message m);
   void on_closed(const ConnPtr& c, const Status& why);
   void accept();
+  void admit(boost::asio::ip::tcp::socket s);
+  void dial(const ConnPtr& c, Rank r);
+  void handshake(const ConnPtr& c, const msg::Message& m);
 
   NodeContext& ctx_;
   ControlEvents* events_ = nullptr;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;
+  const auth::Key key_;
   std::string host_;
   std::uint16_t port_ = 0;
   std::vector<msg::PeerInfo> peers_;

@@ -190,7 +190,7 @@ void Fetcher::pump(const ObjectID& id) {
     in.next += len;
     in.in_flight++;
     ep->get(
-        in.dest + off, len, in.remote_offset + off,
+        id, in.dest + off, len, in.remote_offset + off,
         [this, id, gen = in.gen, off, len, pin = in.entry](Status st) { on_chunk(id, gen, off, len, st); });
   }
 }

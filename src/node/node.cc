@@ -83,8 +83,18 @@ Status Node::Impl::start() {
   auto r = ctx.transport->register_memory(ctx.store->base(), ctx.store->capacity());
   if (!r.is_ok()) return r.status();
   ctx.region = std::move(r).value();
+  // Reads of our arena are checked against the watches we granted.
+  ctx.transport->set_access_check(
+      [this](transport::Rank peer, const ObjectID& id, std::uint64_t offset, std::uint64_t length) {
+        return server->granted(peer, id, offset, length);
+      });
   ctx.transport->set_peer_error_handler(
       [this](transport::Rank peer, const Status& why) { membership->data_plane_lost(peer, why); });
+  if (ctx.opts.token.empty()) {
+    LOG_WARN("rank " << ctx.me
+                     << ": running WITHOUT a cluster token (HOPLITE_INSECURE): anyone who can reach this node's "
+                        "ports can join the cluster, read and overwrite its objects");
+  }
   LOG_INFO("rank " << ctx.me << "/" << ctx.world << " control " << host << ":" << ctrl->port() << " data "
                    << ctx.transport->name() << " " << ctx.transport->address() << " store "
                    << ctx.store->capacity() << " B (" << ctx.store->placement() << ")");
@@ -367,6 +377,7 @@ NodeStats Node::stats() const {
   s.bytes_served = ts.bytes_served;
   s.rejected_connections = impl_->ctx.rejected.load() + ts.rejected_connections;
   s.protocol_errors = impl_->ctx.protocol_errors.load();
+  s.refused_messages = impl_->ctx.refused.load();
   s.reduce_tasks = impl_->ctx.reduce_tasks_started.load();
   return s;
 }

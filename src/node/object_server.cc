@@ -71,6 +71,20 @@ void ObjectServer::drop(const ObjectID& id, bool withdrawn) {
   for (auto& [key, w] : list) ctx_.send(key.first, msg::Progress{id, false, 0, size, 0, key.second});
 }
 
+Status ObjectServer::granted(Rank peer, const ObjectID& id, std::uint64_t offset, std::uint64_t length) const {
+  auto it = watchers_.find(id);
+  if (it != watchers_.end()) {
+    for (auto w = it->second.lower_bound({peer, 0}); w != it->second.end() && w->first.first == peer; ++w) {
+      const auto& pin = *w->second.pin;
+      const std::uint64_t ready = pin.ready();
+      if (offset >= pin.offset && length <= ready && offset - pin.offset <= ready - length) return {};
+    }
+    return invalid_argument("rank " + std::to_string(peer) + " asked for bytes of " + id.short_hex() +
+                            " it was not granted");
+  }
+  return not_found("rank " + std::to_string(peer) + " does not watch " + id.short_hex() + " here");
+}
+
 void ObjectServer::on_peer_lost(Rank f) {
   for (auto it = watchers_.begin(); it != watchers_.end();) {
     std::erase_if(it->second, [f](const auto& kv) { return kv.first.first == f; });

@@ -35,6 +35,11 @@ class ObjectServer final : public Component {
   // Our lookup of `id` was answered: serve the watches that waited for it.
   void replay_parked(const ObjectID& id);
 
+  // The data plane's access check: `peer` may read [offset, +length) of
+  // the region for `id` only while it watches our copy of `id` (the
+  // Progress we sent it is the grant), and only bytes already valid.
+  [[nodiscard]] Status granted(Rank peer, const ObjectID& id, std::uint64_t offset, std::uint64_t length) const;
+
   void on_peer_lost(Rank r) override;
   // After the sockets closed: nothing is served any more.
   void clear() { watchers_.clear(); }

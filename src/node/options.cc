@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "auth/token.h"
 #include "transport/factory.h"
 
 namespace hoplite {
@@ -87,7 +88,21 @@ Result<NodeOptions> NodeOptions::from_environment() {
         "no bootstrap address: set HOPLITE_BOOTSTRAP=host:port or MASTER_ADDR and MASTER_PORT");
   }
   if (const char* v = env("HOPLITE_LISTEN_HOST")) o.listen_host = v;
-  if (const char* v = env("HOPLITE_TOKEN")) o.token = v;
+  if (const char* v = env("HOPLITE_TOKEN")) {
+    o.token = v;
+  } else if (const char* f = env("HOPLITE_TOKEN_FILE")) {
+    auto t = auth::read_token_file(f);
+    if (!t.is_ok()) return invalid_argument("HOPLITE_TOKEN_FILE: " + t.status().message());
+    o.token = t.value();
+  } else if (auto path = auth::default_token_path(); !path.empty()) {
+    auto t = auth::read_token_file(path);
+    if (t.is_ok()) {
+      o.token = t.value();
+    } else if (t.status().code() != StatusCode::kNotFound) {
+      return t.status();
+    }
+  }
+  if (const char* v = env("HOPLITE_INSECURE")) o.insecure = std::string(v) == "1";
   if (const char* v = env("HOPLITE_TRANSPORT")) o.transport = v;
   struct SizeVar {
     const char* name;
@@ -134,6 +149,11 @@ Result<NodeOptions> NodeOptions::from_environment() {
 }
 
 Status NodeOptions::validate() const {
+  if (token.empty() && !insecure) {
+    return invalid_argument(
+        "no cluster token: set HOPLITE_TOKEN, or create ~/.hoplite/token (mode 0600; hoplite-run creates "
+        "it), or HOPLITE_TOKEN_FILE; HOPLITE_INSECURE=1 runs an unauthenticated cluster");
+  }
   if (world_size < 1) return invalid_argument("world size must be >= 1, got " + std::to_string(world_size));
   if (rank < 0 || rank >= world_size) {
     return invalid_argument("rank " + std::to_string(rank) + " outside [0, " + std::to_string(world_size) +

@@ -168,7 +168,7 @@ void ReduceExecutor::pump(std::uint64_t task, std::size_t ui) {
     up.free_slots.pop_back();
     std::uint64_t c = up.next_chunk++;
     up.in_flight++;
-    ep->get(up.scratch->data + slot * ex.chunk, len, up.remote_offset + up.offset + off,
+    ep->get(up.id, up.scratch->data + slot * ex.chunk, len, up.remote_offset + up.offset + off,
             [this, task, ui, c, slot, gen = up.gen, pin = up.scratch](Status st) {
               on_chunk(task, ui, c, slot, gen, st);
             });

@@ -8,9 +8,16 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
+
+#include "auth/token.h"
 
 #include "hoplite/status.h"
 
@@ -25,12 +32,38 @@ constexpr const char* kVariables[] = {
     // Our own
     "HOPLITE_RANK", "HOPLITE_WORLD_SIZE", "HOPLITE_BOOTSTRAP", "HOPLITE_LISTEN_HOST", "HOPLITE_TOKEN",
     "HOPLITE_TRANSPORT", "HOPLITE_STORE_CAPACITY", "HOPLITE_CHUNK_SIZE", "HOPLITE_INLINE_THRESHOLD",
-    "HOPLITE_PIPELINE_DEPTH", "HOPLITE_BOOTSTRAP_TIMEOUT_MS"};
+    "HOPLITE_PIPELINE_DEPTH", "HOPLITE_BOOTSTRAP_TIMEOUT_MS", "HOPLITE_TOKEN_FILE", "HOPLITE_INSECURE"};
 
 class FromEnvironment : public ::testing::Test {
  protected:
-  void SetUp() override { ClearAll(); }
-  void TearDown() override { ClearAll(); }
+  // Every case runs with a token (the policy has cases of its own below)
+  // and a HOME of its own, so a token file of the user running the tests
+  // cannot leak in.
+  void SetUp() override {
+    ClearAll();
+    const char* home = std::getenv("HOME");
+    saved_home_ = home ? home : "";
+    home_ = std::filesystem::temp_directory_path() / ("hoplite-options-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(home_);
+    std::filesystem::create_directories(home_);
+    Set("HOME", home_.string());
+    Set("HOPLITE_TOKEN", "options-test-token");
+  }
+  void TearDown() override {
+    ClearAll();
+    setenv("HOME", saved_home_.c_str(), 1);
+    std::filesystem::remove_all(home_);
+  }
+  void WriteFile(const std::filesystem::path& p, const std::string& text, mode_t mode) {
+    std::filesystem::create_directories(p.parent_path());
+    {
+      std::ofstream f(p);
+      f << text;
+    }
+    ASSERT_EQ(::chmod(p.c_str(), mode), 0);
+  }
+  std::filesystem::path home_;
+  std::string saved_home_;
 
   static void ClearAll() {
     for (const char* v : kVariables) ASSERT_EQ(unsetenv(v), 0) << v;
@@ -124,7 +157,8 @@ TEST_F(FromEnvironment, TorchrunVariables) {
   EXPECT_EQ(o->inline_threshold, defaults.inline_threshold);
   EXPECT_EQ(o->pipeline_depth, defaults.pipeline_depth);
   EXPECT_EQ(o->transport, defaults.transport);
-  EXPECT_EQ(o->token, defaults.token);
+  EXPECT_EQ(o->token, "options-test-token");  // the fixture's
+  EXPECT_FALSE(o->insecure);
   EXPECT_EQ(o->bootstrap_timeout, defaults.bootstrap_timeout);
 }
 
@@ -300,10 +334,101 @@ TEST_F(FromEnvironment, OtherOutOfRangeSettingsAreInvalid) {
   ExpectInvalid("bootstrap without a port");
 }
 
+// ------------------------------------------------------------ the token
+
+TEST_F(FromEnvironment, NoTokenIsAnErrorThatSaysWhatToDo) {
+  unsetenv("HOPLITE_TOKEN");
+  Set("RANK", "0");
+  Set("WORLD_SIZE", "2");
+  Set("MASTER_ADDR", "127.0.0.1");
+  Set("MASTER_PORT", "29500");
+  auto o = NodeOptions::from_environment();
+  ASSERT_FALSE(o.is_ok());
+  EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(o.status().message().find("no cluster token"), std::string::npos) << o.status().message();
+  EXPECT_NE(o.status().message().find("HOPLITE_INSECURE"), std::string::npos) << o.status().message();
+}
+
+TEST_F(FromEnvironment, UnauthenticatedOnlyWhenAskedFor) {
+  unsetenv("HOPLITE_TOKEN");
+  Set("RANK", "0");
+  Set("WORLD_SIZE", "2");
+  Set("MASTER_ADDR", "127.0.0.1");
+  Set("MASTER_PORT", "29500");
+  Set("HOPLITE_INSECURE", "yes");  // only "1" counts
+  EXPECT_FALSE(NodeOptions::from_environment().is_ok());
+  Set("HOPLITE_INSECURE", "1");
+  auto o = NodeOptions::from_environment();
+  ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+  EXPECT_TRUE(o->insecure);
+  EXPECT_TRUE(o->token.empty());
+}
+
+TEST_F(FromEnvironment, TokenComesFromTheDefaultFileInHome) {
+  unsetenv("HOPLITE_TOKEN");
+  Set("RANK", "1");
+  Set("WORLD_SIZE", "2");
+  Set("HOPLITE_BOOTSTRAP", "127.0.0.1:29500");
+  WriteFile(home_ / ".hoplite" / "token", "  from-home-file \n", 0600);
+  auto o = NodeOptions::from_environment();
+  ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+  EXPECT_EQ(o->token, "from-home-file");
+  // The variable wins over the file.
+  Set("HOPLITE_TOKEN", "from-variable");
+  EXPECT_EQ(NodeOptions::from_environment()->token, "from-variable");
+}
+
+TEST_F(FromEnvironment, TokenFileOthersCanReadIsRefused) {
+  unsetenv("HOPLITE_TOKEN");
+  Set("RANK", "1");
+  Set("WORLD_SIZE", "2");
+  Set("HOPLITE_BOOTSTRAP", "127.0.0.1:29500");
+  WriteFile(home_ / ".hoplite" / "token", "leaky\n", 0644);
+  auto o = NodeOptions::from_environment();
+  ASSERT_FALSE(o.is_ok()) << "a world-readable token was accepted";
+  EXPECT_NE(o.status().message().find("chmod 600"), std::string::npos) << o.status().message();
+  // An explicit file is held to the same rule.
+  WriteFile(home_ / "other", "leaky\n", 0640);
+  Set("HOPLITE_TOKEN_FILE", (home_ / "other").string());
+  EXPECT_FALSE(NodeOptions::from_environment().is_ok());
+  ASSERT_EQ(::chmod((home_ / "other").c_str(), 0600), 0);
+  auto ok = NodeOptions::from_environment();
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->token, "leaky");
+}
+
+TEST_F(FromEnvironment, TokenFileMissingEmptyOrASymlinkIsRefused) {
+  EXPECT_EQ(auth::read_token_file((home_ / "absent").string()).status().code(), StatusCode::kNotFound);
+  WriteFile(home_ / "empty", "\n", 0600);
+  EXPECT_EQ(auth::read_token_file((home_ / "empty").string()).status().code(), StatusCode::kInvalidArgument);
+  WriteFile(home_ / "real", "secret\n", 0600);
+  std::filesystem::create_symlink(home_ / "real", home_ / "link");
+  EXPECT_FALSE(auth::read_token_file((home_ / "link").string()).is_ok()) << "followed a symlink";
+  std::filesystem::create_directories(home_ / "dir");
+  EXPECT_FALSE(auth::read_token_file((home_ / "dir").string()).is_ok());
+}
+
+TEST_F(FromEnvironment, LauncherCreatesAPrivateTokenFileOnce) {
+  const auto path = home_ / ".hoplite" / "token";
+  auto first = auth::read_or_create_token_file(path.string());
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_EQ(first->size(), 64u);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(path.parent_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  auto second = auth::read_or_create_token_file(path.string());
+  ASSERT_TRUE(second.is_ok());
+  EXPECT_EQ(*first, *second) << "a second launcher must find the same token";
+  EXPECT_EQ(auth::read_token_file(path.string()).value(), *first);
+}
+
 // ------------------------------------------------------------- validate
 
 NodeOptions Valid() {
   NodeOptions o;
+  o.token = "t";
   o.rank = 0;
   o.world_size = 1;
   o.bootstrap_address = "127.0.0.1:9000";
@@ -346,6 +471,11 @@ TEST(NodeOptionsValidate, RejectsEachBadField) {
   o = Valid();
   o.store_capacity = (1u << 20) - 1;
   expect_invalid(o, "store below 1 MiB");
+  o = Valid();
+  o.token.clear();
+  expect_invalid(o, "no token and not insecure");
+  o.insecure = true;
+  EXPECT_TRUE(o.validate().is_ok());
   o = Valid();
   o.transport = "verbs";
   expect_invalid(o, "transport not built");

@@ -66,7 +66,13 @@ Bytes EncodePayload(const ctl::Message& m) {
 // fields keeps each comparison in one line and prints every field on failure.
 
 auto Fields(const ctl::Hello& m) {
-  return std::tie(m.protocol, m.rank, m.channel, m.token);
+  return std::tie(m.protocol, m.rank, m.channel, m.nonce);
+}
+auto Fields(const ctl::Challenge& m) {
+  return std::tie(m.rank, m.nonce, m.mac);
+}
+auto Fields(const ctl::Proof& m) {
+  return std::tie(m.mac);
 }
 auto Fields(const ctl::HelloAck& m) {
   return std::tie(m.rank);
@@ -212,8 +218,14 @@ std::vector<Sample> Samples() {
   const ObjectID id = ObjectID::from_name("wire-codec-test");
   std::vector<Sample> s;
 
-  s.push_back({"Hello", MsgType::kHello, ctl::Hello{7, 3, ctl::Channel::kData, "s3cret-token"}});
-  s.push_back({"HelloEmptyToken", MsgType::kHello, ctl::Hello{2, 0, ctl::Channel::kData, ""}});
+  auth::Nonce nonce{};
+  auth::Mac mac{};
+  for (std::size_t i = 0; i < nonce.size(); ++i) nonce[i] = static_cast<std::uint8_t>(i * 7 + 1);
+  for (std::size_t i = 0; i < mac.size(); ++i) mac[i] = static_cast<std::uint8_t>(255 - i);
+  s.push_back({"Hello", MsgType::kHello, ctl::Hello{7, 3, ctl::Channel::kData, nonce}});
+  s.push_back({"HelloTool", MsgType::kHello, ctl::Hello{3, ctl::kNoRank, ctl::Channel::kControl, {}}});
+  s.push_back({"Challenge", MsgType::kChallenge, ctl::Challenge{5, nonce, mac}});
+  s.push_back({"Proof", MsgType::kProof, ctl::Proof{mac}});
   s.push_back({"HelloAck", MsgType::kHelloAck, ctl::HelloAck{41}});
   s.push_back({"Error", MsgType::kError,
                ctl::Error{static_cast<std::uint16_t>(StatusCode::kCapacity), "store full"}});
@@ -358,6 +370,8 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kReduceCancel,
     MsgType::kReduceRetarget,
     MsgType::kReduceLost,
+    MsgType::kChallenge,
+    MsgType::kProof,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
@@ -527,7 +541,7 @@ TEST(ControlCodec, RejectsUnknownTypes) {
   // Any sample's payload: the type alone must make it unacceptable.
   Bytes frame = ctl::encode(ctl::Delete{ObjectID::from_name("d")});
   Bytes payload = PayloadCopy(frame);
-  for (std::uint8_t t : {0, 8, 9, 18, 19, 34, 99, 255}) {
+  for (std::uint8_t t : {0, 8, 9, 18, 19, 36, 99, 255}) {
     ASSERT_EQ(known.count(t), 0u);
     ExpectProtocolError(t, payload, "type " + std::to_string(t));
     ExpectProtocolError(t, {}, "empty payload of type " + std::to_string(t));

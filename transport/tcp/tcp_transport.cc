@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "auth/handshake.h"
 #include "common/wire.h"
 #include "transport/local_endpoint.h"
 
@@ -22,10 +23,15 @@ enum DataType : std::uint8_t {
   kGetRequest = 0x42,
   kDataError = 0x43,
   kGetResponse = 0x44,
+  kDataChallenge = 0x45,
+  kDataProof = 0x46,
 };
-constexpr std::uint32_t kProtocol = 1;
+// 2: the hello's token became a challenge-response, and a get names its object.
+constexpr std::uint32_t kProtocol = 2;
+constexpr std::uint8_t kDataChannel = 1;
 constexpr std::uint32_t kRegionId = 1;
-constexpr std::size_t kGetRequestSize = 24;    // request u64, offset u64, length u64
+// request u64, object id, offset u64, length u64
+constexpr std::size_t kGetRequestSize = 24 + ObjectID::kSize;
 constexpr std::size_t kGetResponseFixed = 18;  // request u64, status u16, length u64
 constexpr std::uint32_t kMaxHello = 4096;
 
@@ -85,33 +91,54 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
     });
   }
 
-  void on_frame() {
-    wire::WireReader r(body_);
-    if (!authed_) {
+  // The acceptor's half of auth/handshake.h: hello, then proof.
+  void on_handshake(wire::WireReader& r) {
+    if (!acceptor_) {
       std::uint32_t proto = 0, rank = 0;
-      std::string token;
+      auth::Nonce nonce{};
       if (type_ != kDataHello) return reject(protocol_error("first frame is not a hello"));
       Status st = r.u32(proto);
       if (st.is_ok()) st = r.u32(rank);
-      if (st.is_ok()) st = r.str(token, kMaxHello);
+      if (st.is_ok()) st = r.fixed(nonce);
       if (st.is_ok()) st = r.finish();
       if (!st.is_ok()) return reject(st);
       if (proto != kProtocol) return reject(protocol_error("data-plane protocol " + std::to_string(proto)));
-      if (token != t_.opts_.token) {
-        t_.stats_.rejected_connections++;
-        return reject(Status(StatusCode::kPeerFailure, "wrong cluster token"));
-      }
-      authed_ = true;
-      peer_rank_ = rank;
+      acceptor_ = std::make_unique<auth::Acceptor>(t_.key_, kDataChannel, t_.opts_.rank);
+      auto ch = acceptor_->challenge(rank, nonce);
       wire::WireWriter w;
-      w.u32(t_.opts_.rank);
-      send(frame(kDataHelloAck, w.buffer()), nullptr, 0);
+      w.u32(ch.rank);
+      w.fixed(ch.nonce);
+      w.fixed(ch.mac);
+      send(frame(kDataChallenge, w.buffer()), nullptr, 0);
       return read_header();
     }
+    auth::Mac mac{};
+    if (type_ != kDataProof) return reject(protocol_error("expected a proof"));
+    Status st = r.fixed(mac);
+    if (st.is_ok()) st = r.finish();
+    if (!st.is_ok()) return reject(st);
+    if (auto v = acceptor_->verify(mac); !v.is_ok()) {
+      t_.stats_.rejected_connections++;
+      return reject(v);
+    }
+    authed_ = true;
+    peer_rank_ = acceptor_->peer();
+    acceptor_.reset();
+    wire::WireWriter w;
+    w.u32(t_.opts_.rank);
+    send(frame(kDataHelloAck, w.buffer()), nullptr, 0);
+    read_header();
+  }
+
+  void on_frame() {
+    wire::WireReader r(body_);
+    if (!authed_) return on_handshake(r);
     if (type_ != kGetRequest)
       return reject(protocol_error("unexpected data frame type " + std::to_string(type_)));
     std::uint64_t req = 0, off = 0, len = 0;
+    ObjectID id;
     Status st = r.u64(req);
+    if (st.is_ok()) st = r.id(id);
     if (st.is_ok()) st = r.u64(off);
     if (st.is_ok()) st = r.u64(len);
     if (st.is_ok()) st = r.finish();
@@ -119,16 +146,23 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
     wire::WireWriter w;
     w.u64(req);
     // A bad range is the reader's bug, not a reason to drop the connection:
-    // answer with an error status and keep serving.
-    bool ok = len <= t_.opts_.max_get && off <= t_.region_length_ && len <= t_.region_length_ - off;
-    w.u16(static_cast<std::uint16_t>(ok ? StatusCode::kOk : StatusCode::kInvalidArgument));
+    // answer with an error status and keep serving. Within the region, the
+    // node says whether this peer was granted those bytes of that object.
+    Status access = len <= t_.opts_.max_get && off <= t_.region_length_ && len <= t_.region_length_ - off
+                        ? Status()
+                        : invalid_argument("outside the region");
+    if (access.is_ok() && t_.access_) access = t_.access_(peer_rank_, id, off, len);
+    const bool ok = access.is_ok();
+    w.u16(static_cast<std::uint16_t>(access.code()));
     w.u64(ok ? len : 0);
     auto head = w.buffer();
     std::vector<std::uint8_t> f(wire::kHeaderSize + head.size());
     wire::encode_header(kGetResponse, static_cast<std::uint32_t>(head.size() + (ok ? len : 0)), f.data());
     std::memcpy(f.data() + wire::kHeaderSize, head.data(), head.size());
     if (!ok) {
-      LOG_WARN("data plane: " << name_ << " asked for [" << off << ", +" << len << ") outside the region");
+      t_.stats_.refused_gets++;
+      LOG_WARN("data plane: refused rank " << peer_rank_ << " at " << name_ << " [" << off << ", +" << len
+                                           << ") of " << id.short_hex() << ": " << access.message());
     }
     send(std::move(f), ok ? t_.region_base_ + off : nullptr, ok ? len : 0);
     t_.stats_.bytes_served += ok ? len : 0;
@@ -166,6 +200,7 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
   tcp::socket sock_;
   std::string name_;
   bool authed_ = false;
+  std::unique_ptr<auth::Acceptor> acceptor_;
 
  public:
   Rank peer_rank_ = 0xffffffffu;
@@ -185,7 +220,8 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
       : t_(t), peer_(peer), addr_(addr), sock_(t.io_) {}
   ~ClientEndpoint() override { fail_all(Status(StatusCode::kCancelled, "transport shut down")); }
 
-  void get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset, Completion done) override {
+  void get(const ObjectID& id, std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
+           Completion done) override {
     if (length > t_.opts_.max_get) {
       done(invalid_argument("get of " + std::to_string(length) + " bytes exceeds the chunk limit"));
       return;
@@ -193,6 +229,7 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
     Pending p{next_req_++, local, length, std::move(done)};
     wire::WireWriter w;
     w.u64(p.req);
+    w.id(id);
     w.u64(remote_offset);
     w.u64(length);
     pending_.push_back(std::move(p));
@@ -213,6 +250,8 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
     state_ = State::kIdle;
     writing_ = false;
     outq_.clear();
+    hsq_.clear();
+    dialer_.reset();
     auto pending = std::move(pending_);
     pending_.clear();
     if (!pending.empty()) LOG_INFO(st.to_string());
@@ -220,7 +259,9 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
   }
 
  private:
-  enum class State { kIdle, kConnecting, kReady };
+  // kHandshake: connected, our hello sent, gets held until the peer proves
+  // it holds the token.
+  enum class State { kIdle, kConnecting, kHandshake, kReady };
   struct Pending {
     std::uint64_t req;
     std::byte* local;
@@ -237,13 +278,13 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
                                      addr_.address().to_string() + ":" + std::to_string(addr_.port()) + ": " +
                                      ec.message()));
       tune(sock_);
+      dialer_ = std::make_unique<auth::Dialer>(t_.key_, kDataChannel, t_.opts_.rank, peer_);
       wire::WireWriter w;
       w.u32(kProtocol);
       w.u32(t_.opts_.rank);
-      w.str(t_.opts_.token);
-      // The hello must go first; requests queued meanwhile wait behind it.
-      outq_.push_front(frame(kDataHello, w.buffer()));
-      state_ = State::kReady;
+      w.fixed(dialer_->nonce());
+      hsq_.push_back(frame(kDataHello, w.buffer()));
+      state_ = State::kHandshake;
       writing_ = false;
       write_next();
       read_header();
@@ -254,20 +295,47 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
     outq_.push_back(std::move(f));
     if (state_ == State::kReady && !writing_) write_next();
   }
+  // Handshake frames first; gets only once the peer is authenticated.
   void write_next() {
-    if (outq_.empty()) {
+    auto& q = !hsq_.empty() ? hsq_ : outq_;
+    if (q.empty() || (&q == &outq_ && state_ != State::kReady)) {
       writing_ = false;
       return;
     }
     writing_ = true;
-    asio::async_write(sock_, asio::buffer(outq_.front()), [this, gen = gen_](error_code ec, std::size_t) {
+    asio::async_write(sock_, asio::buffer(q.front()), [this, &q, gen = gen_](error_code ec, std::size_t) {
       if (gen != gen_) return;
       if (ec)
         return fail_all(
             peer_failure("data plane: write to rank " + std::to_string(peer_) + ": " + ec.message()));
-      outq_.pop_front();
+      q.pop_front();
       write_next();
     });
+  }
+
+  // The dialer's half of auth/handshake.h.
+  void on_challenge() {
+    wire::WireReader r(small_);
+    std::uint32_t rank = 0;
+    auth::Nonce nonce{};
+    auth::Mac mac{};
+    Status st = r.u32(rank);
+    if (st.is_ok()) st = r.fixed(nonce);
+    if (st.is_ok()) st = r.fixed(mac);
+    if (st.is_ok()) st = r.finish();
+    if (!st.is_ok()) return fail_all(st);
+    if (state_ != State::kHandshake || !dialer_) return fail_all(protocol_error("unexpected data-plane challenge"));
+    auto proof = dialer_->answer(rank, nonce, mac);
+    if (!proof.is_ok()) {
+      return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) + ": " + proof.status().message()));
+    }
+    dialer_.reset();
+    wire::WireWriter w;
+    w.fixed(proof.value());
+    hsq_.push_back(frame(kDataProof, w.buffer()));
+    state_ = State::kReady;
+    if (!writing_) write_next();
+    read_header();
   }
 
   void read_header() {
@@ -283,7 +351,7 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
         body_len_ = h->length;
         return read_response();
       }
-      if (h->type != kDataHelloAck && h->type != kDataError) {
+      if (h->type != kDataHelloAck && h->type != kDataError && h->type != kDataChallenge) {
         return fail_all(protocol_error("unexpected data frame type " + std::to_string(h->type)));
       }
       small_.resize(h->length);
@@ -299,6 +367,7 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
           (void)r.str(msg, kMaxHello);
           return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) + " refused us: " + msg));
         }
+        if (type == kDataChallenge) return on_challenge();
         read_header();
       });
     });
@@ -323,7 +392,7 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
       if (status != 0) {
         Pending p = std::move(pending_.front());
         pending_.pop_front();
-        p.done(Status(static_cast<StatusCode>(status), "rank " + std::to_string(peer_) + " rejected a get"));
+        p.done(Status(wire::status_code(status), "rank " + std::to_string(peer_) + " rejected a get"));
         return read_header();
       }
       if (len != pending_.front().length) return fail_all(protocol_error("get response of the wrong size"));
@@ -351,7 +420,9 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
   std::uint64_t gen_ = 0;  // bumps on failure so stale handlers return
   std::uint64_t next_req_ = 1;
   std::deque<Pending> pending_;
+  std::deque<std::vector<std::uint8_t>> hsq_;  // handshake frames
   std::deque<std::vector<std::uint8_t>> outq_;
+  std::unique_ptr<auth::Dialer> dialer_;
   std::array<std::uint8_t, wire::kHeaderSize> hdr_{};
   std::array<std::uint8_t, kGetResponseFixed> fixed_{};
   std::uint64_t body_len_ = 0;
@@ -380,7 +451,7 @@ class TcpRegion final : public MemoryRegion {
 }  // namespace
 
 TcpTransport::TcpTransport(asio::io_context& io, TcpOptions opts)
-    : io_(io), opts_(std::move(opts)), acceptor_(io) {}
+    : io_(io), opts_(std::move(opts)), key_(opts_.token), acceptor_(io) {}
 
 Result<std::unique_ptr<TcpTransport>> TcpTransport::create(asio::io_context& io, TcpOptions opts) {
   std::unique_ptr<TcpTransport> t(new TcpTransport(io, std::move(opts)));

@@ -6,9 +6,11 @@
 // from its registered region (one writev, no staging copy), and the reader
 // receives them straight into the destination extent. Responses on one
 // connection come back in request order, so completion is a FIFO. Every
-// connection starts with a hello carrying the protocol version and the
-// cluster token; a peer without the token is refused and logged. Malformed
-// frames close the offending connection only.
+// connection starts with the challenge-response of auth/handshake.h; a peer
+// without the token is refused and logged, and the reader sends no get
+// before the holder has proved itself. A get names its object, and the
+// node's access check decides whether this peer was granted those bytes.
+// Malformed frames close the offending connection only.
 //
 // Ownership: owns its acceptor and connections; runs on the io_context given
 // at creation, which must outlive it.
@@ -21,6 +23,7 @@
 #include <string>
 #include "common/asio.h"
 
+#include "auth/handshake.h"
 #include "transport/transport.h"
 
 namespace hoplite::transport::tcp {
@@ -50,6 +53,7 @@ class TcpTransport final : public Transport {
   // A broken data connection fails its gets, which resume elsewhere; the
   // control connection to the same peer is what declares it failed.
   void set_peer_error_handler(PeerErrorHandler) override {}
+  void set_access_check(AccessCheck check) override { access_ = std::move(check); }
   void fail_peer(Rank peer, const Status& why) override;
   void shutdown() override;
 
@@ -64,6 +68,8 @@ class TcpTransport final : public Transport {
 
   boost::asio::io_context& io_;
   TcpOptions opts_;
+  const auth::Key key_;
+  AccessCheck access_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
   std::byte* region_base_ = nullptr;

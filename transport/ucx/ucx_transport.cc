@@ -1,6 +1,7 @@
 #include "transport/ucx/ucx_transport.h"
 
 #include <fcntl.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
@@ -32,7 +33,8 @@ constexpr std::uint32_t kRegionKind = 2;  // TCP's region key says 1
 constexpr const char* kAddressPrefix = "ucx:";
 constexpr unsigned kAmGet = 1;   // receiver -> holder: send me [offset, +length)
 constexpr unsigned kAmData = 2;  // holder -> receiver: the bytes (or an error status)
-constexpr std::size_t kGetHeader = 8 + 8 + 8 + 4;
+// id u64, object, offset u64, length u64, requester u32
+constexpr std::size_t kGetHeader = 8 + ObjectID::kSize + 8 + 8 + 4;
 constexpr std::size_t kDataHeader = 8 + 2;
 // A pass progresses the worker at most this often before it yields to the
 // other handlers of the io_context.
@@ -227,8 +229,9 @@ class UcxTransport::Peer final : public Endpoint {
         remote_base_(remote_base),
         remote_length_(remote_length) {}
 
-  void get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset, Completion done) override {
-    t_.start_get(*this, local, length, remote_offset, std::move(done));
+  void get(const ObjectID& id, std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
+           Completion done) override {
+    t_.start_get(*this, id, local, length, remote_offset, std::move(done));
   }
   std::size_t in_flight() const override { return in_flight_; }
 
@@ -310,6 +313,7 @@ struct Callbacks {
     wire::WireReader r({static_cast<const std::uint8_t*>(header), header_length});
     UcxTransport::ServeRequest q{};
     (void)r.u64(q.id);
+    (void)r.id(q.object);
     (void)r.u64(q.offset);
     (void)r.u64(q.length);
     (void)r.u32(q.requester);
@@ -332,7 +336,7 @@ struct Callbacks {
     // A get already failed (its peer was declared dead): drop the bytes.
     if (it == t->pending_.end()) return UCS_OK;
     if (code != 0) {
-      t->done_.push_back({id, Status(static_cast<StatusCode>(code),
+      t->done_.push_back({id, Status(wire::status_code(code),
                                      "rank " + std::to_string(it->second.peer) + " rejected a get")});
       return UCS_OK;
     }
@@ -538,8 +542,8 @@ std::string UcxTransport::describe(Rank peer) const {
   return os.str();
 }
 
-void UcxTransport::start_get(Peer& p, std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
-                             Completion done) {
+void UcxTransport::start_get(Peer& p, const ObjectID& object, std::byte* local, std::uint64_t length,
+                             std::uint64_t remote_offset, Completion done) {
   auto fail_later = [this](Completion d, Status st) {
     asio::post(io_, [d = std::move(d), st = std::move(st)] { d(st); });
   };
@@ -557,7 +561,7 @@ void UcxTransport::start_get(Peer& p, std::byte* local, std::uint64_t length, st
     Status st = p.connect();
     if (!st.is_ok()) return fail_later(std::move(done), st);
   }
-  const std::uint64_t id = next_id_++;
+  const std::uint64_t id = fresh_get_id();
   auto* op = new Op{this, Op::kGet, id, {}};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
@@ -576,6 +580,7 @@ void UcxTransport::start_get(Peer& p, std::byte* local, std::uint64_t length, st
   } else {
     wire::WireWriter w;
     w.u64(id);
+    w.id(object);
     w.u64(remote_offset);
     w.u64(length);
     w.u32(opts_.rank);
@@ -638,20 +643,47 @@ void UcxTransport::close_endpoint(Peer& p, bool force) {
   post_pass();
 }
 
-void UcxTransport::serve(Rank requester, std::uint64_t id, std::uint64_t offset, std::uint64_t length) {
+std::uint64_t UcxTransport::fresh_get_id() {
+  for (;;) {
+    if (random_ids_.empty()) {
+      random_ids_.resize(256);
+      if (RAND_bytes(reinterpret_cast<unsigned char*>(random_ids_.data()),
+                     static_cast<int>(random_ids_.size() * sizeof(std::uint64_t))) != 1) {
+        LOG_ERROR("ucx: RAND_bytes failed");
+        std::abort();
+      }
+    }
+    std::uint64_t id = random_ids_.back();
+    random_ids_.pop_back();
+    if (id != 0 && !pending_.count(id)) return id;
+  }
+}
+
+// The holder answers to the requester's endpoint, made from the address in
+// the authenticated bootstrap table, never to whoever sent the request: a
+// forged request sends the bytes to a member, which drops an answer it did
+// not ask for.
+void UcxTransport::serve(Rank requester, std::uint64_t id, const ObjectID& object, std::uint64_t offset,
+                         std::uint64_t length) {
   auto it = peers_.find(requester);
   if (it == peers_.end() || !it->second->ep_) {
     LOG_WARN("ucx: get request from rank " << requester << ", which has no endpoint here; dropped");
     return;
   }
   // A bad range is the reader's bug: answer with an error, keep serving.
-  const bool ok = length <= opts_.max_get && offset <= region_length_ && length <= region_length_ - offset;
-  if (!ok)
-    LOG_WARN("ucx: rank " << requester << " asked for [" << offset << ", +" << length
-                          << ") outside the region");
+  Status access = length <= opts_.max_get && offset <= region_length_ && length <= region_length_ - offset
+                      ? Status()
+                      : invalid_argument("outside the region");
+  if (access.is_ok() && access_) access = access_(requester, object, offset, length);
+  const bool ok = access.is_ok();
+  if (!ok) {
+    stats_.refused_gets++;
+    LOG_WARN("ucx: refused rank " << requester << " [" << offset << ", +" << length << ") of "
+                                  << object.short_hex() << ": " << access.message());
+  }
   wire::WireWriter w;
   w.u64(id);
-  w.u16(static_cast<std::uint16_t>(ok ? StatusCode::kOk : StatusCode::kInvalidArgument));
+  w.u16(static_cast<std::uint16_t>(access.code()));
   auto* op = new Op{this, Op::kServe, 0, std::move(w.buffer())};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
@@ -722,7 +754,7 @@ bool UcxTransport::drain() {
     }
     auto serve = std::move(serve_);
     serve_.clear();
-    for (const auto& q : serve) this->serve(q.requester, q.id, q.offset, q.length);
+    for (const auto& q : serve) this->serve(q.requester, q.id, q.object, q.offset, q.length);
     auto rndv = std::move(rndv_);
     rndv_.clear();
     for (const auto& d : rndv) {

@@ -78,6 +78,7 @@ class UcxTransport final : public Transport {
   TransportStats stats() const override { return stats_; }
   std::string describe(Rank peer) const override;
   void set_peer_error_handler(PeerErrorHandler handler) override { on_peer_error_ = std::move(handler); }
+  void set_access_check(AccessCheck check) override { access_ = std::move(check); }
   void fail_peer(Rank peer, const Status& why) override;
   void shutdown() override;
 
@@ -100,12 +101,17 @@ class UcxTransport final : public Transport {
   void wait_events();
   void tick();
 
-  void start_get(Peer& p, std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
-                 Completion done);
+  void start_get(Peer& p, const ObjectID& object, std::byte* local, std::uint64_t length,
+                 std::uint64_t remote_offset, Completion done);
+  // A get's id is also its answer's only credential (UCX accepts active
+  // messages from any endpoint): random, so nobody can inject bytes into a
+  // get without seeing its request.
+  std::uint64_t fresh_get_id();
   void complete(std::uint64_t id, const Status& st);
   void fail_pending(Rank peer, const Status& why);
   void close_endpoint(Peer& p, bool force);
-  void serve(Rank requester, std::uint64_t id, std::uint64_t offset, std::uint64_t length);
+  void serve(Rank requester, std::uint64_t id, const ObjectID& object, std::uint64_t offset,
+             std::uint64_t length);
 
   // UCX's callbacks (ucx_transport.cc); they run inside ucp_worker_progress
   // and only queue work for drain().
@@ -134,7 +140,7 @@ class UcxTransport final : public Transport {
   };
   std::size_t rma_in_flight_ = 0;
   std::unordered_map<std::uint64_t, Pending> pending_;
-  std::uint64_t next_id_ = 1;
+  std::vector<std::uint64_t> random_ids_;  // refilled from the CSPRNG in batches
 
   // Filled by callbacks, emptied by drain().
   struct Done {
@@ -143,7 +149,9 @@ class UcxTransport final : public Transport {
   };
   struct ServeRequest {
     Rank requester;
-    std::uint64_t id, offset, length;
+    std::uint64_t id;
+    ObjectID object;
+    std::uint64_t offset, length;
   };
   struct RndvData {
     std::uint64_t id;
@@ -161,6 +169,7 @@ class UcxTransport final : public Transport {
   std::vector<void*> closing_;  // ep close requests not yet complete
 
   PeerErrorHandler on_peer_error_;
+  AccessCheck access_;
   TransportStats stats_;
   bool pass_posted_ = false;
   bool shut_down_ = false;

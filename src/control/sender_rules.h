@@ -1,0 +1,24 @@
+// Sender rules: which rank may send which control message.
+//
+// A connection speaks only for the rank its handshake authenticated. A
+// message that names its sender (Publish.rank, Lookup.requester, ...) must
+// name that rank; the bootstrap's own messages (Table, PeerUpdate,
+// BarrierDone) come only from the rank that runs the bootstrap; a rank-less
+// tool connection may send only read-only requests. What needs per-object
+// state (a Progress from the rank being watched, a ReduceDone from the
+// task's rank, a LookupReply someone asked for) is checked by the component
+// that holds the state.
+//
+// Thread-safety: a pure function.
+#pragma once
+
+#include "control/messages.h"
+
+namespace hoplite::control {
+
+// ok, or a protocol error saying what was refused. `from` is the
+// authenticated rank (kNoRank for a tool); `bootstrap` the rank running the
+// bootstrap and the barriers.
+[[nodiscard]] Status check_sender(const Message& m, Rank from, Rank bootstrap);
+
+}  // namespace hoplite::control
