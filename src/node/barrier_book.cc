@@ -15,6 +15,15 @@ void BarrierBook::release(std::uint64_t epoch) {
   last_released_ = std::max(last_released_, epoch);
 }
 
+Status BarrierBook::admissible(std::uint64_t epoch) const {
+  if (epoch == 0 || epoch > kMaxEpoch) return protocol_error("barrier epoch " + std::to_string(epoch) + " out of range");
+  if (epoch > last_released_ + kMaxAhead) {
+    return capacity_error("barrier " + std::to_string(epoch) + " is more than " + std::to_string(kMaxAhead) +
+                          " past the last released one (" + std::to_string(last_released_) + ")");
+  }
+  return {};
+}
+
 bool BarrierBook::arrive(std::uint64_t epoch, Rank rank, const std::vector<bool>& alive) {
   if (rank >= world_ || epoch <= last_released_) return false;
   auto& arrived = arrivals_[epoch];

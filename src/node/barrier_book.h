@@ -24,6 +24,15 @@ class BarrierBook {
   // `alive`: by rank, empty meaning everyone.
   explicit BarrierBook(std::uint32_t world) : world_(world) {}
 
+  // No run counts 2^48 barriers; above it an epoch is a forgery.
+  static constexpr std::uint64_t kMaxEpoch = 1ull << 48;
+  // How far past the last released barrier an arrival may be: a rank runs
+  // ahead only by barriers it gave up waiting for. Bounds the book.
+  static constexpr std::uint64_t kMaxAhead = 1024;
+  // Whether an arrival for `epoch` may be recorded: ok, or why not (an
+  // epoch out of range would grow the book without bound).
+  [[nodiscard]] Status admissible(std::uint64_t epoch) const;
+
   // `rank` reached barrier `epoch`. True when that completes it: the
   // barrier is then released (forgotten, and later arrivals for it are
   // late).

@@ -3,12 +3,20 @@
 namespace hoplite::node {
 
 Barriers::Barriers(NodeContext& ctx) : ctx_(ctx), book_(ctx.world) {
-  ctx_.dispatch.on<msg::Barrier>([this](const ConnPtr&, const msg::Barrier& b) {
+  ctx_.dispatch.on<msg::Barrier>([this](const ConnPtr& c, const msg::Barrier& b) {
     if (ctx_.me != 0) return;
+    if (auto st = book_.admissible(b.epoch); !st.is_ok()) return ctx_.refuse(c, "Barrier", st.message());
     LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
     if (book_.arrive(b.epoch, b.rank, ctx_.alive)) released(b.epoch);
   });
-  ctx_.dispatch.on<msg::BarrierDone>([this](const ConnPtr&, const msg::BarrierDone& d) { on_done(d); });
+  ctx_.dispatch.on<msg::BarrierDone>([this](const ConnPtr& c, const msg::BarrierDone& d) {
+    // Epochs count barriers: one near the top of the range is a forgery
+    // that would wrap our next barrier's number round to 0.
+    if (d.epoch == 0 || d.epoch > BarrierBook::kMaxEpoch) {
+      return ctx_.refuse(c, "BarrierDone", "epoch " + std::to_string(d.epoch) + " out of range");
+    }
+    on_done(d);
+  });
 }
 
 Status Barriers::wait(std::chrono::milliseconds timeout) {

@@ -90,15 +90,17 @@ class Dispatcher {
 // a shared map.
 class StreamRouter {
  public:
-  using Handler = std::function<void(const msg::Progress&)>;
+  // `from`: the rank the Progress came from; the owner checks it is the
+  // rank that stream watches.
+  using Handler = std::function<void(const msg::Progress&, Rank from)>;
   std::uint8_t add_owner(Handler h) {
     owners_.push_back(std::move(h));
     return static_cast<std::uint8_t>(owners_.size());
   }
   std::uint64_t next(std::uint8_t owner) { return (static_cast<std::uint64_t>(owner) << 56) | ++counter_; }
-  void route(const msg::Progress& p) const {
+  void route(const msg::Progress& p, Rank from) const {
     const auto owner = static_cast<std::size_t>(p.stream >> 56);
-    if (owner >= 1 && owner <= owners_.size()) owners_[owner - 1](p);
+    if (owner >= 1 && owner <= owners_.size()) owners_[owner - 1](p, from);
   }
 
  private:
@@ -140,7 +142,8 @@ inline std::chrono::milliseconds watch_retry_delay(int retries) {
 
 struct NodeContext {
   explicit NodeContext(NodeOptions o) : opts(std::move(o)) {
-    dispatch.on<msg::Progress>([this](const ConnPtr&, const msg::Progress& p) { streams.route(p); });
+    dispatch.on<msg::Progress>(
+        [this](const ConnPtr& c, const msg::Progress& p) { streams.route(p, sender(c)); });
   }
 
   // Immutable after start.
@@ -182,8 +185,23 @@ struct NodeContext {
   }
   // Request ids, task ids and locate ids come from one sequence.
   std::uint64_t next_request() { return next_request_++; }
+  // Request and task ids carry the issuing rank in their top 16 bits, so
+  // tasks of different coordinators never share an id at an executor.
+  void set_rank(Rank r) {
+    me = r;
+    next_request_ = (static_cast<std::uint64_t>(r) << 48) | 1;
+  }
 
   bool alive_rank(Rank r) const { return r < world && (alive.empty() || alive[r]); }
+  // Who sent a dispatched message: the connection's authenticated rank, or
+  // us for a message we posted to ourselves.
+  Rank sender(const ConnPtr& c) const { return c ? c->peer : me; }
+  // A message from an authenticated peer that does not fit what we asked
+  // for or run: dropped, counted and logged (docs/security.md).
+  void refuse(const ConnPtr& c, const char* what, const std::string& why) {
+    refused++;
+    LOG_WARN("refused " << what << " from rank " << sender(c) << ": " << why);
+  }
   // The directory shard of an object: its hash's rank, or the next live
   // rank after it when that one failed (soft state moves with membership).
   Rank shard_of(const ObjectID& id) const { return shard_in(id, alive); }

@@ -10,9 +10,21 @@ namespace hoplite::node {
 
 Fetcher::Fetcher(NodeContext& ctx, ObjectServer& server, DirectoryClient& dir)
     : ctx_(ctx), server_(server), dir_(dir) {
-  stream_owner_ = ctx_.streams.add_owner([this](const msg::Progress& p) { on_progress(p); });
-  ctx_.dispatch.on<msg::LookupReply>(
-      [this](const ConnPtr&, const msg::LookupReply& r) { on_lookup_reply(r); });
+  stream_owner_ =
+      ctx_.streams.add_owner([this](const msg::Progress& p, Rank from) { on_progress(p, from); });
+  ctx_.dispatch.on<msg::LookupReply>([this](const ConnPtr& c, const msg::LookupReply& r) {
+    // Only the shard we asked answers; an answer nobody asked for (an
+    // inline object pushed into our store) is refused.
+    if (!lookups_pending_.count(r.id)) {
+      if (!ctx_.store->find(r.id)) ctx_.refuse(c, "LookupReply", "no lookup of " + r.id.short_hex() + " is pending");
+      return;
+    }
+    if (ctx_.sender(c) != ctx_.shard_of(r.id)) {
+      return ctx_.refuse(c, "LookupReply",
+                         r.id.short_hex() + "'s shard is rank " + std::to_string(ctx_.shard_of(r.id)));
+    }
+    on_lookup_reply(r);
+  });
   ctx_.dispatch.on<msg::Delete>([this](const ConnPtr&, const msg::Delete& d) { delete_local(d.id); });
 }
 
@@ -147,12 +159,17 @@ void Fetcher::end_stream(Inbound& in) {
   in.stream = 0;
 }
 
-void Fetcher::on_progress(const msg::Progress& p) {
+void Fetcher::on_progress(const msg::Progress& p, Rank from) {
   auto sit = stream_to_inbound_.find(p.stream);
   if (sit == stream_to_inbound_.end() || sit->second != p.id) return;
   auto it = inbound_.find(p.id);
   if (it == inbound_.end()) return;
   Inbound& in = it->second;
+  if (from != in.sender) {
+    return ctx_.refuse(nullptr, "Progress",
+                       p.id.short_hex() + " is read from rank " + std::to_string(in.sender) + ", not rank " +
+                           std::to_string(from));
+  }
   if (!in.composite.is_nil() && !p.present && p.size != msg::kWithdrawn && ++in.watch_retries <= 250) {
     // A part's holder may not have started producing it yet, or our ring
     // predecessor has not started reading it: ask again, and after a while

@@ -108,7 +108,7 @@ class Fetcher final : public Component {
 
   void on_lookup_reply(const msg::LookupReply& r);
   void handle_lookup_reply(const msg::LookupReply& r);
-  void on_progress(const msg::Progress& p);
+  void on_progress(const msg::Progress& p, Rank from);
   void watch(const ObjectID& id);
   void end_stream(Inbound& in);
   void pump(const ObjectID& id);

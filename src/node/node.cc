@@ -56,7 +56,7 @@ void Node::Impl::build_components() {
 
 Status Node::Impl::start() {
   HOPLITE_RETURN_IF_ERROR(ctx.opts.validate());
-  ctx.me = static_cast<node::Rank>(ctx.opts.rank);
+  ctx.set_rank(static_cast<node::Rank>(ctx.opts.rank));
   ctx.world = static_cast<std::uint32_t>(ctx.opts.world_size);
   log::set_rank(ctx.opts.rank);
 

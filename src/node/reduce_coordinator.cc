@@ -18,8 +18,24 @@ ReduceCoordinator::ReduceCoordinator(NodeContext& ctx, Membership& membership, F
     : ctx_(ctx), membership_(membership), fetcher_(fetcher), server_(server), dir_(dir) {
   auto& d = ctx_.dispatch;
   d.on<msg::LocateReply>([this](const ConnPtr&, const msg::LocateReply& r) { on_locate_reply(r); });
-  d.on<msg::ReduceDone>([this](const ConnPtr&, const msg::ReduceDone& m) { on_reduce_done(m); });
-  d.on<msg::ReduceLost>([this](const ConnPtr&, const msg::ReduceLost& m) {
+  d.on<msg::ReduceDone>([this](const ConnPtr& c, const msg::ReduceDone& m) {
+    // Success only from the rank running the task. A failure may also come
+    // from the task a retarget forwarded it through.
+    auto where = task_rank(m.task);
+    if (!where) return;  // of a finished or restarted attempt
+    if (m.code == 0 && *where != ctx_.sender(c)) {
+      return ctx_.refuse(c, "ReduceDone", "task " + std::to_string(m.task) + " runs on rank " + std::to_string(*where));
+    }
+    on_reduce_done(m);
+  });
+  d.on<msg::ReduceLost>([this](const ConnPtr& c, const msg::ReduceLost& m) {
+    // A claim that a rank died comes only from a task of ours that read
+    // from it; anything else would let one member evict another.
+    auto where = task_rank(m.task);
+    if (!where) return;  // of a finished or restarted attempt: heartbeats will tell
+    if (*where != ctx_.sender(c)) {
+      return ctx_.refuse(c, "ReduceLost", "task " + std::to_string(m.task) + " runs on rank " + std::to_string(*where));
+    }
     if (m.failed != ctx_.me && ctx_.alive_rank(m.failed))
       membership_.declare_failed(m.failed, "a reduce task lost it (task " + std::to_string(m.task) + ")");
   });
@@ -486,6 +502,16 @@ void ReduceCoordinator::run_striped(std::uint64_t rid) {
   c.pending.clear();
   LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": striped over " << m << " holders");
   ctx_.send(ctx_.shard_of(c.opts.target), comp);
+}
+
+std::optional<Rank> ReduceCoordinator::task_rank(std::uint64_t task) const {
+  auto t = task_to_reduce_.find(task);
+  if (t == task_to_reduce_.end()) return std::nullopt;
+  auto c = reduces_.find(t->second);
+  if (c == reduces_.end()) return std::nullopt;
+  auto w = c->second.task_where.find(task);
+  if (w == c->second.task_where.end()) return std::nullopt;
+  return w->second.first;
 }
 
 void ReduceCoordinator::on_reduce_done(const msg::ReduceDone& d) {

@@ -116,6 +116,9 @@ class ReduceCoordinator final : public Component {
   void cancel_open_tasks(Reduction& c);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
   void on_reduce_done(const msg::ReduceDone& d);
+  // Where task `task` of one of our reduces runs; nullopt for a task of no
+  // live attempt.
+  std::optional<Rank> task_rank(std::uint64_t task) const;
 
   NodeContext& ctx_;
   Membership& membership_;

@@ -21,11 +21,25 @@ constexpr int kWatchRetries = 250;
 ReduceExecutor::ReduceExecutor(NodeContext& ctx, Fetcher& fetcher, ObjectServer& server,
                                Composites& composites, DirectoryClient& dir)
     : ctx_(ctx), fetcher_(fetcher), server_(server), composites_(composites), dir_(dir) {
-  stream_owner_ = ctx_.streams.add_owner([this](const msg::Progress& p) { on_progress(p); });
+  stream_owner_ =
+      ctx_.streams.add_owner([this](const msg::Progress& p, Rank from) { on_progress(p, from); });
   auto& d = ctx_.dispatch;
   d.on<msg::ReduceTask>([this](const ConnPtr&, const msg::ReduceTask& t) { on_task(t); });
-  d.on<msg::ReduceCancel>([this](const ConnPtr&, const msg::ReduceCancel& m) { on_cancel(m); });
-  d.on<msg::ReduceRetarget>([this](const ConnPtr&, const msg::ReduceRetarget& m) { on_retarget(m); });
+  // Only a task's coordinator may cancel or retarget it.
+  d.on<msg::ReduceCancel>([this](const ConnPtr& c, const msg::ReduceCancel& m) {
+    if (auto it = execs_.find(m.task); it != execs_.end() && it->second.task.coordinator != ctx_.sender(c)) {
+      return ctx_.refuse(c, "ReduceCancel", "task " + std::to_string(m.task) + " is coordinated by rank " +
+                                                std::to_string(it->second.task.coordinator));
+    }
+    on_cancel(m);
+  });
+  d.on<msg::ReduceRetarget>([this](const ConnPtr& c, const msg::ReduceRetarget& m) {
+    if (auto it = execs_.find(m.task); it != execs_.end() && it->second.task.coordinator != ctx_.sender(c)) {
+      return ctx_.refuse(c, "ReduceRetarget", "task " + std::to_string(m.task) + " is coordinated by rank " +
+                                                  std::to_string(it->second.task.coordinator));
+    }
+    on_retarget(m);
+  });
 }
 
 void ReduceExecutor::publish_complete(const store::ObjectEntry& output, const msg::ReduceTask& t) {
@@ -123,13 +137,19 @@ void ReduceExecutor::on_task(const msg::ReduceTask& t) {
   if (auto pr = pending_retargets_.extract(task_id)) on_retarget(pr.mapped());
 }
 
-void ReduceExecutor::on_progress(const msg::Progress& p) {
+void ReduceExecutor::on_progress(const msg::Progress& p, Rank from) {
   auto pit = pulls_.find(p.stream);
   if (pit == pulls_.end()) return;
   auto [task, ui] = pit->second;
   auto eit = execs_.find(task);
   if (eit == execs_.end()) return;
   Upstream& up = eit->second.ups[ui];
+  if (from != up.holder || p.id != up.id) {
+    return ctx_.refuse(nullptr, "Progress",
+                       "stream " + std::to_string(p.stream) + " reads " + up.id.short_hex() + " from rank " +
+                           std::to_string(up.holder) + ", not " + p.id.short_hex() + " from rank " +
+                           std::to_string(from));
+  }
   if (!p.present) {
     if (p.size == msg::kWithdrawn || ++up.watch_retries > kWatchRetries) {
       return fail(task, peer_failure("rank " + std::to_string(up.holder) + " does not hold upstream " +
@@ -264,6 +284,16 @@ void ReduceExecutor::on_retarget(const msg::ReduceRetarget& m) {
     // parent's node, the retarget straight here): hold it a while. If the
     // task never comes (it ended meanwhile), the coordinator hears that the
     // forwarded task was not started and issues that position again.
+    if (pending_retargets_.size() >= kMaxPending && !pending_retargets_.count(m.task)) {
+      // Bounded: a retarget that cannot be held is answered as if its task
+      // had ended, which makes the coordinator issue that position again.
+      LOG_WARN("reduce: " << pending_retargets_.size() << " retargets wait for their tasks; dropping one");
+      if (m.next.task != 0) {
+        ctx_.send(m.next.coordinator, msg::ReduceDone{m.next.task, static_cast<std::uint16_t>(StatusCode::kPeerFailure),
+                                                      "too many retargets waiting"});
+      }
+      return;
+    }
     pending_retargets_[m.task] = m;
     ctx_.after(ctx_.opts.failure_timeout * 2, [this, task = m.task] {
       auto it = pending_retargets_.find(task);
@@ -352,7 +382,15 @@ void ReduceExecutor::on_cancel(const msg::ReduceCancel& m) {
   } else {
     // Not here yet (a resumed task travels through its parent's node, the
     // cancel straight here): it must not start when it comes.
-    cancelled_.insert(m.task);
+    if (cancelled_.insert(m.task).second) {
+      cancel_order_.push_back(m.task);
+      // Bounded: the oldest early cancels go first; their tasks, had they
+      // still come, would now run and be reported (then cancelled again).
+      while (cancel_order_.size() > kMaxPending) {
+        cancelled_.erase(cancel_order_.front());
+        cancel_order_.pop_front();
+      }
+    }
     pending_retargets_.erase(m.task);
     return;
   }

@@ -18,6 +18,7 @@
 // Thread-binding: the progress thread.
 #pragma once
 
+#include <deque>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -69,7 +70,7 @@ class ReduceExecutor final : public Component {
   };
 
   void on_task(const msg::ReduceTask& t);
-  void on_progress(const msg::Progress& p);
+  void on_progress(const msg::Progress& p, Rank from);
   void pump(std::uint64_t task, std::size_t up);
   void on_chunk(std::uint64_t task, std::size_t up, std::uint64_t chunk, std::uint32_t slot,
                 std::uint64_t gen, Status st);
@@ -92,8 +93,11 @@ class ReduceExecutor final : public Component {
   std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::size_t>> pulls_;  // by stream
   // Retargets for tasks that have not arrived yet, and tasks cancelled
   // before they arrived (both possible when a task is forwarded).
+  // Both bounded by kMaxPending (a peer can send them at will).
+  static constexpr std::size_t kMaxPending = 65536;
   std::unordered_map<std::uint64_t, msg::ReduceRetarget> pending_retargets_;
   std::unordered_set<std::uint64_t> cancelled_;
+  std::deque<std::uint64_t> cancel_order_;  // cancelled_, oldest first
 };
 
 }  // namespace hoplite::node

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "cluster.h"
+#include "wire_client.h"
 #include "hoplite/node.h"
 
 namespace hoplite::itest {
@@ -37,112 +38,34 @@ constexpr std::uint64_t kMiB = 1u << 20;
 
 // ------------------------------------------------------------ raw probes
 
-constexpr std::uint8_t kControlHello = 1;
-constexpr std::uint8_t kControlHelloAck = 2;
-constexpr std::uint8_t kControlError = 3;
-constexpr std::uint8_t kDataHello = 0x40;
-constexpr std::uint8_t kDataHelloAck = 0x41;
-constexpr std::uint8_t kDataGetRequest = 0x42;
-constexpr std::uint8_t kDataError = 0x43;
-constexpr std::uint8_t kDataGetResponse = 0x44;
-constexpr std::uint32_t kNotAMember = 0xffffffffu;
-
 // How long a node may take to hang up on a bad peer.
 constexpr milliseconds kCloseWait{5000};
 
-class Bytes {
- public:
-  Bytes& u8(std::uint8_t v) { return put(&v, 1); }
-  Bytes& u16(std::uint16_t v) { return put(&v, 2); }  // hosts are little-endian, as the wire
-  Bytes& u32(std::uint32_t v) { return put(&v, 4); }
-  Bytes& u64(std::uint64_t v) { return put(&v, 8); }
-  Bytes& str(const std::string& s) {
-    u32(static_cast<std::uint32_t>(s.size()));
-    return put(s.data(), s.size());
-  }
-  Bytes& put(const void* p, std::size_t n) {
-    // One byte at a time: GCC 12 misreads a range insert of a small local
-    // here as an overflow (-Wstringop-overflow) once enough calls inline.
-    auto* b = static_cast<const std::uint8_t*>(p);
-    for (std::size_t i = 0; i < n; ++i) v_.push_back(b[i]);
-    return *this;
-  }
-  const std::vector<std::uint8_t>& get() const { return v_; }
-
- private:
-  std::vector<std::uint8_t> v_;
-};
-
-std::vector<std::uint8_t> header(std::uint8_t type, std::uint32_t length, std::uint8_t version = 1) {
-  return Bytes().u16(0x4850).u8(version).u8(type).u32(length).get();
-}
-
-std::vector<std::uint8_t> frame(std::uint8_t type, const Bytes& payload) {
-  auto f = header(type, static_cast<std::uint32_t>(payload.get().size()));
-  f.insert(f.end(), payload.get().begin(), payload.get().end());
-  return f;
-}
-
-// A connected socket to "host:port", or -1.
-int dial(const std::string& address) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
-  if (::inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr) != 1) return -1;
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+// A hello, the node's challenge, then a proof made with `wrong_token`: the
+// node must answer with an error frame and hang up. "" if so.
+std::string wrong_proof(const std::string& address, bool data_plane, const std::string& wrong_token) {
+  int fd = dial(address);
+  if (fd < 0) return "cannot connect to " + address;
+  std::vector<std::uint8_t> nonce(32, 7);
+  send_all(fd, data_plane ? frame(kDataHello, Bytes().u32(kDataProtocol).u32(kNotAMember).raw(nonce))
+                          : frame(kControlHello, Bytes().u32(kControlProtocol).u32(kNotAMember).u8(0).raw(nonce)));
+  Reply ch = read_reply(fd, kCloseWait, 8 + 68);
+  if (first_frame_type(ch.bytes) != (data_plane ? kDataChallenge : kControlChallenge)) {
     ::close(fd);
-    return -1;
+    return "no challenge after the hello (first frame type " + std::to_string(first_frame_type(ch.bytes)) + ")";
   }
-  return fd;
-}
-
-// MSG_NOSIGNAL: the node may hang up before we finish, and SIGPIPE would
-// kill the prober instead of letting it see that.
-bool send_all(int fd, const std::vector<std::uint8_t>& bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-struct Reply {
-  std::vector<std::uint8_t> bytes;
-  bool closed = false;  // EOF or reset: the node hung up
-};
-
-// Reads until the peer hangs up, `want` bytes have arrived (0: no limit), or
-// `timeout` passes.
-Reply read_reply(int fd, milliseconds timeout, std::size_t want = 0) {
-  Reply r;
-  auto deadline = Clock::now() + timeout;
-  while (want == 0 || r.bytes.size() < want) {
-    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
-    std::uint8_t buf[4096];
-    std::size_t room = want ? std::min(sizeof buf, want - r.bytes.size()) : sizeof buf;
-    ssize_t n = ::recv(fd, buf, room, 0);
-    if (n <= 0) {
-      r.closed = true;
-      break;
-    }
-    r.bytes.insert(r.bytes.end(), buf, buf + n);
-  }
-  return r;
-}
-
-// The type of the first frame in `bytes`, or -1 if it does not hold a header.
-int first_frame_type(const std::vector<std::uint8_t>& bytes) {
-  if (bytes.size() < 8 || bytes[0] != 0x50 || bytes[1] != 0x48 || bytes[2] != 1) return -1;
-  return bytes[3];
+  // Whatever we make of the challenge without the token is wrong: here a
+  // MAC over it keyed by another token.
+  std::vector<std::uint8_t> mac(32);
+  for (std::size_t i = 0; i < mac.size(); ++i)
+    mac[i] = static_cast<std::uint8_t>(ch.bytes[8 + 4 + i] ^ wrong_token[i % wrong_token.size()]);
+  send_all(fd, frame(data_plane ? kDataProof : kControlProof, Bytes().raw(mac)));
+  Reply r = read_reply(fd, kCloseWait);
+  ::close(fd);
+  if (!r.closed) return "still open after a wrong proof";
+  if (first_frame_type(r.bytes) != (data_plane ? kDataError : kControlError))
+    return "no error frame before the close (type " + std::to_string(first_frame_type(r.bytes)) + ")";
+  return {};
 }
 
 // Sends `bytes` on a fresh connection and returns "" if the node hangs up
@@ -212,21 +135,26 @@ int probe_node(const std::string& control, const std::string& data, bool tcp_dat
   bad_version.resize(bad_version.size() + 4);
   std::vector<std::uint8_t> bad_data_version = header(kDataHello, 4, 2);
   bad_data_version.resize(bad_data_version.size() + 4);
+  const std::vector<std::uint8_t> nonce(32, 1);
   const std::vector<Case> cases = {
       {"control: random bytes", control, noise, -1},
       {"control: huge length", control, header(kControlHello, 0xfffffff0u), kControlError},
       {"control: bad version", control, bad_version, -1},
-      {"control: wrong token", control,
-       frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("wrong-token")), kControlError},
-      {"control: protocol 1 (before Lookup.after)", control,
-       frame(kControlHello, Bytes().u32(1).u32(kNotAMember).u8(0).str("test-token")), kControlError},
+      // Protocol 2 sent the token in the hello; it is not spoken any more.
+      {"control: protocol 2 (token in clear)", control,
+       frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("test-token")), kControlError},
       {"control: no hello first", control, frame(6, Bytes().u64(1).u32(0)), kControlError},
+      {"control: proof without a hello", control, frame(kControlProof, Bytes().raw(nonce)), kControlError},
+      {"control: a data hello", control, frame(kControlHello, Bytes().u32(kControlProtocol).u32(kNotAMember).u8(1).raw(nonce)),
+       kControlError},
   };
   std::vector<Case> data_cases = {
       {"data: random bytes", data, noise, -1},
       {"data: huge length", data, header(kDataHello, 0xfffffff0u), kDataError},
       {"data: bad version", data, bad_data_version, -1},
-      {"data: wrong token", data, frame(kDataHello, Bytes().u32(1).u32(2).str("wrong-token")), kDataError},
+      {"data: protocol 1 (token in clear)", data, frame(kDataHello, Bytes().u32(1).u32(2).str("test-token")),
+       kDataError},
+      {"data: get before the handshake", data, frame(kDataGetRequest, Bytes().u64(1).u64(0).u64(16)), kDataError},
   };
   if (!tcp_data_plane) data_cases.clear();
   for (const std::vector<Case>* list : {&cases, static_cast<const std::vector<Case>*>(&data_cases)}) {
@@ -234,6 +162,10 @@ int probe_node(const std::string& control, const std::string& data, bool tcp_dat
       std::string why = expect_hangup(c.address, c.bytes, c.error_type);
       if (!why.empty()) FAIL_BODY(std::string(c.name) + ": " + why);
     }
+  }
+  if (auto why = wrong_proof(control, false, "wrong-token"); !why.empty()) FAIL_BODY("control: wrong token: " + why);
+  if (tcp_data_plane) {
+    if (auto why = wrong_proof(data, true, "wrong-token"); !why.empty()) FAIL_BODY("data: wrong token: " + why);
   }
   // UCX's own listening sockets (its tcp transport's connection
   // establishment) get the same noise: UCX may drop or keep such a
@@ -248,56 +180,35 @@ int probe_node(const std::string& control, const std::string& data, bool tcp_dat
     ::close(fd);
   }
 
-  // The same framing with the right token is accepted, which shows the
+  // The same handshake with the right token is accepted, which shows the
   // refusals above were about the content, not a malformed probe.
   {
-    int fd = dial(control);
-    CHECK_TRUE(fd >= 0);
-    CHECK_TRUE(send_all(fd, frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("test-token"))));
-    Reply r = read_reply(fd, kCloseWait, 12);
-    Reply more = read_reply(fd, milliseconds(200));
-    ::close(fd);
-    CHECK_EQ(first_frame_type(r.bytes), kControlHelloAck);
-    CHECK_FALSE(r.closed || more.closed);
+    ASSIGN_OR_FAIL(WireClient c, WireClient::control(control, "test-token", kNotAMember));
+    CHECK_FALSE(c.closed_within(milliseconds(200)));
   }
-  // A hello and a bad frame in one segment (frames are parsed from one
-  // read): the hello is answered, then the bad frame costs the connection.
+  // After the handshake, a bad frame costs the connection (an error frame,
+  // then the close).
   {
-    int fd = dial(control);
-    CHECK_TRUE(fd >= 0);
-    std::vector<std::uint8_t> both;
-    for (const auto& f : {frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("test-token")),
-                          frame(6, Bytes().u64(1))}) {  // then a Barrier without its rank
-      for (std::uint8_t byte : f) both.push_back(byte);
-    }
-    CHECK_TRUE(send_all(fd, both));
-    Reply r = read_reply(fd, kCloseWait);
-    ::close(fd);
-    CHECK_EQ(first_frame_type(r.bytes), kControlHelloAck);
-    CHECK_TRUE(r.closed);
-    // After the 12-byte HelloAck: an Error frame's header.
-    CHECK_TRUE(r.bytes.size() >= 20);
-    CHECK_EQ(r.bytes[12], 0x50);
-    CHECK_EQ(r.bytes[15], kControlError);
+    ASSIGN_OR_FAIL(WireClient c, WireClient::control(control, "test-token", kNotAMember));
+    CHECK_TRUE(c.send(frame(6, Bytes().u64(1))));  // a Barrier without its rank
+    auto f = c.next(kCloseWait);
+    CHECK_TRUE(f.has_value());
+    CHECK_EQ(f->type, kControlError);
+    CHECK_TRUE(c.closed_within(kCloseWait));
   }
   if (tcp_data_plane) {
-    int fd = dial(data);
-    CHECK_TRUE(fd >= 0);
-    CHECK_TRUE(send_all(fd, frame(kDataHello, Bytes().u32(1).u32(2).str("test-token"))));
-    Reply r = read_reply(fd, kCloseWait, 12);
-    CHECK_EQ(first_frame_type(r.bytes), kDataHelloAck);
+    ASSIGN_OR_FAIL(WireClient c, WireClient::data(data, "test-token", 2));
     // A get outside the region is refused with a status; the connection
     // stays usable (docs/wire-protocol.md).
-    CHECK_TRUE(send_all(fd, frame(kDataGetRequest, Bytes().u64(9).u64(1ull << 60).u64(16))));
-    Reply g = read_reply(fd, kCloseWait, 8 + 18);
-    Reply more = read_reply(fd, milliseconds(200));
-    ::close(fd);
-    CHECK_EQ(first_frame_type(g.bytes), kDataGetResponse);
-    CHECK_EQ(g.bytes.size(), 26u);
+    CHECK_TRUE(c.send(frame(kDataGetRequest, Bytes().u64(9).id(ObjectID::from_name("x")).u64(1ull << 60).u64(16))));
+    auto g = c.next(kCloseWait);
+    CHECK_TRUE(g.has_value());
+    CHECK_EQ(g->type, kDataGetResponse);
+    CHECK_EQ(g->payload.size(), 18u);
     std::uint16_t status = 0;
-    std::memcpy(&status, g.bytes.data() + 16, 2);
+    std::memcpy(&status, g->payload.data() + 8, 2);
     CHECK_TRUE(status != 0);
-    CHECK_FALSE(g.closed || more.closed);
+    CHECK_FALSE(c.closed_within(milliseconds(200)));
   }
   return 0;
 }
@@ -367,7 +278,7 @@ TEST(GarbageTest, BadPeersDoNotDisturbTransfers) {
       NodeStats stats = node.stats();
       // One wrong token on each plane (the control plane only, under UCX).
       CHECK_TRUE(stats.rejected_connections >= (tcp ? 2u : 1u));
-      // The protocol-1 hello at least.
+      // The protocol-2 hello at least.
       CHECK_TRUE(stats.protocol_errors >= 1);
     }
     CHECK_OK(node.barrier(kWait));

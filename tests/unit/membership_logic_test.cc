@@ -126,6 +126,21 @@ TEST(BarrierBook, UnknownRanksCannotArrive) {
   EXPECT_EQ(b.open(), 0u);
 }
 
+TEST(BarrierBook, ArrivalsFarAheadOrOutOfRangeAreNotAdmitted) {
+  BarrierBook book(2);
+  const std::vector<bool> all;
+  EXPECT_TRUE(book.admissible(1).is_ok());
+  EXPECT_TRUE(book.admissible(BarrierBook::kMaxAhead).is_ok());
+  // A peer cannot grow the book with epochs no barrier has reached.
+  EXPECT_EQ(book.admissible(BarrierBook::kMaxAhead + 1).code(), StatusCode::kCapacity);
+  EXPECT_EQ(book.admissible(0).code(), StatusCode::kProtocol);
+  EXPECT_EQ(book.admissible(~0ull).code(), StatusCode::kProtocol);
+  // The window moves with the releases.
+  EXPECT_FALSE(book.arrive(1, 0, all));
+  EXPECT_TRUE(book.arrive(1, 1, all));
+  EXPECT_TRUE(book.admissible(BarrierBook::kMaxAhead + 1).is_ok());
+}
+
 TEST(Dispatcher, EachTypeGoesToItsHandler) {
   Dispatcher d;
   int publishes = 0, lookups = 0;
@@ -146,16 +161,23 @@ TEST(Dispatcher, EachTypeGoesToItsHandler) {
 TEST(StreamRouter, ProgressReachesTheOwnerOfItsStream) {
   StreamRouter r;
   std::vector<std::uint64_t> a, b;
-  auto oa = r.add_owner([&](const msg::Progress& p) { a.push_back(p.stream); });
-  auto ob = r.add_owner([&](const msg::Progress& p) { b.push_back(p.stream); });
+  std::vector<Rank> from_a;
+  auto oa = r.add_owner([&](const msg::Progress& p, Rank from) {
+    a.push_back(p.stream);
+    from_a.push_back(from);
+  });
+  auto ob = r.add_owner([&](const msg::Progress& p, Rank) { b.push_back(p.stream); });
   const auto s1 = r.next(oa), s2 = r.next(ob), s3 = r.next(oa);
   EXPECT_NE(s1, s3);
-  for (auto s : {s1, s2, s3}) r.route(msg::Progress{ObjectID(), true, 0, 0, 0, s});
+  Rank from = 4;
+  for (auto s : {s1, s2, s3}) r.route(msg::Progress{ObjectID(), true, 0, 0, 0, s}, from++);
   // A stream nobody opened (a forged or stale Progress) goes nowhere.
-  r.route(msg::Progress{ObjectID(), true, 0, 0, 0, 12345});
-  r.route(msg::Progress{ObjectID(), true, 0, 0, 0, 0xff00000000000001ull});
+  r.route(msg::Progress{ObjectID(), true, 0, 0, 0, 12345}, 1);
+  r.route(msg::Progress{ObjectID(), true, 0, 0, 0, 0xff00000000000001ull}, 1);
   EXPECT_EQ(a, (std::vector<std::uint64_t>{s1, s3}));
   EXPECT_EQ(b, (std::vector<std::uint64_t>{s2}));
+  // The owner learns who sent each, to check it against the rank it watches.
+  EXPECT_EQ(from_a, (std::vector<Rank>{4, 6}));
 }
 
 }  // namespace
