@@ -53,7 +53,8 @@ bool Key::verify(Role role, const Transcript& t, const Mac& m) const {
   return CRYPTO_memcmp(want.data(), m.data(), want.size()) == 0;
 }
 
-Dialer::Dialer(const Key& key, std::uint8_t channel, Rank me, Rank expected) : key_(key), expected_(expected) {
+Dialer::Dialer(const Key& key, std::uint8_t channel, Rank me, Rank expected)
+    : key_(key), expected_(expected) {
   t_.channel = channel;
   t_.dialer = me;
   t_.dialer_nonce = fresh_nonce();
@@ -61,8 +62,8 @@ Dialer::Dialer(const Key& key, std::uint8_t channel, Rank me, Rank expected) : k
 
 Result<Mac> Dialer::answer(Rank acceptor, const Nonce& acceptor_nonce, const Mac& acceptor_mac) {
   if (expected_ != kAnyRank && acceptor != expected_) {
-    return peer_failure("dialled rank " + std::to_string(expected_) + " but rank " + std::to_string(acceptor) +
-                        " answered");
+    return peer_failure("dialled rank " + std::to_string(expected_) + " but rank " +
+                        std::to_string(acceptor) + " answered");
   }
   t_.acceptor = acceptor;
   t_.acceptor_nonce = acceptor_nonce;

@@ -41,7 +41,8 @@ void encode_header(std::uint8_t type, std::uint32_t length, std::uint8_t out[kHe
 // A status code off the wire: values this build does not know (a newer or
 // a hostile peer) become kProtocol instead of an enum value out of range.
 inline StatusCode status_code(std::uint16_t v) {
-  return v <= static_cast<std::uint16_t>(StatusCode::kInternal) ? static_cast<StatusCode>(v) : StatusCode::kProtocol;
+  return v <= static_cast<std::uint16_t>(StatusCode::kInternal) ? static_cast<StatusCode>(v)
+                                                                : StatusCode::kProtocol;
 }
 
 class WireWriter {

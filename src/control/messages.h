@@ -290,11 +290,11 @@ struct ReduceLost {
   Rank failed = kNoRank;
 };
 
-using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish,
-                             PublishAck, Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch,
-                             Progress, Unwatch, Locate, LocateReply, ReduceTask, ReduceDone, PublishComposite,
-                             Heartbeat, Rejoin, PeerUpdate, ReduceCancel, ReduceRetarget, ReduceLost,
-                             Challenge, Proof>;
+using Message =
+    std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
+                 Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
+                 LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate,
+                 ReduceCancel, ReduceRetarget, ReduceLost, Challenge, Proof>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

@@ -13,8 +13,8 @@ Status claims(const char* type, const char* field, Rank named, Rank from) {
 
 Status bootstrap_only(const char* type, Rank from, Rank bootstrap) {
   if (from == bootstrap) return {};
-  return protocol_error(std::string(type) + " from rank " + std::to_string(from) + ", which is not the bootstrap (rank " +
-                        std::to_string(bootstrap) + ")");
+  return protocol_error(std::string(type) + " from rank " + std::to_string(from) +
+                        ", which is not the bootstrap (rank " + std::to_string(bootstrap) + ")");
 }
 
 struct Rule {

@@ -36,6 +36,8 @@
 #include <utility>
 #include <vector>
 
+#include "auth/token.h"
+
 extern char** environ;
 
 namespace {
@@ -369,6 +371,34 @@ std::string RandomToken() {
     token += kHex[b & 0xf];
   }
   return token;
+}
+
+// The cluster token when none is inherited: the user's token file, created
+// when missing (docs/security.md), so that ranks started by other launchers
+// (mpirun, srun) find the same one. A home that cannot hold it (read-only,
+// none) falls back to a token for this job only, with a note.
+std::string LauncherToken() {
+  if (const char* f = std::getenv("HOPLITE_TOKEN_FILE"); f && *f) {
+    auto t = hoplite::auth::read_token_file(f);
+    if (!t.is_ok()) {
+      std::fprintf(stderr, "hoplite-run: HOPLITE_TOKEN_FILE: %s\n", t.status().to_string().c_str());
+      std::exit(2);
+    }
+    return t.value();
+  }
+  std::string path = hoplite::auth::default_token_path();
+  if (!path.empty()) {
+    auto t = hoplite::auth::read_or_create_token_file(path);
+    if (t.is_ok()) return t.value();
+    if (t.status().code() == hoplite::StatusCode::kInvalidArgument) {
+      // A token file others can read must be fixed, not silently replaced.
+      std::fprintf(stderr, "hoplite-run: %s\n", t.status().to_string().c_str());
+      std::exit(2);
+    }
+    std::fprintf(stderr, "hoplite-run: cannot keep a token in %s (%s); using one for this job only\n",
+                 path.c_str(), t.status().to_string().c_str());
+  }
+  return RandomToken();
 }
 
 // Racy by nature (another process may take the port before rank 0 binds it), but the kernel hands
@@ -923,7 +953,7 @@ int main(int argc, char** argv) {
   std::string program = ResolveProgram(opts.command[0]);
   const char* inherited_token = std::getenv("HOPLITE_TOKEN");
   // An empty token would silently disable authentication, so treat it as unset.
-  std::string token = inherited_token && *inherited_token ? inherited_token : RandomToken();
+  std::string token = inherited_token && *inherited_token ? inherited_token : LauncherToken();
   std::string ip_tool;
   if (opts.netns) ip_tool = PrepareNetns(opts);
   int port = opts.master_port != 0 ? opts.master_port : opts.netns ? RandomNetnsPort() : FindFreePort();

@@ -16,7 +16,8 @@ void BarrierBook::release(std::uint64_t epoch) {
 }
 
 Status BarrierBook::admissible(std::uint64_t epoch) const {
-  if (epoch == 0 || epoch > kMaxEpoch) return protocol_error("barrier epoch " + std::to_string(epoch) + " out of range");
+  if (epoch == 0 || epoch > kMaxEpoch)
+    return protocol_error("barrier epoch " + std::to_string(epoch) + " out of range");
   if (epoch > last_released_ + kMaxAhead) {
     return capacity_error("barrier " + std::to_string(epoch) + " is more than " + std::to_string(kMaxAhead) +
                           " past the last released one (" + std::to_string(last_released_) + ")");

@@ -5,7 +5,8 @@ namespace hoplite::node {
 Barriers::Barriers(NodeContext& ctx) : ctx_(ctx), book_(ctx.world) {
   ctx_.dispatch.on<msg::Barrier>([this](const ConnPtr& c, const msg::Barrier& b) {
     if (ctx_.me != 0) return;
-    if (auto st = book_.admissible(b.epoch); !st.is_ok()) return ctx_.refuse(c, "Barrier", st.message());
+    if (auto st = book_.admissible(b.epoch); !st.is_ok())
+      return ctx_.refuse(ctx_.sender(c), "Barrier", st.message());
     LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
     if (book_.arrive(b.epoch, b.rank, ctx_.alive)) released(b.epoch);
   });
@@ -13,7 +14,7 @@ Barriers::Barriers(NodeContext& ctx) : ctx_(ctx), book_(ctx.world) {
     // Epochs count barriers: one near the top of the range is a forgery
     // that would wrap our next barrier's number round to 0.
     if (d.epoch == 0 || d.epoch > BarrierBook::kMaxEpoch) {
-      return ctx_.refuse(c, "BarrierDone", "epoch " + std::to_string(d.epoch) + " out of range");
+      return ctx_.refuse(ctx_.sender(c), "BarrierDone", "epoch " + std::to_string(d.epoch) + " out of range");
     }
     on_done(d);
   });

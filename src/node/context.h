@@ -198,9 +198,9 @@ struct NodeContext {
   Rank sender(const ConnPtr& c) const { return c ? c->peer : me; }
   // A message from an authenticated peer that does not fit what we asked
   // for or run: dropped, counted and logged (docs/security.md).
-  void refuse(const ConnPtr& c, const char* what, const std::string& why) {
+  void refuse(Rank from, const char* what, const std::string& why) {
     refused++;
-    LOG_WARN("refused " << what << " from rank " << sender(c) << ": " << why);
+    LOG_WARN("refused " << what << " from rank " << from << ": " << why);
   }
   // The directory shard of an object: its hash's rank, or the next live
   // rank after it when that one failed (soft state moves with membership).

@@ -60,6 +60,7 @@ void ControlPlane::accept() {
     if (ec) {
       // EMFILE/ENFILE leave the pending connection in the backlog, so
       // accepting again at once would spin; wait for descriptors to free up.
+      ctx_.rejected++;
       LOG_WARN("control plane: accept failed: " << ec.message() << "; retrying in 50 ms");
       accept_retry_.expires_after(std::chrono::milliseconds(50));
       accept_retry_.async_wait([this](error_code e) {
@@ -89,10 +90,9 @@ void ControlPlane::admit(tcp::socket s) {
   if (inbound_.size() >= kMaxInbound || pending >= kMaxPendingHandshakes ||
       same_address >= kMaxPendingPerAddress) {
     ctx_.rejected++;
-    LOG_WARN("control plane: refusing a connection from " << (ec ? std::string("?") : from.to_string()) << " ("
-                                                           << inbound_.size() << " open, " << pending
-                                                           << " in handshake, " << same_address
-                                                           << " from that address)");
+    LOG_WARN("control plane: refusing a connection from "
+             << (ec ? std::string("?") : from.to_string()) << " (" << inbound_.size() << " open, " << pending
+             << " in handshake, " << same_address << " from that address)");
     s.close(ec);
     return;
   }
@@ -103,14 +103,16 @@ void ControlPlane::admit(tcp::socket s) {
   ctx_.after(kHelloTimeout, [this, w = std::weak_ptr<control::Connection>(c)] {
     if (auto c = w.lock(); c && c->open() && !c->authenticated) {
       ctx_.rejected++;
-      c->reject(timeout_error("no completed handshake within " + std::to_string(kHelloTimeout.count()) + " ms"));
+      c->reject(
+          timeout_error("no completed handshake within " + std::to_string(kHelloTimeout.count()) + " ms"));
     }
   });
 }
 
 void ControlPlane::dial(const ConnPtr& c, Rank r) {
   c->peer = r;
-  c->dialer = std::make_unique<auth::Dialer>(key_, static_cast<std::uint8_t>(msg::Channel::kControl), ctx_.me, r);
+  c->dialer =
+      std::make_unique<auth::Dialer>(key_, static_cast<std::uint8_t>(msg::Channel::kControl), ctx_.me, r);
   c->send_handshake(msg::Hello{msg::kControlProtocol, ctx_.me, msg::Channel::kControl, c->dialer->nonce()});
 }
 
@@ -205,7 +207,9 @@ void ControlPlane::handshake(const ConnPtr& c, const msg::Message& m) {
     }
     if (h->protocol != msg::kControlProtocol) {
       ctx_.protocol_errors++;
-      return c->reject(protocol_error("protocol version " + std::to_string(h->protocol) + " not supported (this node speaks " + std::to_string(msg::kControlProtocol) + ")"));
+      return c->reject(protocol_error("protocol version " + std::to_string(h->protocol) +
+                                      " not supported (this node speaks " +
+                                      std::to_string(msg::kControlProtocol) + ")"));
     }
     if (h->channel != msg::Channel::kControl) {
       ctx_.protocol_errors++;
@@ -216,7 +220,8 @@ void ControlPlane::handshake(const ConnPtr& c, const msg::Message& m) {
       return c->reject(invalid_argument("rank " + std::to_string(h->rank) + " is not a peer of rank " +
                                         std::to_string(ctx_.me)));
     }
-    c->acceptor = std::make_unique<auth::Acceptor>(key_, static_cast<std::uint8_t>(msg::Channel::kControl), ctx_.me);
+    c->acceptor =
+        std::make_unique<auth::Acceptor>(key_, static_cast<std::uint8_t>(msg::Channel::kControl), ctx_.me);
     auto ch = c->acceptor->challenge(h->rank, h->nonce);
     c->send_handshake(msg::Challenge{ch.rank, ch.nonce, ch.mac});
     return;
@@ -243,10 +248,11 @@ void ControlPlane::on_closed(const ConnPtr& c, const Status& why) {
   // A reset or EOF from a member short-cuts the heartbeat timeout. Our own
   // closes (failure handling, rejoin) carry kCancelled or come after the
   // rank is already marked failed.
-  // A connection we dialled counts before its handshake: a refused connect
-  // to a member's address is the quickest sign that it died.
-  if (events_ && c->peer < ctx_.world && c->peer != ctx_.me && (c->authenticated || c->dialer) &&
-      why.code() == StatusCode::kPeerFailure) {
+  // Only our own connection to a member counts (a refused connect to its
+  // address, or a reset): whoever holds the token can open and reset an
+  // inbound connection in any member's name, and must not evict it so.
+  const bool ours = c->peer < out_.size() && out_[c->peer] == c;
+  if (events_ && ours && c->peer != ctx_.me && why.code() == StatusCode::kPeerFailure) {
     events_->connection_lost(c->peer, why);
   }
   if (c->peer != msg::kNoRank && c->peer < out_.size() && out_[c->peer] == c) {

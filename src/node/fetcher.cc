@@ -10,17 +10,17 @@ namespace hoplite::node {
 
 Fetcher::Fetcher(NodeContext& ctx, ObjectServer& server, DirectoryClient& dir)
     : ctx_(ctx), server_(server), dir_(dir) {
-  stream_owner_ =
-      ctx_.streams.add_owner([this](const msg::Progress& p, Rank from) { on_progress(p, from); });
+  stream_owner_ = ctx_.streams.add_owner([this](const msg::Progress& p, Rank from) { on_progress(p, from); });
   ctx_.dispatch.on<msg::LookupReply>([this](const ConnPtr& c, const msg::LookupReply& r) {
     // Only the shard we asked answers; an answer nobody asked for (an
     // inline object pushed into our store) is refused.
     if (!lookups_pending_.count(r.id)) {
-      if (!ctx_.store->find(r.id)) ctx_.refuse(c, "LookupReply", "no lookup of " + r.id.short_hex() + " is pending");
+      if (!ctx_.store->find(r.id))
+        ctx_.refuse(ctx_.sender(c), "LookupReply", "no lookup of " + r.id.short_hex() + " is pending");
       return;
     }
     if (ctx_.sender(c) != ctx_.shard_of(r.id)) {
-      return ctx_.refuse(c, "LookupReply",
+      return ctx_.refuse(ctx_.sender(c), "LookupReply",
                          r.id.short_hex() + "'s shard is rank " + std::to_string(ctx_.shard_of(r.id)));
     }
     on_lookup_reply(r);
@@ -166,7 +166,7 @@ void Fetcher::on_progress(const msg::Progress& p, Rank from) {
   if (it == inbound_.end()) return;
   Inbound& in = it->second;
   if (from != in.sender) {
-    return ctx_.refuse(nullptr, "Progress",
+    return ctx_.refuse(from, "Progress",
                        p.id.short_hex() + " is read from rank " + std::to_string(in.sender) + ", not rank " +
                            std::to_string(from));
   }

@@ -91,9 +91,10 @@ Status Node::Impl::start() {
   ctx.transport->set_peer_error_handler(
       [this](transport::Rank peer, const Status& why) { membership->data_plane_lost(peer, why); });
   if (ctx.opts.token.empty()) {
-    LOG_WARN("rank " << ctx.me
-                     << ": running WITHOUT a cluster token (HOPLITE_INSECURE): anyone who can reach this node's "
-                        "ports can join the cluster, read and overwrite its objects");
+    LOG_WARN(
+        "rank " << ctx.me
+                << ": running WITHOUT a cluster token (HOPLITE_INSECURE): anyone who can reach this node's "
+                   "ports can join the cluster, read and overwrite its objects");
   }
   LOG_INFO("rank " << ctx.me << "/" << ctx.world << " control " << host << ":" << ctrl->port() << " data "
                    << ctx.transport->name() << " " << ctx.transport->address() << " store "

@@ -71,7 +71,8 @@ void ObjectServer::drop(const ObjectID& id, bool withdrawn) {
   for (auto& [key, w] : list) ctx_.send(key.first, msg::Progress{id, false, 0, size, 0, key.second});
 }
 
-Status ObjectServer::granted(Rank peer, const ObjectID& id, std::uint64_t offset, std::uint64_t length) const {
+Status ObjectServer::granted(Rank peer, const ObjectID& id, std::uint64_t offset,
+                             std::uint64_t length) const {
   auto it = watchers_.find(id);
   if (it != watchers_.end()) {
     for (auto w = it->second.lower_bound({peer, 0}); w != it->second.end() && w->first.first == peer; ++w) {

@@ -38,7 +38,8 @@ class ObjectServer final : public Component {
   // The data plane's access check: `peer` may read [offset, +length) of
   // the region for `id` only while it watches our copy of `id` (the
   // Progress we sent it is the grant), and only bytes already valid.
-  [[nodiscard]] Status granted(Rank peer, const ObjectID& id, std::uint64_t offset, std::uint64_t length) const;
+  [[nodiscard]] Status granted(Rank peer, const ObjectID& id, std::uint64_t offset,
+                               std::uint64_t length) const;
 
   void on_peer_lost(Rank r) override;
   // After the sockets closed: nothing is served any more.

@@ -24,7 +24,8 @@ ReduceCoordinator::ReduceCoordinator(NodeContext& ctx, Membership& membership, F
     auto where = task_rank(m.task);
     if (!where) return;  // of a finished or restarted attempt
     if (m.code == 0 && *where != ctx_.sender(c)) {
-      return ctx_.refuse(c, "ReduceDone", "task " + std::to_string(m.task) + " runs on rank " + std::to_string(*where));
+      return ctx_.refuse(ctx_.sender(c), "ReduceDone",
+                         "task " + std::to_string(m.task) + " runs on rank " + std::to_string(*where));
     }
     on_reduce_done(m);
   });
@@ -34,7 +35,8 @@ ReduceCoordinator::ReduceCoordinator(NodeContext& ctx, Membership& membership, F
     auto where = task_rank(m.task);
     if (!where) return;  // of a finished or restarted attempt: heartbeats will tell
     if (*where != ctx_.sender(c)) {
-      return ctx_.refuse(c, "ReduceLost", "task " + std::to_string(m.task) + " runs on rank " + std::to_string(*where));
+      return ctx_.refuse(ctx_.sender(c), "ReduceLost",
+                         "task " + std::to_string(m.task) + " runs on rank " + std::to_string(*where));
     }
     if (m.failed != ctx_.me && ctx_.alive_rank(m.failed))
       membership_.declare_failed(m.failed, "a reduce task lost it (task " + std::to_string(m.task) + ")");

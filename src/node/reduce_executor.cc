@@ -21,22 +21,23 @@ constexpr int kWatchRetries = 250;
 ReduceExecutor::ReduceExecutor(NodeContext& ctx, Fetcher& fetcher, ObjectServer& server,
                                Composites& composites, DirectoryClient& dir)
     : ctx_(ctx), fetcher_(fetcher), server_(server), composites_(composites), dir_(dir) {
-  stream_owner_ =
-      ctx_.streams.add_owner([this](const msg::Progress& p, Rank from) { on_progress(p, from); });
+  stream_owner_ = ctx_.streams.add_owner([this](const msg::Progress& p, Rank from) { on_progress(p, from); });
   auto& d = ctx_.dispatch;
   d.on<msg::ReduceTask>([this](const ConnPtr&, const msg::ReduceTask& t) { on_task(t); });
   // Only a task's coordinator may cancel or retarget it.
   d.on<msg::ReduceCancel>([this](const ConnPtr& c, const msg::ReduceCancel& m) {
     if (auto it = execs_.find(m.task); it != execs_.end() && it->second.task.coordinator != ctx_.sender(c)) {
-      return ctx_.refuse(c, "ReduceCancel", "task " + std::to_string(m.task) + " is coordinated by rank " +
-                                                std::to_string(it->second.task.coordinator));
+      return ctx_.refuse(ctx_.sender(c), "ReduceCancel",
+                         "task " + std::to_string(m.task) + " is coordinated by rank " +
+                             std::to_string(it->second.task.coordinator));
     }
     on_cancel(m);
   });
   d.on<msg::ReduceRetarget>([this](const ConnPtr& c, const msg::ReduceRetarget& m) {
     if (auto it = execs_.find(m.task); it != execs_.end() && it->second.task.coordinator != ctx_.sender(c)) {
-      return ctx_.refuse(c, "ReduceRetarget", "task " + std::to_string(m.task) + " is coordinated by rank " +
-                                                  std::to_string(it->second.task.coordinator));
+      return ctx_.refuse(ctx_.sender(c), "ReduceRetarget",
+                         "task " + std::to_string(m.task) + " is coordinated by rank " +
+                             std::to_string(it->second.task.coordinator));
     }
     on_retarget(m);
   });
@@ -145,7 +146,7 @@ void ReduceExecutor::on_progress(const msg::Progress& p, Rank from) {
   if (eit == execs_.end()) return;
   Upstream& up = eit->second.ups[ui];
   if (from != up.holder || p.id != up.id) {
-    return ctx_.refuse(nullptr, "Progress",
+    return ctx_.refuse(from, "Progress",
                        "stream " + std::to_string(p.stream) + " reads " + up.id.short_hex() + " from rank " +
                            std::to_string(up.holder) + ", not " + p.id.short_hex() + " from rank " +
                            std::to_string(from));
@@ -289,8 +290,9 @@ void ReduceExecutor::on_retarget(const msg::ReduceRetarget& m) {
       // had ended, which makes the coordinator issue that position again.
       LOG_WARN("reduce: " << pending_retargets_.size() << " retargets wait for their tasks; dropping one");
       if (m.next.task != 0) {
-        ctx_.send(m.next.coordinator, msg::ReduceDone{m.next.task, static_cast<std::uint16_t>(StatusCode::kPeerFailure),
-                                                      "too many retargets waiting"});
+        ctx_.send(m.next.coordinator,
+                  msg::ReduceDone{m.next.task, static_cast<std::uint16_t>(StatusCode::kPeerFailure),
+                                  "too many retargets waiting"});
       }
       return;
     }

@@ -25,8 +25,8 @@
 #include <vector>
 
 #include "cluster.h"
-#include "wire_client.h"
 #include "hoplite/node.h"
+#include "wire_client.h"
 
 namespace hoplite::itest {
 namespace {
@@ -47,12 +47,14 @@ std::string wrong_proof(const std::string& address, bool data_plane, const std::
   int fd = dial(address);
   if (fd < 0) return "cannot connect to " + address;
   std::vector<std::uint8_t> nonce(32, 7);
-  send_all(fd, data_plane ? frame(kDataHello, Bytes().u32(kDataProtocol).u32(kNotAMember).raw(nonce))
-                          : frame(kControlHello, Bytes().u32(kControlProtocol).u32(kNotAMember).u8(0).raw(nonce)));
+  send_all(fd, data_plane
+                   ? frame(kDataHello, Bytes().u32(kDataProtocol).u32(kNotAMember).raw(nonce))
+                   : frame(kControlHello, Bytes().u32(kControlProtocol).u32(kNotAMember).u8(0).raw(nonce)));
   Reply ch = read_reply(fd, kCloseWait, 8 + 68);
   if (first_frame_type(ch.bytes) != (data_plane ? kDataChallenge : kControlChallenge)) {
     ::close(fd);
-    return "no challenge after the hello (first frame type " + std::to_string(first_frame_type(ch.bytes)) + ")";
+    return "no challenge after the hello (first frame type " + std::to_string(first_frame_type(ch.bytes)) +
+           ")";
   }
   // Whatever we make of the challenge without the token is wrong: here a
   // MAC over it keyed by another token.
@@ -145,8 +147,8 @@ int probe_node(const std::string& control, const std::string& data, bool tcp_dat
        frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("test-token")), kControlError},
       {"control: no hello first", control, frame(6, Bytes().u64(1).u32(0)), kControlError},
       {"control: proof without a hello", control, frame(kControlProof, Bytes().raw(nonce)), kControlError},
-      {"control: a data hello", control, frame(kControlHello, Bytes().u32(kControlProtocol).u32(kNotAMember).u8(1).raw(nonce)),
-       kControlError},
+      {"control: a data hello", control,
+       frame(kControlHello, Bytes().u32(kControlProtocol).u32(kNotAMember).u8(1).raw(nonce)), kControlError},
   };
   std::vector<Case> data_cases = {
       {"data: random bytes", data, noise, -1},
@@ -154,7 +156,8 @@ int probe_node(const std::string& control, const std::string& data, bool tcp_dat
       {"data: bad version", data, bad_data_version, -1},
       {"data: protocol 1 (token in clear)", data, frame(kDataHello, Bytes().u32(1).u32(2).str("test-token")),
        kDataError},
-      {"data: get before the handshake", data, frame(kDataGetRequest, Bytes().u64(1).u64(0).u64(16)), kDataError},
+      {"data: get before the handshake", data, frame(kDataGetRequest, Bytes().u64(1).u64(0).u64(16)),
+       kDataError},
   };
   if (!tcp_data_plane) data_cases.clear();
   for (const std::vector<Case>* list : {&cases, static_cast<const std::vector<Case>*>(&data_cases)}) {
@@ -163,9 +166,11 @@ int probe_node(const std::string& control, const std::string& data, bool tcp_dat
       if (!why.empty()) FAIL_BODY(std::string(c.name) + ": " + why);
     }
   }
-  if (auto why = wrong_proof(control, false, "wrong-token"); !why.empty()) FAIL_BODY("control: wrong token: " + why);
+  if (auto why = wrong_proof(control, false, "wrong-token"); !why.empty())
+    FAIL_BODY("control: wrong token: " + why);
   if (tcp_data_plane) {
-    if (auto why = wrong_proof(data, true, "wrong-token"); !why.empty()) FAIL_BODY("data: wrong token: " + why);
+    if (auto why = wrong_proof(data, true, "wrong-token"); !why.empty())
+      FAIL_BODY("data: wrong token: " + why);
   }
   // UCX's own listening sockets (its tcp transport's connection
   // establishment) get the same noise: UCX may drop or keep such a
@@ -200,7 +205,8 @@ int probe_node(const std::string& control, const std::string& data, bool tcp_dat
     ASSIGN_OR_FAIL(WireClient c, WireClient::data(data, "test-token", 2));
     // A get outside the region is refused with a status; the connection
     // stays usable (docs/wire-protocol.md).
-    CHECK_TRUE(c.send(frame(kDataGetRequest, Bytes().u64(9).id(ObjectID::from_name("x")).u64(1ull << 60).u64(16))));
+    CHECK_TRUE(
+        c.send(frame(kDataGetRequest, Bytes().u64(9).id(ObjectID::from_name("x")).u64(1ull << 60).u64(16))));
     auto g = c.next(kCloseWait);
     CHECK_TRUE(g.has_value());
     CHECK_EQ(g->type, kDataGetResponse);

@@ -134,16 +134,18 @@ bool WireClient::closed_within(milliseconds timeout) {
   }
 }
 
-Result<WireClient> WireClient::control(const std::string& address, const std::string& token, std::uint32_t rank) {
+Result<WireClient> WireClient::control(const std::string& address, const std::string& token,
+                                       std::uint32_t rank) {
   return handshake(address, token, rank, false);
 }
 
-Result<WireClient> WireClient::data(const std::string& address, const std::string& token, std::uint32_t rank) {
+Result<WireClient> WireClient::data(const std::string& address, const std::string& token,
+                                    std::uint32_t rank) {
   return handshake(address, token, rank, true);
 }
 
-Result<WireClient> WireClient::handshake(const std::string& address, const std::string& token, std::uint32_t rank,
-                                         bool data_plane) {
+Result<WireClient> WireClient::handshake(const std::string& address, const std::string& token,
+                                         std::uint32_t rank, bool data_plane) {
   int fd = dial(address);
   if (fd < 0) return peer_failure("cannot connect to " + address);
   WireClient c(fd);

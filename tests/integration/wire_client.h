@@ -102,8 +102,8 @@ class WireClient {
 
  private:
   explicit WireClient(int fd) : fd_(fd) {}
-  static Result<WireClient> handshake(const std::string& address, const std::string& token, std::uint32_t rank,
-                                      bool data_plane);
+  static Result<WireClient> handshake(const std::string& address, const std::string& token,
+                                      std::uint32_t rank, bool data_plane);
   int fd_ = -1;
   std::vector<std::uint8_t> buf_;
 };

@@ -90,16 +90,39 @@ else
   fail "--timeout exits 124 promptly (took ${elapsed}s)"
 fi
 
-# (d) Rendezvous settings are set and agree across ranks; the token is generated when unset...
+# (d) Rendezvous settings are set and agree across ranks; the token comes from the user's token
+# file, which is created (0600) when missing (docs/security.md). HOME is a scratch directory, so
+# the user's own token is never read or written here...
 unset HOPLITE_TOKEN
+real_home=$HOME
+export HOME=$(mktemp -d)
 launch -n 3 -- sh -c 'echo "$MASTER_ADDR $MASTER_PORT $HOPLITE_TOKEN"'
 values=$(strip_prefix <<<"$out" | sort -u)
+file_token=$(cat "$HOME/.hoplite/token" 2>/dev/null || true)
+file_mode=$(stat -c %a "$HOME/.hoplite/token" 2>/dev/null || true)
 if [[ $rc == 0 && $(wc -l <<<"$out") == 3 && $(wc -l <<<"$values") == 1 &&
-  "$values" =~ ^127\.0\.0\.1\ [1-9][0-9]*\ [0-9a-f]{32}$ ]]; then
-  pass "MASTER_PORT and HOPLITE_TOKEN identical across ranks"
+  "$values" =~ ^127\.0\.0\.1\ [1-9][0-9]*\ [0-9a-f]{64}$ && "$values" == *" $file_token" &&
+  $file_mode == 600 ]]; then
+  pass "MASTER_PORT and HOPLITE_TOKEN identical across ranks, token file created 0600"
 else
-  fail "MASTER_PORT and HOPLITE_TOKEN identical across ranks"
+  fail "MASTER_PORT and HOPLITE_TOKEN identical across ranks, token file created 0600 (mode '$file_mode')"
 fi
+# ...a second job finds the same file; one others can read is refused, not replaced.
+launch -n 1 -- sh -c 'echo "$HOPLITE_TOKEN"'
+if [[ $rc == 0 && $(strip_prefix <<<"$out") == "$file_token" ]]; then
+  pass "a second job reuses the token file"
+else
+  fail "a second job reuses the token file"
+fi
+chmod 644 "$HOME/.hoplite/token"
+launch -n 1 -- true
+if [[ $rc != 0 && $err == *"chmod 600"* ]]; then
+  pass "a token file others can read is refused"
+else
+  fail "a token file others can read is refused (rc $rc)"
+fi
+rm -rf "$HOME"
+export HOME=$real_home
 
 # ...and passed through when the caller set it.
 HOPLITE_TOKEN=0123abcd launch -n 2 -- sh -c 'echo "$HOPLITE_TOKEN"'

@@ -34,8 +34,8 @@ struct Exchange {
   Status dialer_check;
   Status acceptor_check;
 };
-Exchange Exchanged(const Key& dialer_key, const Key& acceptor_key, auth::Rank dialer_rank, auth::Rank expected,
-             auth::Rank acceptor_rank, std::uint8_t channel = kControl) {
+Exchange Exchanged(const Key& dialer_key, const Key& acceptor_key, auth::Rank dialer_rank,
+                   auth::Rank expected, auth::Rank acceptor_rank, std::uint8_t channel = kControl) {
   Dialer d(dialer_key, channel, dialer_rank, expected);
   Acceptor a(acceptor_key, channel, acceptor_rank);
   auto ch = a.challenge(d.me(), d.nonce());
@@ -135,17 +135,9 @@ TEST(SenderRules, MessagesMustNameTheConnectionsRank) {
   const ctl::Rank from = 2;
   // Each names rank 3 while the connection is rank 2.
   std::vector<ctl::Message> forged = {
-      ctl::Register{3, {}},
-      ctl::Rejoin{3, {}},
-      ctl::Heartbeat{3, 0},
-      ctl::Barrier{1, 3},
-      PublishAs(id, 3),
-      ctl::Unpublish{id, 3},
-      ctl::Lookup{id, 1, 3},
-      ctl::Locate{id, 1, 3},
-      ctl::Remove{id, 1, 3},
-      ctl::Watch{id, 3, 1},
-      ctl::Unwatch{id, 3, 1},
+      ctl::Register{3, {}},  ctl::Rejoin{3, {}},    ctl::Heartbeat{3, 0},   ctl::Barrier{1, 3},
+      PublishAs(id, 3),      ctl::Unpublish{id, 3}, ctl::Lookup{id, 1, 3},  ctl::Locate{id, 1, 3},
+      ctl::Remove{id, 1, 3}, ctl::Watch{id, 3, 1},  ctl::Unwatch{id, 3, 1},
   };
   for (const auto& m : forged) {
     auto st = ctl::check_sender(m, from, 0);
@@ -154,15 +146,15 @@ TEST(SenderRules, MessagesMustNameTheConnectionsRank) {
   }
   // The same messages naming rank 2 are fine.
   std::vector<ctl::Message> honest = {
-      ctl::Register{2, {}}, ctl::Heartbeat{2, 0}, PublishAs(id, 2), ctl::Lookup{id, 1, 2},
-      ctl::Watch{id, 2, 1},
+      ctl::Register{2, {}},  ctl::Heartbeat{2, 0}, PublishAs(id, 2),
+      ctl::Lookup{id, 1, 2}, ctl::Watch{id, 2, 1},
   };
   for (const auto& m : honest) EXPECT_TRUE(ctl::check_sender(m, from, 0).is_ok()) << ctl::type_name(m);
 }
 
 TEST(SenderRules, BootstrapMessagesComeOnlyFromTheBootstrap) {
-  for (const ctl::Message& m :
-       {ctl::Message{ctl::Table{}}, ctl::Message{ctl::PeerUpdate{1, true, {}}}, ctl::Message{ctl::BarrierDone{7}}}) {
+  for (const ctl::Message& m : {ctl::Message{ctl::Table{}}, ctl::Message{ctl::PeerUpdate{1, true, {}}},
+                                ctl::Message{ctl::BarrierDone{7}}}) {
     EXPECT_TRUE(ctl::check_sender(m, 0, 0).is_ok()) << ctl::type_name(m);
     EXPECT_EQ(ctl::check_sender(m, 4, 0).code(), StatusCode::kProtocol) << ctl::type_name(m);
   }
@@ -170,15 +162,16 @@ TEST(SenderRules, BootstrapMessagesComeOnlyFromTheBootstrap) {
 
 TEST(SenderRules, ToolsMayNotChangeAnything) {
   const ObjectID id = ObjectID::from_name("x");
-  for (const ctl::Message& m : {ctl::Message{PublishAs(id, ctl::kNoRank)},
-                                ctl::Message{ctl::Remove{id, 1, ctl::kNoRank}}, ctl::Message{ctl::Delete{id}},
-                                ctl::Message{ctl::ReduceTask{}}, ctl::Message{ctl::Progress{}}}) {
+  for (const ctl::Message& m :
+       {ctl::Message{PublishAs(id, ctl::kNoRank)}, ctl::Message{ctl::Remove{id, 1, ctl::kNoRank}},
+        ctl::Message{ctl::Delete{id}}, ctl::Message{ctl::ReduceTask{}}, ctl::Message{ctl::Progress{}}}) {
     EXPECT_EQ(ctl::check_sender(m, ctl::kNoRank, 0).code(), StatusCode::kProtocol) << ctl::type_name(m);
   }
 }
 
 TEST(SenderRules, HandshakeMessagesAfterTheHandshakeAreRefused) {
-  for (const ctl::Message& m : {ctl::Message{ctl::Hello{}}, ctl::Message{ctl::Challenge{}}, ctl::Message{ctl::Proof{}}})
+  for (const ctl::Message& m :
+       {ctl::Message{ctl::Hello{}}, ctl::Message{ctl::Challenge{}}, ctl::Message{ctl::Proof{}}})
     EXPECT_EQ(ctl::check_sender(m, 1, 0).code(), StatusCode::kProtocol) << ctl::type_name(m);
 }
 

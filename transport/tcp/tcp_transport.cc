@@ -3,8 +3,8 @@
 #include <array>
 #include <cstring>
 
-#include "common/log.h"
 #include "auth/handshake.h"
+#include "common/log.h"
 #include "common/wire.h"
 #include "transport/local_endpoint.h"
 
@@ -73,12 +73,15 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
     error_code ec;
     sock_.close(ec);
   }
+  bool authed() const { return authed_; }
+  void timed_out() { reject(timeout_error("no completed handshake in time")); }
 
  private:
   void read_header() {
     auto self = shared_from_this();
     asio::async_read(sock_, asio::buffer(hdr_), [this, self](error_code ec, std::size_t) {
       if (ec) return close();
+      if (rejecting_) return;
       std::uint32_t cap = authed_ ? static_cast<std::uint32_t>(kGetRequestSize) : kMaxHello;
       auto h = wire::decode_header(hdr_.data(), cap);
       if (!h.is_ok()) return reject(h.status());
@@ -86,6 +89,7 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
       body_.resize(h->length);
       asio::async_read(sock_, asio::buffer(body_), [this, self](error_code ec2, std::size_t) {
         if (ec2) return close();
+        if (rejecting_) return;
         on_frame();
       });
     });
@@ -169,11 +173,16 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
     read_header();
   }
 
+  // The error frame goes behind the write in flight, if any (one
+  // outstanding write per socket); what was queued after it is dropped.
   void reject(const Status& st) {
+    if (rejecting_) return;
+    rejecting_ = true;
     LOG_WARN("data plane: refusing " << name_ << ": " << st.to_string());
-    auto self = shared_from_this();
-    auto f = std::make_shared<std::vector<std::uint8_t>>(error_frame(st.code(), st.message()));
-    asio::async_write(sock_, asio::buffer(*f), [self, f](error_code, std::size_t) { self->close(); });
+    const bool busy = !out_.empty();
+    if (busy) out_.erase(out_.begin() + 1, out_.end());
+    out_.push_back({error_frame(st.code(), st.message()), nullptr, 0});
+    if (!busy) write_next();
   }
 
   struct Out {
@@ -192,7 +201,8 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
     asio::async_write(sock_, bufs, [this, self](error_code ec, std::size_t) {
       if (ec) return close();
       out_.pop_front();
-      if (!out_.empty()) write_next();
+      if (!out_.empty()) return write_next();
+      if (rejecting_) close();
     });
   }
 
@@ -200,6 +210,7 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
   tcp::socket sock_;
   std::string name_;
   bool authed_ = false;
+  bool rejecting_ = false;
   std::unique_ptr<auth::Acceptor> acceptor_;
 
  public:
@@ -324,10 +335,12 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
     if (st.is_ok()) st = r.fixed(mac);
     if (st.is_ok()) st = r.finish();
     if (!st.is_ok()) return fail_all(st);
-    if (state_ != State::kHandshake || !dialer_) return fail_all(protocol_error("unexpected data-plane challenge"));
+    if (state_ != State::kHandshake || !dialer_)
+      return fail_all(protocol_error("unexpected data-plane challenge"));
     auto proof = dialer_->answer(rank, nonce, mac);
     if (!proof.is_ok()) {
-      return fail_all(peer_failure("data plane: rank " + std::to_string(peer_) + ": " + proof.status().message()));
+      return fail_all(
+          peer_failure("data plane: rank " + std::to_string(peer_) + ": " + proof.status().message()));
     }
     dialer_.reset();
     wire::WireWriter w;
@@ -451,7 +464,7 @@ class TcpRegion final : public MemoryRegion {
 }  // namespace
 
 TcpTransport::TcpTransport(asio::io_context& io, TcpOptions opts)
-    : io_(io), opts_(std::move(opts)), key_(opts_.token), acceptor_(io) {}
+    : io_(io), opts_(std::move(opts)), key_(opts_.token), acceptor_(io), accept_retry_(io) {}
 
 Result<std::unique_ptr<TcpTransport>> TcpTransport::create(asio::io_context& io, TcpOptions opts) {
   std::unique_ptr<TcpTransport> t(new TcpTransport(io, std::move(opts)));
@@ -477,14 +490,49 @@ TcpTransport::~TcpTransport() {
 void TcpTransport::accept() {
   acceptor_.async_accept([this](error_code ec, tcp::socket s) {
     if (shut_down_) return;
-    if (!ec) {
-      tune(s);
-      auto conn = std::make_shared<ServerConn>(*this, std::move(s));
-      servers_.push_back(conn);
-      conn->start();
-      std::erase_if(servers_, [](const auto& w) { return w.expired(); });
+    if (ec) {
+      // EMFILE leaves the connection in the backlog: accepting again at
+      // once would spin until a descriptor frees up.
+      stats_.rejected_connections++;
+      LOG_WARN("data plane: accept failed: " << ec.message() << "; retrying in 50 ms");
+      accept_retry_.expires_after(std::chrono::milliseconds(50));
+      accept_retry_.async_wait([this](error_code e) {
+        if (!e && !shut_down_) accept();
+      });
+      return;
     }
+    admit(std::move(s));
     accept();
+  });
+}
+
+void TcpTransport::admit(tcp::socket s) {
+  std::erase_if(servers_, [](const auto& w) { return w.expired(); });
+  std::size_t pending = 0;
+  for (auto& w : servers_) {
+    if (auto c = w.lock(); c && !c->authed()) pending++;
+  }
+  // Strangers are held to a few hundred handshakes at a time; members
+  // already connected keep being served.
+  if (servers_.size() >= kMaxConnections || pending >= kMaxPendingHandshakes) {
+    stats_.rejected_connections++;
+    LOG_WARN("data plane: refusing a connection from " << peer_name(s) << " (" << servers_.size() << " open, "
+                                                       << pending << " in handshake)");
+    error_code ignored;
+    s.close(ignored);
+    return;
+  }
+  tune(s);
+  auto conn = std::make_shared<ServerConn>(*this, std::move(s));
+  servers_.push_back(conn);
+  conn->start();
+  auto timer = std::make_shared<asio::steady_timer>(io_, kHelloTimeout);
+  timer->async_wait([this, timer, w = std::weak_ptr<ServerConn>(conn)](error_code ec) {
+    if (ec || shut_down_) return;
+    if (auto c = w.lock(); c && !c->authed()) {
+      stats_.rejected_connections++;
+      c->timed_out();
+    }
   });
 }
 

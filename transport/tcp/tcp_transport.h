@@ -65,12 +65,18 @@ class TcpTransport final : public Transport {
  private:
   TcpTransport(boost::asio::io_context& io, TcpOptions opts);
   void accept();
+  void admit(boost::asio::ip::tcp::socket s);
+
+  static constexpr std::chrono::milliseconds kHelloTimeout{5000};
+  static constexpr std::size_t kMaxConnections = 4096;
+  static constexpr std::size_t kMaxPendingHandshakes = 256;
 
   boost::asio::io_context& io_;
   TcpOptions opts_;
   const auth::Key key_;
   AccessCheck access_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;
   std::uint16_t port_ = 0;
   std::byte* region_base_ = nullptr;
   std::uint64_t region_length_ = 0;
