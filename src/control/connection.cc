@@ -9,6 +9,21 @@ namespace hoplite::control {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
+namespace {
+
+bool handshake_type(std::uint8_t t) {
+  switch (static_cast<MsgType>(t)) {
+    case MsgType::kHello:
+    case MsgType::kChallenge:
+    case MsgType::kProof:
+    case MsgType::kHelloAck:
+    case MsgType::kError: return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
 Connection::Connection(asio::ip::tcp::socket sock, MessageHandler on_message, CloseHandler on_close)
     : sock_(std::move(sock)), on_message_(std::move(on_message)), on_close_(std::move(on_close)) {
   error_code ec;
@@ -69,6 +84,10 @@ void Connection::parse_frames() {
     auto h = wire::decode_header(rbuf_.data() + rbegin_,
                                  authenticated ? wire::kMaxControlPayload : kMaxString + 64);
     if (!h.is_ok()) return reject(h.status());
+    // Before the handshake only its own frames are decoded at all.
+    if (!authenticated && !handshake_type(h->type)) {
+      return reject(protocol_error("frame type " + std::to_string(h->type) + " before the handshake"));
+    }
     const std::size_t frame = wire::kHeaderSize + h->length;
     if (rend_ - rbegin_ < frame) {
       // Incomplete: make room for the rest of it in one piece.
@@ -91,6 +110,13 @@ void Connection::parse_frames() {
 
 void Connection::send(std::vector<std::uint8_t> frame) {
   if (!open_ || rejected_) return;
+  queued_bytes_ += frame.size();
+  if (queued_bytes_ > kMaxQueuedBytes) {
+    // A peer that stopped reading: holding ever more for it would cost
+    // our memory, and it is as good as gone.
+    return close(peer_failure("control connection to " + name_ + ": " + std::to_string(queued_bytes_) +
+                              " bytes queued, the peer is not reading"));
+  }
   outq_.push_back(std::move(frame));
   if (!writing_) write_next();
 }
@@ -121,6 +147,7 @@ void Connection::write_next() {
     hsq_.pop_front();
   }
   while (!gated_ && !outq_.empty() && inflight_.size() < kMaxBatch) {
+    queued_bytes_ -= outq_.front().size();
     inflight_.push_back(std::move(outq_.front()));
     outq_.pop_front();
   }
@@ -144,6 +171,7 @@ void Connection::reject(const Status& why) {
                                                 << (peer == kNoRank ? std::string("?") : std::to_string(peer))
                                                 << "): " << why.to_string());
   outq_.clear();
+  queued_bytes_ = 0;
   hsq_.clear();
   // The error goes through the write queue: a write may be in flight, and
   // Asio allows one outstanding write per socket.

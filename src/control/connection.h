@@ -69,6 +69,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   static constexpr std::size_t kReadChunk = 64u << 10;
   static constexpr std::size_t kMaxBatch = 64;  // frames per gathered write
+  // Queued and not yet written; past it the peer counts as not reading.
+  static constexpr std::size_t kMaxQueuedBytes = 256u << 20;
 
   boost::asio::ip::tcp::socket sock_;
   MessageHandler on_message_;
@@ -86,6 +88,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t rbegin_ = 0, rend_ = 0;
   std::deque<std::vector<std::uint8_t>> hsq_;  // handshake frames: pass the gate
   std::deque<std::vector<std::uint8_t>> outq_;
+  std::size_t queued_bytes_ = 0;                     // in outq_
   std::vector<std::vector<std::uint8_t>> inflight_;  // being written
 };
 

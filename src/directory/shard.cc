@@ -67,11 +67,35 @@ std::optional<Reply> DirectoryShard::answer(const ObjectID& id, Record& rec, con
   return Reply{l.requester, std::move(r)};
 }
 
+std::size_t DirectoryShard::parked_of(const ObjectID& id) const {
+  auto it = records_.find(id);
+  return it == records_.end() ? 0 : it->second.waiters.size() + it->second.locators.size();
+}
+
+std::uint64_t DirectoryShard::inline_of(const ObjectID& id) const {
+  auto it = records_.find(id);
+  return it == records_.end() ? 0 : it->second.inline_data.size();
+}
+
 std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
+  return tracked(p.id, [&] { return publish_one(p); });
+}
+
+std::optional<Reply> DirectoryShard::lookup(const control::Lookup& l) {
+  return tracked(l.id, [&] { return lookup_one(l); });
+}
+
+std::optional<LocateAnswer> DirectoryShard::locate(const control::Locate& l) {
+  return tracked(l.id, [&] { return locate_one(l); });
+}
+
+std::vector<Reply> DirectoryShard::publish_one(const control::Publish& p) {
   Record& rec = records_[p.id];
   rec.has_size = true;
   rec.size = p.size;
-  if (p.has_inline) {
+  // Past the budget the bytes stay with their holder, which serves them
+  // like any other object's.
+  if (p.has_inline && (rec.is_inline || inline_bytes_ + p.inline_data.size() <= max_inline_bytes_)) {
     rec.is_inline = true;
     rec.inline_data = p.inline_data;
   }
@@ -100,17 +124,19 @@ std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
 }
 
 std::vector<Reply> DirectoryShard::publish_composite(const control::PublishComposite& p) {
-  Record& rec = records_[p.id];
-  rec.has_size = true;
-  rec.size = p.size;
-  rec.is_composite = true;
-  rec.parts = p.parts;
-  std::vector<Reply> out;
-  for (auto& w : rec.waiters) {
-    if (auto r = answer(p.id, rec, w)) out.push_back(std::move(*r));
-  }
-  rec.waiters.clear();
-  return out;
+  return tracked(p.id, [&] {
+    Record& rec = records_[p.id];
+    rec.has_size = true;
+    rec.size = p.size;
+    rec.is_composite = true;
+    rec.parts = p.parts;
+    std::vector<Reply> out;
+    for (auto& w : rec.waiters) {
+      if (auto r = answer(p.id, rec, w)) out.push_back(std::move(*r));
+    }
+    rec.waiters.clear();
+    return out;
+  });
 }
 
 std::vector<control::Part> DirectoryShard::parts(const ObjectID& id) const {
@@ -134,6 +160,13 @@ void DirectoryShard::fail_must_exist(const ObjectID& id, Record& rec) {
 }
 
 void DirectoryShard::unpublish(const ObjectID& id, Rank rank) {
+  tracked(id, [&] {
+    unpublish_one(id, rank);
+    return 0;
+  });
+}
+
+void DirectoryShard::unpublish_one(const ObjectID& id, Rank rank) {
   auto it = records_.find(id);
   if (it == records_.end()) return;
   it->second.planner.remove(rank);
@@ -145,7 +178,7 @@ void DirectoryShard::unpublish(const ObjectID& id, Rank rank) {
   }
 }
 
-std::optional<Reply> DirectoryShard::lookup(const control::Lookup& l) {
+std::optional<Reply> DirectoryShard::lookup_one(const control::Lookup& l) {
   auto it = records_.find(l.id);
   if (it != records_.end()) {
     if (auto r = answer(l.id, it->second, l)) {
@@ -162,11 +195,32 @@ std::optional<Reply> DirectoryShard::lookup(const control::Lookup& l) {
     r.result = LookupResult::kNotFound;
     return Reply{l.requester, std::move(r)};
   }
-  records_[l.id].waiters.push_back(l);
+  Record& rec = records_[l.id];
+  // One lookup per requester and object: the fetcher never has two in
+  // flight, so a repeat replaces the older one instead of piling up.
+  auto same = std::find_if(rec.waiters.begin(), rec.waiters.end(),
+                           [&](const control::Lookup& w) { return w.requester == l.requester; });
+  if (same != rec.waiters.end()) {
+    *same = l;
+    return std::nullopt;
+  }
+  if (parked_ >= max_parked_) {
+    if (rec.waiters.empty() && rec.locators.empty() && !rec.has_size) records_.erase(l.id);
+    control::LookupReply r;
+    r.id = l.id;
+    r.request = l.request;
+    r.result = LookupResult::kNotFound;
+    return Reply{l.requester, std::move(r)};
+  }
+  rec.waiters.push_back(l);
   return std::nullopt;
 }
 
 std::vector<Rank> DirectoryShard::remove(const ObjectID& id) {
+  return tracked(id, [&] { return remove_one(id); });
+}
+
+std::vector<Rank> DirectoryShard::remove_one(const ObjectID& id) {
   auto it = records_.find(id);
   if (it == records_.end()) return {};
   std::vector<Rank> holders = it->second.planner.members();
@@ -194,10 +248,19 @@ control::LocateReply DirectoryShard::locate_reply(const ObjectID& id, const Reco
   return r;
 }
 
-std::optional<LocateAnswer> DirectoryShard::locate(const control::Locate& l) {
+std::optional<LocateAnswer> DirectoryShard::locate_one(const control::Locate& l) {
   Record& rec = records_[l.id];
   if (!rec.complete.empty()) return LocateAnswer{l.requester, locate_reply(l.id, rec, l)};
-  rec.locators.push_back(l);
+  auto same = std::find_if(rec.locators.begin(), rec.locators.end(), [&](const control::Locate& o) {
+    return o.requester == l.requester && o.request == l.request;
+  });
+  if (same != rec.locators.end()) {
+    *same = l;
+  } else if (parked_ < max_parked_) {
+    rec.locators.push_back(l);
+  } else if (rec.waiters.empty() && rec.locators.empty() && !rec.has_size) {
+    records_.erase(l.id);
+  }
   return std::nullopt;
 }
 
@@ -220,6 +283,8 @@ void DirectoryShard::answer_waiters(const ObjectID& id, Record& rec) {
 void DirectoryShard::forget_rank(Rank rank) {
   for (auto it = records_.begin(); it != records_.end();) {
     Record& rec = it->second;
+    parked_ -= rec.waiters.size() + rec.locators.size();
+    inline_bytes_ -= rec.inline_data.size();
     // Waiting to read from the dead rank: the shard chooses instead.
     bool freed = false;
     for (auto& w : rec.waiters) {
@@ -238,6 +303,8 @@ void DirectoryShard::forget_rank(Rank rank) {
         !rec.is_composite) {
       it = records_.erase(it);
     } else {
+      parked_ += rec.waiters.size() + rec.locators.size();
+      inline_bytes_ += rec.inline_data.size();
       ++it;
     }
   }

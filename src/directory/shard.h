@@ -6,6 +6,13 @@
 // Every call returns the replies it produced; the caller sends them. No
 // sockets, no clocks, so every rule here is unit-tested directly.
 //
+// Bounded against peers that ask for ever more: a requester has one parked
+// lookup per object (a repeat replaces it) and one parked locate per request
+// id; past kMaxParked parked requests in all, a lookup that would wait is
+// answered NotFound and a locate that would wait is dropped (its reduce runs
+// into its deadline); past kMaxInlineBytes of inline bytes, objects are
+// recorded without their bytes and readers fetch them from a holder.
+//
 // Thread-safety: none; owned by the node's progress thread.
 #pragma once
 
@@ -39,7 +46,12 @@ class DirectoryShard {
   // being written waits for that, since the answer then carries the bytes
   // (one hop, no transfer) and streaming so little gains nothing. 0: any
   // copy being written streams.
-  explicit DirectoryShard(std::uint64_t wait_for_inline = 0) : wait_for_inline_(wait_for_inline) {}
+  explicit DirectoryShard(std::uint64_t wait_for_inline = 0, std::size_t max_parked = kMaxParked,
+                          std::uint64_t max_inline_bytes = kMaxInlineBytes)
+      : wait_for_inline_(wait_for_inline), max_parked_(max_parked), max_inline_bytes_(max_inline_bytes) {}
+
+  static constexpr std::size_t kMaxParked = 1u << 20;
+  static constexpr std::uint64_t kMaxInlineBytes = 512ull << 20;
 
   // `rank` holds a copy (complete or, for an origin still being written,
   // partial). Inline objects carry their bytes. Returns the waiting lookups
@@ -76,6 +88,8 @@ class DirectoryShard {
   std::vector<Rank> locations(const ObjectID& id) const;
   std::size_t waiting(const ObjectID& id) const;
   std::size_t size() const { return records_.size(); }
+  std::size_t parked() const { return parked_; }
+  std::uint64_t inline_bytes() const { return inline_bytes_; }
 
  private:
   struct Record {
@@ -96,10 +110,32 @@ class DirectoryShard {
   // A complete copy's holder, and the bytes too when inline and wanted.
   static control::LocateReply locate_reply(const ObjectID& id, const Record& rec, const control::Locate& l);
 
+  std::size_t parked_of(const ObjectID& id) const;
+  std::uint64_t inline_of(const ObjectID& id) const;
+  // Runs f (which changes only `id`'s record) and keeps the totals.
+  template <typename F>
+  auto tracked(const ObjectID& id, F f) {
+    const std::size_t p0 = parked_of(id);
+    const std::uint64_t i0 = inline_of(id);
+    auto r = f();
+    parked_ = parked_ + parked_of(id) - p0;
+    inline_bytes_ = inline_bytes_ + inline_of(id) - i0;
+    return r;
+  }
+  std::vector<Reply> publish_one(const control::Publish& p);
+  void unpublish_one(const ObjectID& id, Rank rank);
+  std::vector<Rank> remove_one(const ObjectID& id);
+  std::optional<Reply> lookup_one(const control::Lookup& l);
+  std::optional<LocateAnswer> locate_one(const control::Locate& l);
+
   std::unordered_map<ObjectID, Record> records_;
+  std::size_t parked_ = 0;          // waiters and locators, all records
+  std::uint64_t inline_bytes_ = 0;  // inline_data, all records
   std::vector<LocateAnswer> located_;
   std::vector<Reply> answered_;
   std::uint64_t wait_for_inline_;
+  std::size_t max_parked_;
+  std::uint64_t max_inline_bytes_;
 };
 
 }  // namespace hoplite::directory

@@ -2,10 +2,12 @@
 
 namespace hoplite::node {
 
-bool BarrierBook::complete(const std::set<Rank>& arrived, const std::vector<bool>& alive) const {
+bool BarrierBook::complete(std::uint64_t epoch, const std::vector<bool>& alive) const {
   for (Rank r = 0; r < world_; ++r) {
-    const bool live = alive.empty() || alive[r];
-    if (live && !arrived.count(r)) return false;
+    const bool live = alive.empty() || (r < alive.size() && alive[r]);
+    if (!live) continue;
+    auto it = reached_.find(r);
+    if (it == reached_.end() || it->second < epoch) return false;
   }
   return true;
 }
@@ -25,23 +27,45 @@ Status BarrierBook::admissible(std::uint64_t epoch) const {
   return {};
 }
 
+void BarrierBook::record(std::uint64_t epoch, Rank rank) {
+  if (rank >= world_ || epoch <= last_released_) return;
+  arrivals_[epoch].insert(rank);
+  auto& r = reached_[rank];
+  r = std::max(r, epoch);
+}
+
+std::vector<std::uint64_t> BarrierBook::release_ready(const std::vector<bool>& alive) {
+  std::vector<std::uint64_t> out;
+  // In order: a barrier not complete holds back every later one.
+  while (!arrivals_.empty() && complete(arrivals_.begin()->first, alive)) {
+    out.push_back(arrivals_.begin()->first);
+    release(arrivals_.begin()->first);
+  }
+  return out;
+}
+
 bool BarrierBook::arrive(std::uint64_t epoch, Rank rank, const std::vector<bool>& alive) {
-  if (rank >= world_ || epoch <= last_released_) return false;
-  auto& arrived = arrivals_[epoch];
-  arrived.insert(rank);
-  if (!complete(arrived, alive)) return false;
-  release(epoch);
-  return true;
+  record(epoch, rank);
+  return !release_ready(alive).empty();
 }
 
 std::vector<std::uint64_t> BarrierBook::drop(Rank rank, const std::vector<bool>& alive) {
-  std::vector<std::uint64_t> ready;
-  for (auto& [epoch, arrived] : arrivals_) {
-    arrived.erase(rank);
-    if (complete(arrived, alive)) ready.push_back(epoch);
+  reached_.erase(rank);
+  for (auto it = arrivals_.begin(); it != arrivals_.end();) {
+    it->second.erase(rank);
+    it = it->second.empty() ? arrivals_.erase(it) : std::next(it);
   }
-  for (auto epoch : ready) release(epoch);
-  return ready;
+  return release_ready(alive);
+}
+
+std::vector<std::pair<std::uint64_t, BarrierBook::Rank>> BarrierBook::close_through(std::uint64_t epoch) {
+  std::vector<std::pair<std::uint64_t, Rank>> told;
+  while (!arrivals_.empty() && arrivals_.begin()->first <= epoch) {
+    for (Rank r : arrivals_.begin()->second) told.emplace_back(arrivals_.begin()->first, r);
+    arrivals_.erase(arrivals_.begin());
+  }
+  last_released_ = std::max(last_released_, epoch);
+  return told;
 }
 
 }  // namespace hoplite::node

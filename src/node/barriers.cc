@@ -3,13 +3,7 @@
 namespace hoplite::node {
 
 Barriers::Barriers(NodeContext& ctx) : ctx_(ctx), book_(ctx.world) {
-  ctx_.dispatch.on<msg::Barrier>([this](const ConnPtr& c, const msg::Barrier& b) {
-    if (ctx_.me != 0) return;
-    if (auto st = book_.admissible(b.epoch); !st.is_ok())
-      return ctx_.refuse(ctx_.sender(c), "Barrier", st.message());
-    LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
-    if (book_.arrive(b.epoch, b.rank, ctx_.alive)) released(b.epoch);
-  });
+  ctx_.dispatch.on<msg::Barrier>([this](const ConnPtr& c, const msg::Barrier& b) { on_arrival(c, b); });
   ctx_.dispatch.on<msg::BarrierDone>([this](const ConnPtr& c, const msg::BarrierDone& d) {
     // Epochs count barriers: one near the top of the range is a forgery
     // that would wrap our next barrier's number round to 0.
@@ -20,6 +14,24 @@ Barriers::Barriers(NodeContext& ctx) : ctx_(ctx), book_(ctx.world) {
   });
 }
 
+// Every node books the arrivals sent to it, leader or not: a rank that saw
+// the old leader die before we did sends its arrival here already.
+void Barriers::on_arrival(const ConnPtr& c, const msg::Barrier& b) {
+  if (b.epoch <= book_.last_released()) {
+    // Released already (the rank missed it when the old leader died, or
+    // this is a rejoiner's catch-up): tell it again.
+    if (ctx_.alive_rank(b.rank)) ctx_.send(b.rank, msg::BarrierDone{b.epoch});
+    return;
+  }
+  if (auto st = book_.admissible(b.epoch); !st.is_ok())
+    return ctx_.refuse(ctx_.sender(c), "Barrier", st.message());
+  LOG_DEBUG("barrier " << b.epoch << " reached by rank " << b.rank);
+  book_.record(b.epoch, b.rank);
+  if (ctx_.me == ctx_.leader()) {
+    for (auto e : book_.release_ready(ctx_.alive)) released(e);
+  }
+}
+
 Status Barriers::wait(std::chrono::milliseconds timeout) {
   std::lock_guard lock(mu_);
   std::uint64_t epoch = ++epoch_;
@@ -28,7 +40,7 @@ Status Barriers::wait(std::chrono::milliseconds timeout) {
   asio::post(ctx_.io, [this, epoch, p] {
     if (ctx_.stopping) return p->set_value(Status(StatusCode::kCancelled, "node shut down"));
     waits_[epoch] = p;
-    ctx_.send(0, msg::Barrier{epoch, ctx_.me});
+    ctx_.send(ctx_.leader(), msg::Barrier{epoch, ctx_.me});
   });
   if (f.wait_for(timeout) != std::future_status::ready) {
     return timeout_error("barrier " + std::to_string(epoch) + " not reached by every rank within " +
@@ -45,6 +57,10 @@ void Barriers::released(std::uint64_t epoch) {
 
 void Barriers::on_done(const msg::BarrierDone& d) {
   LOG_DEBUG("barrier " << d.epoch << " released");
+  last_done_ = std::max(last_done_, d.epoch);
+  // A release is a fact for every book: ours closes it too, so that if we
+  // lead later we answer late arrivals for it, and our window moves on.
+  (void)book_.close_through(d.epoch);
   // A rejoiner is told the last released barrier so that its next one
   // carries the survivors' number.
   std::uint64_t cur = epoch_.load();
@@ -58,9 +74,25 @@ void Barriers::on_done(const msg::BarrierDone& d) {
 }
 
 // Barriers wait for live ranks only: the dead one may have been the last.
+// When the dead one was the leader, the lowest live rank takes over: it
+// closes what it saw released, and every rank sends its open arrivals to it.
 void Barriers::on_peer_failed(Rank f) {
-  if (ctx_.me != 0) return;
-  for (auto epoch : book_.drop(f, ctx_.alive)) released(epoch);
+  const Rank leader = ctx_.leader();
+  const bool was_leader = f < leader;
+  auto ready = book_.drop(f, ctx_.alive);
+  if (ctx_.me == leader) {
+    if (was_leader) {
+      LOG_INFO("barriers: rank " << f << " led them and failed; rank " << ctx_.me << " takes over");
+      for (auto [epoch, r] : book_.close_through(last_done_)) {
+        if (ctx_.alive_rank(r)) ctx_.send(r, msg::BarrierDone{epoch});
+      }
+    }
+    for (auto epoch : ready) released(epoch);
+    for (auto epoch : book_.release_ready(ctx_.alive)) released(epoch);
+  }
+  if (was_leader) {
+    for (const auto& [epoch, p] : waits_) ctx_.send(leader, msg::Barrier{epoch, ctx_.me});
+  }
 }
 
 void Barriers::on_stop() {

@@ -1,11 +1,14 @@
 // Barriers: every live member reaches a barrier before anyone leaves it.
 //
 // Barriers are numbered by a sequence every member advances in the same
-// order. Each member sends Barrier{epoch} to rank 0, which keeps the
-// arrivals (BarrierBook) and sends BarrierDone to every live rank once all
-// live ranks arrived; a failure can complete a barrier that waited only for
-// the dead rank. A rejoiner is told the last released barrier, so its next
-// one carries the survivors' number.
+// order. Each member sends Barrier{epoch} to the leader (the lowest live
+// rank: rank 0 until it fails), which keeps the arrivals (BarrierBook) and
+// sends BarrierDone to every live rank once all live ranks arrived; a
+// failure can complete a barrier that waited only for the dead rank. When
+// the leader dies, the next live rank leads: every rank sends it its open
+// arrivals again, and an arrival at a barrier it already saw released is
+// answered with the release. A rejoiner is told the last released barrier,
+// so its next one carries the survivors' number.
 //
 // Owns: the epoch counter, the waiting callers, rank 0's arrivals; Barrier
 // and BarrierDone.
@@ -35,6 +38,7 @@ class Barriers final : public Component {
   void on_stop() override;
 
  private:
+  void on_arrival(const ConnPtr& c, const msg::Barrier& b);
   void on_done(const msg::BarrierDone& d);
   void released(std::uint64_t epoch);
 
@@ -45,6 +49,7 @@ class Barriers final : public Component {
   std::mutex mu_;  // one barrier at a time from user threads
   BarrierBook book_;
   std::map<std::uint64_t, std::shared_ptr<std::promise<Status>>> waits_;
+  std::uint64_t last_done_ = 0;  // the latest release we heard of
 };
 
 }  // namespace hoplite::node

@@ -193,6 +193,13 @@ struct NodeContext {
   }
 
   bool alive_rank(Rank r) const { return r < world && (alive.empty() || alive[r]); }
+  // The lowest live rank: it leads the barriers (rank 0 until it fails).
+  Rank leader() const {
+    for (Rank r = 0; r < world; ++r) {
+      if (alive_rank(r)) return r;
+    }
+    return me;
+  }
   // Who sent a dispatched message: the connection's authenticated rank, or
   // us for a message we posted to ourselves.
   Rank sender(const ConnPtr& c) const { return c ? c->peer : me; }

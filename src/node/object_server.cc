@@ -8,7 +8,7 @@ ObjectServer::ObjectServer(NodeContext& ctx, std::function<bool(const ObjectID&)
   ctx_.dispatch.on<msg::Unwatch>([this](const ConnPtr&, const msg::Unwatch& u) {
     auto it = watchers_.find(u.id);
     if (it == watchers_.end()) return;
-    it->second.erase({u.requester, u.stream});
+    if (it->second.erase({u.requester, u.stream})) watches_of_[u.requester]--;
     if (it->second.empty()) watchers_.erase(it);
   });
 }
@@ -16,10 +16,11 @@ ObjectServer::ObjectServer(NodeContext& ctx, std::function<bool(const ObjectID&)
 void ObjectServer::on_watch(const msg::Watch& w) {
   if (w.requester >= ctx_.world) return;
   auto e = ctx_.store->find(w.id);
-  if (!e && copy_coming_(w.id)) {
+  if (!e && copy_coming_(w.id) && parked_count_ < kMaxParked) {
     // The directory made us this reader's sender before our own lookup
     // reply arrived: the copy exists in a moment, so hold the watch.
     parked_[w.id].emplace_back(w.requester, w.stream);
+    parked_count_++;
     return;
   }
   msg::Progress p;
@@ -30,8 +31,17 @@ void ObjectServer::on_watch(const msg::Watch& w) {
     // readers here.
     ctx_.send(ctx_.shard_of(w.id), msg::Unpublish{w.id, ctx_.me});
   }
+  auto& mine = watches_of_[w.requester];
+  if (e && mine >= kMaxWatchesPerRank &&
+      !(watchers_.count(w.id) && watchers_[w.id].count({w.requester, w.stream}))) {
+    LOG_WARN("rank " << w.requester << " watches " << mine << " objects here; " << w.id.short_hex()
+                     << " is answered as not here");
+    e.reset();
+  }
   if (e) {
-    auto& wt = watchers_[w.id][{w.requester, w.stream}];
+    auto [slot, fresh] = watchers_[w.id].try_emplace({w.requester, w.stream});
+    if (fresh) mine++;
+    auto& wt = slot->second;
     wt.pin = e;
     wt.sent = e->ready();
     p.present = true;
@@ -47,6 +57,7 @@ void ObjectServer::replay_parked(const ObjectID& id) {
   if (it == parked_.end()) return;
   auto ranks = std::move(it->second);
   parked_.erase(it);
+  parked_count_ -= ranks.size();
   for (auto [r, stream] : ranks) on_watch(msg::Watch{id, r, stream});
 }
 
@@ -66,6 +77,7 @@ void ObjectServer::drop(const ObjectID& id, bool withdrawn) {
   if (it == watchers_.end()) return;
   auto list = std::move(it->second);
   watchers_.erase(it);
+  for (auto& [key, w] : list) watches_of_[key.first]--;
   // They re-plan through the directory and find another copy.
   const std::uint64_t size = withdrawn ? msg::kWithdrawn : 0;
   for (auto& [key, w] : list) ctx_.send(key.first, msg::Progress{id, false, 0, size, 0, key.second});
@@ -91,9 +103,9 @@ void ObjectServer::on_peer_lost(Rank f) {
     std::erase_if(it->second, [f](const auto& kv) { return kv.first.first == f; });
     it = it->second.empty() ? watchers_.erase(it) : std::next(it);
   }
-  for (auto& [id, ranks] : parked_) {
-    std::erase_if(ranks, [f](const auto& rs) { return rs.first == f; });
-  }
+  watches_of_.erase(f);
+  for (auto& [id, ranks] : parked_)
+    parked_count_ -= std::erase_if(ranks, [f](const auto& rs) { return rs.first == f; });
 }
 
 }  // namespace hoplite::node

@@ -8,6 +8,11 @@
 // stream. Unwatch unpins. A copy that goes away tells its watchers, who find
 // another through the directory.
 //
+// Bounded: a rank holds at most kMaxWatchesPerRank watches here (each pins
+// an extent, removed or not) and kMaxParked watches wait for copies in all;
+// past either, a Watch is answered "not here" and the reader looks
+// elsewhere.
+//
 // Owns: the watchers of local objects and the watches that arrived before
 // the copy did (parked); Watch and Unwatch.
 // Thread-binding: the progress thread.
@@ -43,9 +48,15 @@ class ObjectServer final : public Component {
 
   void on_peer_lost(Rank r) override;
   // After the sockets closed: nothing is served any more.
-  void clear() { watchers_.clear(); }
+  void clear() {
+    watchers_.clear();
+    watches_of_.clear();
+  }
 
  private:
+  static constexpr std::size_t kMaxWatchesPerRank = 16384;
+  static constexpr std::size_t kMaxParked = 65536;
+
   struct Watcher {
     std::shared_ptr<store::ObjectEntry> pin;
     std::uint64_t sent = 0;
@@ -57,6 +68,8 @@ class ObjectServer final : public Component {
   // Readers of our objects, by (rank, stream).
   std::unordered_map<ObjectID, std::map<std::pair<Rank, std::uint64_t>, Watcher>> watchers_;
   std::unordered_map<ObjectID, std::vector<std::pair<Rank, std::uint64_t>>> parked_;
+  std::unordered_map<Rank, std::size_t> watches_of_;  // watchers_ entries by rank
+  std::size_t parked_count_ = 0;
 };
 
 }  // namespace hoplite::node

@@ -243,6 +243,61 @@ TEST(BarrierTest, ADeadRanksArrivalDoesNotCountForALiveOne) {
   EXPECT_EQ(board->flag[kLeftEarly], 0) << "a barrier released without a live rank";
 }
 
+// ------------------------------------- 8c. the barrier leader (rank 0) dies
+
+// Rank 0 leads the barriers and dies inside one (its own arrival booked,
+// the others arriving around its death). Before: every later barrier waited
+// for rank 0 forever. Now rank 1 leads: the barrier completes among the
+// survivors, later barriers too, and a reduce and a get run on.
+TEST(BarrierTest, RankZerosDeathMovesTheBarriersToRankOne) {
+  constexpr int kN = 4;
+  SharedBoard board;
+  FaultPlan plan;
+  plan.n = kN;
+  plan.victims = {0};
+  plan.cluster = fault_cluster_options();
+  int rc = run_fault_cluster(plan, *board, [](Node& node, Board&) -> int {
+    const int me = node.rank();
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    if (me == 0) {
+      auto suicide = die_when([t0 = Clock::now()] { return Clock::now() - t0 > milliseconds(200); });
+      (void)node.barrier(milliseconds(20000));
+      return 0;
+    }
+    // Rank 1 enters at once, rank 2 around the death, rank 3 after it.
+    if (me == 2) std::this_thread::sleep_for(milliseconds(200));
+    if (me == 3) CHECK_TRUE(wait_failed(node, 0, milliseconds(10000)));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    for (int i = 0; i < 3; ++i) CHECK_OK(node.barrier(milliseconds(20000)));
+    // Collectives among the survivors.
+    const ObjectID in = ObjectID::from_name("fault/leader/in/" + std::to_string(me));
+    std::vector<std::int64_t> v(1024, me);
+    CHECK_OK(node.put(in, v.data(), v.size() * sizeof v[0]));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    if (me == 1) {
+      ReduceOptions o;
+      for (int r = 1; r < kN; ++r)
+        o.inputs.push_back(ObjectID::from_name("fault/leader/in/" + std::to_string(r)));
+      o.target = ObjectID::from_name("fault/leader/sum");
+      o.dtype = DataType::kInt64;
+      o.timeout = milliseconds(20000);
+      ASSIGN_OR_FAIL(ReduceResult res, node.reduce(o));
+      CHECK_EQ(res.used.size(), static_cast<std::size_t>(kN - 1));
+    }
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    ASSIGN_OR_FAIL(ObjectView sum,
+                   node.get(ObjectID::from_name("fault/leader/sum")).wait(milliseconds(20000)));
+    CHECK_EQ(sum.size(), 1024 * sizeof(std::int64_t));
+    std::int64_t first = 0;
+    std::memcpy(&first, sum.data(), sizeof first);
+    CHECK_EQ(first, 1 + 2 + 3);
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    return 0;
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[0], 0) << "rank 0 was never killed";
+}
+
 // ------------------------------------------------- 9. blocking calls end
 
 constexpr int kStopN = 5;

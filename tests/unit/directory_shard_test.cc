@@ -631,6 +631,8 @@ void RunShardSequence(std::uint32_t seed, bool allow_put_while_parked) {
         ASSERT_NO_FATAL_FAILURE(check_reply(*reply, members));
       } else {
         ASSERT_TRUE(holders.empty()) << "lookup parked although " << *holders.begin() << " holds a copy";
+        // A repeat from the same rank replaces its parked lookup.
+        std::erase_if(parked, [r](const auto& e) { return e.second == r; });
         parked.emplace(request, r);
       }
     } else {
@@ -645,6 +647,62 @@ void RunShardSequence(std::uint32_t seed, bool allow_put_while_parked) {
     }
     ASSERT_EQ(shard.waiting(id), parked.size());
   }
+}
+
+TEST(DirectoryShardBounds, ARepeatedLookupReplacesTheParkedOne) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("repeat");
+  for (std::uint64_t i = 1; i <= 1000; ++i) EXPECT_FALSE(shard.lookup(Look(id, 3, i)).has_value());
+  EXPECT_EQ(shard.waiting(id), 1u);
+  EXPECT_EQ(shard.parked(), 1u);
+  // The newest is the one answered.
+  auto replies = shard.publish(Pub(id, 1, 100, LocationState::kComplete));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].reply.request, 1000u);
+  EXPECT_EQ(shard.parked(), 0u);
+}
+
+TEST(DirectoryShardBounds, PastTheParkedLimitALookupIsAnsweredNotFound) {
+  DirectoryShard shard(0, /*max_parked=*/4);
+  for (const char* name : {"p0", "p1", "p2", "p3"})
+    EXPECT_FALSE(shard.lookup(Look(ObjectID::from_name(name), 2, 1)));
+  EXPECT_EQ(shard.parked(), 4u);
+  const ObjectID extra = ObjectID::from_name("p-extra");
+  auto r = shard.lookup(Look(extra, 2, 9));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->reply.result, LookupResult::kNotFound);
+  EXPECT_EQ(r->reply.request, 9u);
+  EXPECT_FALSE(shard.knows(extra));
+  EXPECT_EQ(shard.size(), 4u) << "a refused lookup must not leave a record behind";
+  // Answers free room again.
+  (void)shard.publish(Pub(ObjectID::from_name("p0"), 1, 10, LocationState::kComplete));
+  EXPECT_EQ(shard.parked(), 3u);
+  EXPECT_FALSE(shard.lookup(Look(extra, 2, 10)).has_value());
+  // A failed rank's parked lookups go, and with them their count.
+  shard.forget_rank(2);
+  EXPECT_EQ(shard.parked(), 0u);
+}
+
+TEST(DirectoryShardBounds, PastTheInlineBudgetObjectsAreServedByTheirHolder) {
+  DirectoryShard shard(0, DirectoryShard::kMaxParked, /*max_inline_bytes=*/1000);
+  auto inline_pub = [](const ObjectID& id, Rank r, std::size_t n) {
+    control::Publish p = Pub(id, r, n, LocationState::kComplete);
+    p.has_inline = true;
+    p.inline_data.assign(n, 7);
+    return p;
+  };
+  const ObjectID a = ObjectID::from_name("a"), b = ObjectID::from_name("b");
+  (void)shard.publish(inline_pub(a, 1, 600));
+  (void)shard.publish(inline_pub(b, 1, 600));  // over budget: no bytes kept
+  EXPECT_EQ(shard.inline_bytes(), 600u);
+  auto ra = shard.lookup(Look(a, 2, 1));
+  auto rb = shard.lookup(Look(b, 2, 2));
+  ASSERT_TRUE(ra && rb);
+  EXPECT_EQ(ra->reply.result, LookupResult::kInline);
+  EXPECT_EQ(rb->reply.result, LookupResult::kSender);
+  EXPECT_EQ(rb->reply.sender, 1u);
+  (void)shard.remove(a);
+  EXPECT_EQ(shard.inline_bytes(), 0u);
 }
 
 TEST(DirectoryShardProperty, RandomArrivalSequencesKeepInvariants) {

@@ -141,6 +141,34 @@ TEST(BarrierBook, ArrivalsFarAheadOrOutOfRangeAreNotAdmitted) {
   EXPECT_TRUE(book.admissible(BarrierBook::kMaxAhead + 1).is_ok());
 }
 
+TEST(BarrierBook, ARankAtALaterBarrierHasPassedThisOne) {
+  // The leader died after releasing barrier 4 to rank 1 only: rank 1 is at
+  // 5, rank 2 still at 4. The new leader must release 4, then 5.
+  BarrierBook b(3);
+  std::vector<bool> alive = {false, true, true};
+  b.record(5, 1);
+  EXPECT_TRUE(b.release_ready(alive).empty()) << "rank 2 has not reached 5";
+  b.record(4, 2);
+  EXPECT_EQ(b.release_ready(alive), (std::vector<std::uint64_t>{4}));
+  b.record(5, 2);
+  EXPECT_EQ(b.release_ready(alive), (std::vector<std::uint64_t>{5}));
+}
+
+TEST(BarrierBook, ANewLeaderClosesWhatItSawReleased) {
+  BarrierBook b(3);
+  b.record(3, 1);
+  b.record(3, 2);
+  b.record(4, 2);
+  // We saw 3 released before the old leader died: those who wait on it are
+  // told, 4 stays open.
+  auto told = b.close_through(3);
+  EXPECT_EQ(told, (std::vector<std::pair<std::uint64_t, BarrierBook::Rank>>{{3, 1}, {3, 2}}));
+  EXPECT_EQ(b.last_released(), 3u);
+  EXPECT_EQ(b.open(), 1u);
+  b.record(3, 1);  // late: not booked again
+  EXPECT_EQ(b.open(), 1u);
+}
+
 TEST(Dispatcher, EachTypeGoesToItsHandler) {
   Dispatcher d;
   int publishes = 0, lookups = 0;

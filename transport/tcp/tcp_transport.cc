@@ -170,6 +170,12 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
     }
     send(std::move(f), ok ? t_.region_base_ + off : nullptr, ok ? len : 0);
     t_.stats_.bytes_served += ok ? len : 0;
+    // Backpressure: a reader that asks faster than it reads stops being
+    // read from until its answers drain, instead of queueing without end.
+    if (out_.size() >= kMaxQueuedAnswers) {
+      paused_ = true;
+      return;
+    }
     read_header();
   }
 
@@ -201,6 +207,10 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
     asio::async_write(sock_, bufs, [this, self](error_code ec, std::size_t) {
       if (ec) return close();
       out_.pop_front();
+      if (paused_ && out_.size() < kMaxQueuedAnswers / 2) {
+        paused_ = false;
+        read_header();
+      }
       if (!out_.empty()) return write_next();
       if (rejecting_) close();
     });
@@ -209,8 +219,10 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
   TcpTransport& t_;
   tcp::socket sock_;
   std::string name_;
+  static constexpr std::size_t kMaxQueuedAnswers = 256;
   bool authed_ = false;
   bool rejecting_ = false;
+  bool paused_ = false;  // reading stopped until answers drain
   std::unique_ptr<auth::Acceptor> acceptor_;
 
  public:
