@@ -91,7 +91,7 @@ std::vector<std::uint8_t> encode_error(std::uint16_t code, const std::string& me
 [[nodiscard]] Result<DataError> decode_error(std::span<const std::uint8_t> payload);
 
 std::vector<std::uint8_t> encode_region_key(const RegionKey& k);
-// The key's layout and its region id.
+// The key's layout (exactly, nothing after it) and its region id.
 [[nodiscard]] Result<RegionKey> decode_region_key(std::span<const std::uint8_t> key);
 
 }  // namespace hoplite::transport::tcp::frames
