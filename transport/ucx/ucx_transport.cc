@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/wire.h"
 #include "transport/local_endpoint.h"
+#include "transport/ucx/am_headers.h"
 
 namespace hoplite::transport::ucx {
 
@@ -29,13 +30,9 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr std::uint32_t kRegionKind = 2;  // TCP's region key says 1
 constexpr const char* kAddressPrefix = "ucx:";
 constexpr unsigned kAmGet = 1;   // receiver -> holder: send me [offset, +length)
 constexpr unsigned kAmData = 2;  // holder -> receiver: the bytes (or an error status)
-// id u64, object, offset u64, length u64, requester u32
-constexpr std::size_t kGetHeader = 8 + ObjectID::kSize + 8 + 8 + 4;
-constexpr std::size_t kDataHeader = 8 + 2;
 // A pass progresses the worker at most this often before it yields to the
 // other handlers of the io_context.
 constexpr int kProgressPerPass = 256;
@@ -306,32 +303,24 @@ struct Callbacks {
   static ucs_status_t am_get(void* arg, const void* header, std::size_t header_length, void*, std::size_t,
                              const ucp_am_recv_param_t*) {
     auto* t = static_cast<UcxTransport*>(arg);
-    if (header_length != kGetHeader) {
-      LOG_WARN("ucx: dropping a get request with a " << header_length << "-byte header");
+    auto h = am::decode_get({static_cast<const std::uint8_t*>(header), header_length});
+    if (!h.is_ok()) {
+      LOG_WARN("dropping a get request: " << h.status().message());
       return UCS_OK;
     }
-    wire::WireReader r({static_cast<const std::uint8_t*>(header), header_length});
-    UcxTransport::ServeRequest q{};
-    (void)r.u64(q.id);
-    (void)r.id(q.object);
-    (void)r.u64(q.offset);
-    (void)r.u64(q.length);
-    (void)r.u32(q.requester);
-    t->serve_.push_back(q);
+    t->serve_.push_back({h->requester, h->id, h->object, h->offset, h->length});
     return UCS_OK;
   }
   static ucs_status_t am_data(void* arg, const void* header, std::size_t header_length, void* data,
                               std::size_t length, const ucp_am_recv_param_t* param) {
     auto* t = static_cast<UcxTransport*>(arg);
-    if (header_length != kDataHeader) {
-      LOG_WARN("ucx: dropping get data with a " << header_length << "-byte header");
+    auto h = am::decode_data({static_cast<const std::uint8_t*>(header), header_length});
+    if (!h.is_ok()) {
+      LOG_WARN("dropping get data: " << h.status().message());
       return UCS_OK;
     }
-    wire::WireReader r({static_cast<const std::uint8_t*>(header), header_length});
-    std::uint64_t id = 0;
-    std::uint16_t code = 0;
-    (void)r.u64(id);
-    (void)r.u16(code);
+    const std::uint64_t id = h->id;
+    const std::uint16_t code = h->status;
     auto it = t->pending_.find(id);
     // A get already failed (its peer was declared dead): drop the bytes.
     if (it == t->pending_.end()) return UCS_OK;
@@ -438,11 +427,10 @@ Result<std::unique_ptr<MemoryRegion>> UcxTransport::register_memory(std::byte* b
   std::size_t packed_len = 0;
   st = ucp_rkey_pack(h_->context, h_->memh, &packed, &packed_len);
   if (st != UCS_OK) return ucx_error("ucx: packing the arena's rkey", st);
-  wire::WireWriter w;
-  w.u32(kRegionKind);
-  w.u64(reinterpret_cast<std::uint64_t>(base));
-  w.u64(length);
-  w.bytes({static_cast<const std::uint8_t*>(packed), packed_len});
+  auto key = am::encode_region_key(
+      {reinterpret_cast<std::uint64_t>(base), length,
+       std::vector<std::uint8_t>(static_cast<const std::uint8_t*>(packed),
+                                 static_cast<const std::uint8_t*>(packed) + packed_len)});
   ucp_rkey_buffer_release(packed);
   region_base_ = base;
   region_length_ = length;
@@ -459,7 +447,7 @@ Result<std::unique_ptr<MemoryRegion>> UcxTransport::register_memory(std::byte* b
     std::uint64_t l_;
     std::vector<std::uint8_t> k_;
   };
-  return std::unique_ptr<MemoryRegion>(new Region(base, length, std::move(w.buffer())));
+  return std::unique_ptr<MemoryRegion>(new Region(base, length, std::move(key)));
 }
 
 Status UcxTransport::add_peer(Rank peer, const std::string& address,
@@ -477,17 +465,11 @@ Status UcxTransport::add_peer(Rank peer, const std::string& address,
   auto worker_addr = from_hex(rest.substr(colon + 1));
   if (!worker_addr.is_ok())
     return invalid_argument("ucx address of rank " + std::to_string(peer) + ": not hex");
-  wire::WireReader r(remote_key);
-  std::uint32_t kind = 0;
-  std::uint64_t base = 0, length = 0;
-  std::vector<std::uint8_t> rkey;
-  HOPLITE_RETURN_IF_ERROR(r.u32(kind));
-  if (kind != kRegionKind)
-    return protocol_error("rank " + std::to_string(peer) + "'s region key is not a ucx key");
-  HOPLITE_RETURN_IF_ERROR(r.u64(base));
-  HOPLITE_RETURN_IF_ERROR(r.u64(length));
-  HOPLITE_RETURN_IF_ERROR(r.bytes(rkey, 1u << 16));
-  HOPLITE_RETURN_IF_ERROR(r.finish());
+  auto key = am::decode_region_key(remote_key);
+  if (!key.is_ok())
+    return Status(key.status().code(), "rank " + std::to_string(peer) + ": " + key.status().message());
+  const std::uint64_t base = key->base, length = key->length;
+  std::vector<std::uint8_t> rkey = std::move(key->rkey);
   // A rejoined peer replaces the old way to it; whatever was in flight on
   // the old endpoint belongs to the dead process.
   if (auto it = peers_.find(peer); it != peers_.end()) {
@@ -578,13 +560,7 @@ void UcxTransport::start_get(Peer& p, const ObjectID& object, std::byte* local, 
   if (p.path_ == GetPath::kRma) {
     req = ucp_get_nbx(p.ep_, local, length, p.remote_base_ + remote_offset, p.rkey_, &rp);
   } else {
-    wire::WireWriter w;
-    w.u64(id);
-    w.id(object);
-    w.u64(remote_offset);
-    w.u64(length);
-    w.u32(opts_.rank);
-    op->header = std::move(w.buffer());
+    op->header = am::encode_get({id, object, remote_offset, length, opts_.rank});
     op->kind = Op::kRequest;
     rp.op_attr_mask &= ~static_cast<std::uint32_t>(UCP_OP_ATTR_FIELD_MEMH);
     req = ucp_am_send_nbx(p.ep_, kAmGet, op->header.data(), op->header.size(), nullptr, 0, &rp);
@@ -681,10 +657,7 @@ void UcxTransport::serve(Rank requester, std::uint64_t id, const ObjectID& objec
     LOG_WARN("ucx: refused rank " << requester << " [" << offset << ", +" << length << ") of "
                                   << object.short_hex() << ": " << access.message());
   }
-  wire::WireWriter w;
-  w.u64(id);
-  w.u16(static_cast<std::uint16_t>(access.code()));
-  auto* op = new Op{this, Op::kServe, 0, std::move(w.buffer())};
+  auto* op = new Op{this, Op::kServe, 0, am::encode_data({id, static_cast<std::uint16_t>(access.code())})};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
   rp.cb.send = &Callbacks::send_done;
