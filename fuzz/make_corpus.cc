@@ -86,6 +86,8 @@ std::vector<std::pair<std::string, ctl::Message>> messages() {
       {"hello-data", ctl::Hello{ctl::kControlProtocol, ctl::kNoRank, ctl::Channel::kData, {}}},
       {"challenge", ctl::Challenge{0, seed_nonce(), seed_mac()}},
       {"proof", ctl::Proof{seed_mac()}},
+      {"diag-request", ctl::DiagRequest{9}},
+      {"diag-reply", ctl::DiagReply{9, 1, 4, 2, {3}, 10, 1u << 20, 1u << 30}},
       {"hello-ack", ctl::HelloAck{41}},
       {"error", ctl::Error{static_cast<std::uint16_t>(StatusCode::kPeerFailure), "wrong cluster token"}},
       {"register", ctl::Register{5, tcp_peer("10.0.0.5", 40123)}},

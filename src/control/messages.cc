@@ -104,6 +104,22 @@ MsgType write(WireWriter& w, const Proof& m) {
   w.fixed(m.mac);
   return MsgType::kProof;
 }
+MsgType write(WireWriter& w, const DiagRequest& m) {
+  w.u64(m.request);
+  return MsgType::kDiagRequest;
+}
+MsgType write(WireWriter& w, const DiagReply& m) {
+  w.u64(m.request);
+  w.u32(m.rank);
+  w.u32(m.world);
+  w.u64(m.epoch);
+  w.u32(static_cast<std::uint32_t>(m.failed.size()));
+  for (Rank r : m.failed) w.u32(r);
+  w.u64(m.objects);
+  w.u64(m.store_used);
+  w.u64(m.store_capacity);
+  return MsgType::kDiagReply;
+}
 MsgType write(WireWriter& w, const HelloAck& m) {
   w.u32(m.rank);
   return MsgType::kHelloAck;
@@ -334,6 +350,28 @@ Result<Message> read(MsgType type, WireReader& r) {
     case MsgType::kProof: {
       Proof m;
       TRY(r.fixed(m.mac));
+      return Message{m};
+    }
+    case MsgType::kDiagRequest: {
+      DiagRequest m;
+      TRY(r.u64(m.request));
+      return Message{m};
+    }
+    case MsgType::kDiagReply: {
+      DiagReply m;
+      TRY(r.u64(m.request));
+      TRY(r.u32(m.rank));
+      TRY(r.u32(m.world));
+      TRY(r.u64(m.epoch));
+      std::uint32_t n;
+      TRY(r.u32(n));
+      if (n > kMaxWorld) return protocol_error("diagnostics list " + std::to_string(n) + " failed ranks");
+      TRY(check_count(r, n, 4, "failed ranks"));
+      m.failed.resize(n);
+      for (auto& f : m.failed) TRY(r.u32(f));
+      TRY(r.u64(m.objects));
+      TRY(r.u64(m.store_used));
+      TRY(r.u64(m.store_capacity));
       return Message{m};
     }
     case MsgType::kHelloAck: {
@@ -605,7 +643,9 @@ const char* type_name(const Message& m) {
                                            "ReduceRetarget",
                                            "ReduceLost",
                                            "Challenge",
-                                           "Proof"};
+                                           "Proof",
+                                           "DiagRequest",
+                                           "DiagReply"};
   return kNames[m.index()];
 }
 

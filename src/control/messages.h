@@ -62,6 +62,8 @@ enum class MsgType : std::uint8_t {
   kReduceLost = 33,
   kChallenge = 34,
   kProof = 35,
+  kDiagRequest = 36,
+  kDiagReply = 37,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -237,6 +239,22 @@ struct ReduceTask {
   std::uint8_t dtype = 0;  // a DataType
   std::vector<Upstream> upstreams;
 };
+// Read-only diagnostics, the one thing a rank-less (tool) connection may
+// ask for; answered on the same connection.
+struct DiagRequest {
+  std::uint64_t request = 0;
+};
+struct DiagReply {
+  std::uint64_t request = 0;
+  Rank rank = kNoRank;
+  std::uint32_t world = 0;
+  std::uint64_t epoch = 0;  // membership epoch
+  std::vector<Rank> failed;
+  std::uint64_t objects = 0;
+  std::uint64_t store_used = 0;
+  std::uint64_t store_capacity = 0;
+};
+
 // Liveness: sent to every member every heartbeat interval.
 struct Heartbeat {
   Rank rank = kNoRank;
@@ -294,7 +312,7 @@ using Message =
     std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
                  Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
                  LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate,
-                 ReduceCancel, ReduceRetarget, ReduceLost, Challenge, Proof>;
+                 ReduceCancel, ReduceRetarget, ReduceLost, Challenge, Proof, DiagRequest, DiagReply>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

@@ -4,7 +4,7 @@
 // message that names its sender (Publish.rank, Lookup.requester, ...) must
 // name that rank; the bootstrap's own messages (Table, PeerUpdate,
 // BarrierDone) come only from the rank that runs the bootstrap; a rank-less
-// tool connection may send only read-only requests. What needs per-object
+// tool connection may send only read-only requests (DiagRequest). What needs per-object
 // state (a Progress from the rank being watched, a ReduceDone from the
 // task's rank, a LookupReply someone asked for) is checked by the component
 // that holds the state.

@@ -61,6 +61,24 @@ Membership::Membership(NodeContext& ctx, ControlPlane& ctrl, Barriers& barriers)
     on_peer_update(u);
   });
   d.on<msg::Error>([this](const ConnPtr& c, const msg::Error& e) { on_error(c, e); });
+  // Tools (and members) may ask how this node sees the cluster; the answer
+  // goes back on the asking connection, never to a rank it names.
+  d.on<msg::DiagRequest>([this](const ConnPtr& c, const msg::DiagRequest& q) {
+    if (!c) return;
+    msg::DiagReply a;
+    a.request = q.request;
+    a.rank = ctx_.me;
+    a.world = ctx_.world;
+    a.epoch = epoch();
+    for (int r : failed_ranks()) a.failed.push_back(static_cast<Rank>(r));
+    a.objects = ctx_.store->count();
+    a.store_used = ctx_.store->used();
+    a.store_capacity = ctx_.store->capacity();
+    c->send(a);
+  });
+  d.on<msg::DiagReply>([this](const ConnPtr& c, const msg::DiagReply&) {
+    ctx_.refuse(ctx_.sender(c), "DiagReply", "this node asks nobody for diagnostics");
+  });
 }
 
 void Membership::fail_join(Status st) {

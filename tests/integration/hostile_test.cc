@@ -193,9 +193,21 @@ TEST(HostileMember, ForgeriesInAnotherRanksNameAreRefused) {
       fake.inline_data.assign(kSmall, 0xee);
       forged.push_back(fake);
       for (const auto& m : forged) CHECK_TRUE(c.send(ctl::encode(m)));
-      // A rank-less tool may not change anything either.
+      // A rank-less tool may not change anything either, but may read how
+      // the node sees the cluster.
       ASSIGN_OR_FAIL(WireClient tool, WireClient::control(node.control_address(1), kToken, kNotAMember));
       CHECK_TRUE(tool.send(ctl::encode(forged_publish(busy, kNotAMember))));
+      CHECK_TRUE(tool.send(ctl::encode(ctl::DiagRequest{42})));
+      auto diag = tool.next(milliseconds(5000));
+      CHECK_TRUE(diag.has_value());
+      CHECK_EQ(static_cast<int>(diag->type), static_cast<int>(ctl::MsgType::kDiagReply));
+      auto reply = ctl::decode(diag->type, diag->payload);
+      CHECK_OK(reply);
+      const auto& d = std::get<ctl::DiagReply>(reply.value());
+      CHECK_EQ(d.request, 42u);
+      CHECK_EQ(d.rank, 1u);
+      CHECK_EQ(d.world, 3u);
+      CHECK_TRUE(d.failed.empty());
       // Refusals cost the message, not the connection.
       CHECK_FALSE(c.closed_within(milliseconds(300)));
     }

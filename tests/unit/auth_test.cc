@@ -169,6 +169,11 @@ TEST(SenderRules, ToolsMayNotChangeAnything) {
   }
 }
 
+TEST(SenderRules, ToolsMayAskForDiagnostics) {
+  EXPECT_TRUE(ctl::check_sender(ctl::DiagRequest{1}, ctl::kNoRank, 0).is_ok());
+  EXPECT_TRUE(ctl::check_sender(ctl::DiagRequest{1}, 3, 0).is_ok());
+}
+
 TEST(SenderRules, HandshakeMessagesAfterTheHandshakeAreRefused) {
   for (const ctl::Message& m :
        {ctl::Message{ctl::Hello{}}, ctl::Message{ctl::Challenge{}}, ctl::Message{ctl::Proof{}}})

@@ -74,6 +74,12 @@ auto Fields(const ctl::Challenge& m) {
 auto Fields(const ctl::Proof& m) {
   return std::tie(m.mac);
 }
+auto Fields(const ctl::DiagRequest& m) {
+  return std::tie(m.request);
+}
+auto Fields(const ctl::DiagReply& m) {
+  return std::tie(m.request, m.rank, m.world, m.epoch, m.failed, m.objects, m.store_used, m.store_capacity);
+}
 auto Fields(const ctl::HelloAck& m) {
   return std::tie(m.rank);
 }
@@ -226,6 +232,10 @@ std::vector<Sample> Samples() {
   s.push_back({"HelloTool", MsgType::kHello, ctl::Hello{3, ctl::kNoRank, ctl::Channel::kControl, {}}});
   s.push_back({"Challenge", MsgType::kChallenge, ctl::Challenge{5, nonce, mac}});
   s.push_back({"Proof", MsgType::kProof, ctl::Proof{mac}});
+  s.push_back({"DiagRequest", MsgType::kDiagRequest, ctl::DiagRequest{77}});
+  s.push_back(
+      {"DiagReply", MsgType::kDiagReply, ctl::DiagReply{77, 2, 8, 5, {1, 6}, 12, 1u << 20, 1u << 30}});
+  s.push_back({"DiagReplyAllAlive", MsgType::kDiagReply, ctl::DiagReply{78, 0, 1, 0, {}, 0, 0, 1u << 20}});
   s.push_back({"HelloAck", MsgType::kHelloAck, ctl::HelloAck{41}});
   s.push_back({"Error", MsgType::kError,
                ctl::Error{static_cast<std::uint16_t>(StatusCode::kCapacity), "store full"}});
@@ -372,6 +382,8 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kReduceLost,
     MsgType::kChallenge,
     MsgType::kProof,
+    MsgType::kDiagRequest,
+    MsgType::kDiagReply,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
@@ -541,7 +553,7 @@ TEST(ControlCodec, RejectsUnknownTypes) {
   // Any sample's payload: the type alone must make it unacceptable.
   Bytes frame = ctl::encode(ctl::Delete{ObjectID::from_name("d")});
   Bytes payload = PayloadCopy(frame);
-  for (std::uint8_t t : {0, 8, 9, 18, 19, 36, 99, 255}) {
+  for (std::uint8_t t : {0, 8, 9, 18, 19, 38, 99, 255}) {
     ASSERT_EQ(known.count(t), 0u);
     ExpectProtocolError(t, payload, "type " + std::to_string(t));
     ExpectProtocolError(t, {}, "empty payload of type " + std::to_string(t));
