@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstring>
+#include <utility>
 
 #include "common/log.h"
 #include "common/wire.h"
@@ -179,11 +180,20 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
 
 // The reading side towards one peer: connects lazily, pipelines gets,
 // completes them in FIFO order as responses arrive.
+//
+// Lifetime: its Asio handlers hold `this`, so it must outlive every handler
+// it started. The transport owns it from add_peer until the transport is
+// destroyed, also after a rejoined peer's new address replaced it
+// (TcpTransport::retired_): closing its socket aborts its handlers, which
+// then find the generation bumped by fail_all() and return. Its gets are
+// failed before it is retired or the transport shuts down, so the
+// destructor never runs a completion (it runs after the node's components,
+// which those completions call, may be gone).
 class TcpTransport::ClientEndpoint final : public Endpoint {
  public:
   ClientEndpoint(TcpTransport& t, Rank peer, tcp::endpoint addr)
       : t_(t), peer_(peer), addr_(addr), sock_(t.io_) {}
-  ~ClientEndpoint() override { fail_all(Status(StatusCode::kCancelled, "transport shut down")); }
+  ~ClientEndpoint() override { close(); }
 
   void get(std::byte* local, std::uint64_t length, std::uint64_t remote_offset, Completion done) override {
     if (length > t_.opts_.max_get) {
@@ -443,8 +453,18 @@ Status TcpTransport::add_peer(Rank peer, const std::string& address,
   HOPLITE_RETURN_IF_ERROR(r.u32(region));
   HOPLITE_RETURN_IF_ERROR(r.u64(len));
   if (region != kRegionId) return protocol_error("tcp remote key for an unknown region");
-  endpoints_[peer] =
+  auto fresh =
       std::make_unique<ClientEndpoint>(*this, peer, tcp::endpoint(ip, static_cast<std::uint16_t>(port)));
+  // A rejoined peer's new address replaces the old endpoint, whose handlers
+  // may still be queued (a read is always pending on a live connection):
+  // it is retired, not destroyed. The new endpoint is in place before the
+  // old one's gets fail, so a caller that retries from its completion
+  // reaches the new process.
+  std::unique_ptr<ClientEndpoint> old = std::exchange(endpoints_[peer], std::move(fresh));
+  if (old) {
+    old->fail_all(peer_failure("rank " + std::to_string(peer) + " was replaced (it rejoined)"));
+    retired_.push_back(std::move(old));
+  }
   return {};
 }
 
@@ -471,6 +491,13 @@ void TcpTransport::shutdown() {
   acceptor_.close(ec);
   for (auto& w : servers_) {
     if (auto s = w.lock()) s->close();
+  }
+  // Gets fail while their callers still exist. The endpoints themselves
+  // stay until the destructor (handlers aborted by the closes still refer
+  // to them), but no new get reaches them.
+  for (auto& [rank, ep] : endpoints_) {
+    ep->fail_all(Status(StatusCode::kCancelled, "transport shut down"));
+    retired_.push_back(std::move(ep));
   }
   endpoints_.clear();
   local_.reset();
