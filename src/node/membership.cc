@@ -56,8 +56,9 @@ Membership::Membership(NodeContext& ctx, ControlPlane& ctrl, Barriers& barriers)
   d.on<msg::Heartbeat>([](const ConnPtr&, const msg::Heartbeat&) {});
   d.on<msg::Rejoin>([this](const ConnPtr& c, const msg::Rejoin& r) { on_rejoin(c, r); });
   d.on<msg::PeerUpdate>([this](const ConnPtr&, const msg::PeerUpdate& u) {
-    // A rejoiner's table is installed first; updates follow it.
-    if (ctx_.alive.empty()) return;
+    // A rejoiner's table is installed first; updates follow it. Before
+    // that, the view and the address book it would index are empty.
+    if (ctx_.alive.empty() || !ctrl_.has_table()) return;
     on_peer_update(u);
   });
   d.on<msg::Error>([this](const ConnPtr& c, const msg::Error& e) { on_error(c, e); });
@@ -205,7 +206,7 @@ void Membership::heard_from(Rank r) {
 }
 
 void Membership::connection_lost(Rank r, const Status& why) {
-  if (ctx_.alive.empty() || !ctx_.alive[r]) return;
+  if (ctx_.alive.empty() || r >= ctx_.alive.size() || !ctx_.alive[r]) return;
   declare_failed(r, "control connection lost: " + why.message());
 }
 
@@ -249,13 +250,28 @@ void Membership::reroute(const std::vector<bool>& old_alive) {
 
 // Rank 0: a restarted process wants its rank back.
 void Membership::on_rejoin(const ConnPtr& c, const msg::Rejoin& r) {
-  if (ctx_.me != 0 || r.rank == 0 || r.rank >= ctx_.world || ctx_.alive.empty()) {
+  if (ctx_.me != 0 || r.rank == 0 || r.rank >= ctx_.world) {
     if (c) c->reject(invalid_argument("cannot rejoin as rank " + std::to_string(r.rank)));
+    return;
+  }
+  // Before rank 0 has joined, its view and address book are empty (the
+  // cluster is still forming): nothing to rejoin yet.
+  if (ctx_.alive.empty() || !ctrl_.has_table()) {
+    if (c) {
+      c->reject(Status(StatusCode::kPeerFailure, "cannot rejoin as rank " + std::to_string(r.rank) +
+                                                     ": the cluster has not formed yet"));
+    }
     return;
   }
   // A process that comes back under a live rank replaces it: the old one
   // is gone (the new one could not have bound its identity otherwise).
-  if (ctx_.alive[r.rank]) declare_failed(r.rank, "replaced by a rejoining process", true);
+  if (ctx_.alive[r.rank]) {
+    // The old process's connections are cut, but this one, which carries
+    // the same rank in its hello, is the new process's: it must stay open
+    // for the table.
+    if (c) c->peer = msg::kNoRank;
+    declare_failed(r.rank, "replaced by a rejoining process", true);
+  }
   msg::Table t;
   t.peers = ctrl_.peers();
   t.peers[r.rank] = r.info;
@@ -287,6 +303,11 @@ void Membership::on_peer_update(const msg::PeerUpdate& u) {
     }
     return;
   }
+  // Rank 0 let a new process replace one we still count alive (it hung,
+  // or we have not noticed its death yet): the old process fails first,
+  // so what is tied to it (its copies, chains, tasks, reads from it) goes
+  // through the failure phases before the new one is added.
+  if (ctx_.alive[u.rank]) declare_failed(u.rank, "replaced by a rejoining process", true);
   auto old_alive = ctx_.alive;
   ctrl_.set_peer(u.rank, u.info);
   ctrl_.reset_peer(u.rank);

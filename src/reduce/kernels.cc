@@ -96,6 +96,35 @@ struct Max {
   }
 };
 
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer builds: target_clones picks its body in an ifunc
+// resolver that the dynamic loader runs while it relocates libhoplite.so,
+// before TSan's runtime is set up, and the resolver's instrumented code
+// segfaults there. So the same two bodies are built with `target` and
+// picked here at run time, once, through a function pointer. Release and
+// ASan builds keep target_clones (no indirect call per kernel call).
+template <typename T, typename Op>
+__attribute__((target("avx2"))) void loop_avx2(T* dst, const T* a, const T* b, std::size_t n) {
+  Op op;
+  for (std::size_t i = 0; i < n; ++i) dst[i] = op(a[i], b[i]);
+}
+template <typename T, typename Op>
+void loop_default(T* dst, const T* a, const T* b, std::size_t n) {
+  Op op;
+  for (std::size_t i = 0; i < n; ++i) dst[i] = op(a[i], b[i]);
+}
+template <typename T, typename Op>
+void loop(T* dst, const T* a, const T* b, std::size_t n) {
+  using Fn = void (*)(T*, const T*, const T*, std::size_t);
+  // A function-local static: initialised once, thread-safely, on first use
+  // (long after TSan is up).
+  static const Fn fn = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") ? Fn{&loop_avx2<T, Op>} : Fn{&loop_default<T, Op>};
+  }();
+  fn(dst, a, b, n);
+}
+#else
 // One loop per (op, type); target_clones builds an AVX2 and a baseline body
 // and picks at load time, so one binary runs everywhere and uses wide
 // vectors where it can.
@@ -104,6 +133,7 @@ __attribute__((target_clones("avx2", "default"))) void loop(T* dst, const T* a, 
   Op op;
   for (std::size_t i = 0; i < n; ++i) dst[i] = op(a[i], b[i]);
 }
+#endif
 
 template <typename T, typename Op>
 void run(std::byte* dst, const std::byte* a, const std::byte* b, std::size_t bytes) {

@@ -62,6 +62,17 @@ std::string describe(int status) {
   return "status " + std::to_string(status);
 }
 
+// Waits for `pid` (with WUNTRACED in `flags`, also for it to stop).
+bool wait_child(pid_t pid, int* status, int flags) {
+  while (::waitpid(pid, status, flags) < 0) {
+    if (errno != EINTR) {
+      report_failure(__FILE__, __LINE__, std::string("waitpid: ") + std::strerror(errno));
+      return false;
+    }
+  }
+  return true;
+}
+
 // Runs in run_processes()'s child: forks the node process (and, after a
 // planned kill, its replacement) and turns their fates into one exit code.
 int supervise(const FaultPlan& plan, Board& board, const FaultBody& body, int rank,
@@ -85,11 +96,31 @@ int supervise(const FaultPlan& plan, Board& board, const FaultBody& body, int ra
     if (pid == 0) node_main(rank, supervisor, options, board, *current);
 
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0) {
-      if (errno != EINTR) {
-        report_failure(__FILE__, __LINE__, std::string("waitpid: ") + std::strerror(errno));
+    const bool on_stop = !rejoining && plan.rejoin_when_stopped.count(rank) && plan.rejoin.count(rank);
+    if (!wait_child(pid, &status, on_stop ? WUNTRACED : 0)) return itest::kExitException;
+    if (on_stop && WIFSTOPPED(status)) {
+      // The replacement starts while the stopped process still holds its
+      // sockets, so the others may still count the rank alive when it
+      // rejoins. The stopped one is killed once the replacement is done.
+      current = &plan.rejoin.at(rank);
+      options.rejoin = true;
+      if (plan.rejoin_options) plan.rejoin_options(options);
+      std::fflush(nullptr);
+      const pid_t again = ::fork();
+      if (again < 0) {
+        report_failure(__FILE__, __LINE__, std::string("fork: ") + std::strerror(errno));
+        ::kill(pid, SIGKILL);
         return itest::kExitException;
       }
+      if (again == 0) node_main(rank, supervisor, options, board, *current);
+      int again_status = 0;
+      const bool reaped = wait_child(again, &again_status, 0);
+      ::kill(pid, SIGKILL);
+      if (!wait_child(pid, &status, 0) || !reaped) return itest::kExitException;
+      board.died_ns[rank] = now_ns();
+      if (WIFEXITED(again_status)) return WEXITSTATUS(again_status);
+      report_failure(__FILE__, __LINE__, "rejoined node process ended by " + describe(again_status));
+      return itest::kExitException;
     }
     if (WIFEXITED(status)) {
       // A failing body has already said why.

@@ -92,6 +92,12 @@ struct FaultPlan {
   // first node process died of SIGKILL; the replacement runs this body and
   // must exit 0.
   std::map<int, FaultBody> rejoin;
+  // Ranks of `rejoin` whose replacement starts as soon as their first node
+  // process is stopped (SIGSTOP), not once it is dead: the stopped process
+  // keeps its sockets open, so the others may still count it alive when the
+  // replacement dials rank 0. The stopped process is SIGKILLed once the
+  // replacement has exited, whose exit code is the rank's.
+  std::set<int> rejoin_when_stopped;
   // Extra adjustments to the rejoiner's options (for example to skip the
   // start-up link probe).
   std::function<void(NodeOptions&)> rejoin_options;

@@ -147,6 +147,93 @@ TEST(RejoinTest, RestartedRankWorksWithTheSurvivors) {
   EXPECT_EQ(board->flag[kRejoined], 1) << "rank 3 never rejoined";
 }
 
+// A rank that hangs (SIGSTOP) while a peer reads from it, and is restarted
+// under its rank before anyone declared it failed: rank 0 gets the Rejoin
+// while it still counts the rank alive, and the reader gets the PeerUpdate
+// while its data-plane endpoint to the stopped process is live (a read is
+// pending on its socket). The rejoin must replace that endpoint without
+// touching the old one after it is gone (ASan: heap-use-after-free in the
+// TCP backend's ClientEndpoint handlers), treat the old process as failed
+// (its half-read object resumes from the re-put copy) and let the new
+// process join (rank 0 must not close the rejoiner's own connection while
+// it drops the old process's).
+TEST(RejoinTest, ReplacesARankStillCountedAlive) {
+  constexpr int kN = 3;
+  constexpr int kHolder = 2;
+  constexpr int kReader = 1;
+  constexpr std::uint64_t kSize = 32 * kMiB;
+  constexpr std::uint64_t kSeed = 810, kLaterSeed = 811;
+  constexpr int kHalfPublished = 0, kBack = 1, kDone = 2, kReaderGot = 3;  // board flags
+  // Shard on rank 0, which stays up: the reader's resumed lookup waits
+  // there for the re-put.
+  const ObjectID streamed = id_with_shard("fault/replace/streamed", kN, 0);
+  const ObjectID later = id_with_shard("fault/replace/later", kN, 0);
+  SharedBoard board;
+  FaultPlan plan;
+  plan.n = kN;
+  plan.victims = {kHolder};
+  plan.rejoin_when_stopped = {kHolder};
+  plan.cluster = fault_cluster_options();
+  plan.rejoin_options = skip_link_probe;
+  // Nobody may declare the stopped rank failed by silence before the
+  // replacement is in: its Rejoin has to find it counted alive.
+  plan.failure_timeout = milliseconds(20000);
+  plan.rejoin[kHolder] = [&](Node& node, Board& b) -> int {
+    CHECK_EQ(node.rank(), kHolder);
+    // The object the stopped process was streaming, put again (a
+    // re-executed task), and one more.
+    CHECK_OK(node.put(streamed, itest::make_pattern(kSize, kSeed)));
+    CHECK_OK(node.put(later, itest::make_pattern(kSize, kLaterSeed)));
+    b.flag[kBack] = 1;
+    CHECK_TRUE(itest::wait_until([&] { return b.flag[kDone] == kN - 1; }, kGetWait));
+    return 0;
+  };
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    MembershipLog events(node);
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    const int me = node.rank();
+    if (me == kHolder) {
+      // Half of the object is readable; the rest never comes from this
+      // process, which is stopped and then killed.
+      ASSIGN_OR_FAIL(ObjectWriter w, node.create(streamed, kSize));
+      itest::fill_pattern(w.data(), kSeed);
+      CHECK_OK(w.publish(kSize / 2));
+      b.flag[kHalfPublished] = 1;
+      itest::wait_until([] { return false; }, kGetWait);
+      FAIL_BODY("the holder was not stopped");
+    }
+    if (me == kReader) {
+      CHECK_TRUE(itest::wait_until([&] { return b.flag[kHalfPublished] == 1; }, kGetWait));
+      ObjectFuture got = node.get(streamed);
+      CHECK_TRUE(itest::wait_until([&] { return node.local_progress(streamed) >= kSize / 2; }, kGetWait));
+      signal_rank(b, kHolder, SIGSTOP);
+      ASSIGN_OR_FAIL(ObjectView v, got.wait(kGetWait));
+      CHECK_PATTERN(v.bytes(), kSize, kSeed);
+    }
+    CHECK_TRUE(events.saw(kHolder, /*alive=*/false, kGetWait));
+    CHECK_TRUE(events.saw(kHolder, /*alive=*/true, kGetWait));
+    CHECK_TRUE(itest::wait_until([&] { return b.flag[kBack] == 1; }, kGetWait));
+    // The reader's replaced endpoint is its way to the new process; rank 0
+    // reads after it, from whichever copy its shard picks.
+    GetOptions from_holder;
+    from_holder.after = kHolder;
+    if (me != kReader) CHECK_TRUE(itest::wait_until([&] { return b.flag[kReaderGot] == 1; }, kGetWait));
+    ASSIGN_OR_FAIL(ObjectView v, node.get(later, me == kReader ? from_holder : GetOptions{}).wait(kGetWait));
+    CHECK_PATTERN(v.bytes(), kSize, kLaterSeed);
+    if (me == kReader) {
+      CHECK_EQ(v.source(), kHolder);
+      b.flag[kReaderGot] = 1;
+    }
+    CHECK_TRUE(node.failed_ranks().empty());
+    b.flag[kDone]++;
+    // Nobody leaves while the other may still need its shard.
+    CHECK_TRUE(itest::wait_until([&] { return b.flag[kDone] == kN - 1; }, kGetWait));
+    return 0;
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(board->flag[kBack], 1) << "the replacement never joined";
+}
+
 // After a rejoin, a barrier of all four members completes: the rejoiner is
 // a member again, for barriers as for data.
 TEST(RejoinTest, BarrierIncludesTheRejoiner) {

@@ -394,6 +394,70 @@ TEST(BootstrapTest, RankOutsideRankZerosWorldFails) {
   EXPECT_EQ(rc, 0);
 }
 
+// Messages that name ranks, sent to rank 0 before it has its table (its
+// membership view and address book are still empty): a ReduceLost, a
+// PeerUpdate, a heartbeat, and a Rejoin, which must be refused with an
+// Error frame (a restarted rank that dials too early is told so). Rank 0
+// must survive all of them, and the cluster must then form and work.
+TEST(BootstrapTest, RankMessagesBeforeTheTableAreHarmless) {
+  constexpr std::uint8_t kRejoin = 29, kPeerUpdate = 30, kReduceLost = 33, kHeartbeat = 28;
+  int rc = run_processes(
+      2,
+      [](int child, const std::string& bootstrap) -> int {
+        ClusterOptions c;
+        c.bootstrap_timeout = milliseconds(20000);
+        c.store_capacity = 8 * kMiB;
+        if (child == 0) {
+          auto node = Node::create(make_options(0, 2, bootstrap, c));
+          CHECK_OK(node.status());
+          const ObjectID id = ObjectID::from_name("early/after");
+          CHECK_OK((*node)->put(id, make_pattern(2 * kMiB, 31)));
+          CHECK_OK((*node)->barrier(kWait));
+          return 0;
+        }
+        // Rank 0 listens once its process is up.
+        int fd = -1;
+        CHECK_TRUE(wait_until([&] { return (fd = dial(bootstrap)) >= 0; }, milliseconds(20000)));
+        CHECK_TRUE(send_all(fd, frame(kControlHello, Bytes().u32(2).u32(1).u8(0).str("test-token"))));
+        Reply ack = read_reply(fd, kCloseWait, 12);
+        CHECK_EQ(first_frame_type(ack.bytes), kControlHelloAck);
+        // A PeerInfo (docs/wire-protocol.md) with a tcp region key.
+        const std::vector<std::uint8_t> key = Bytes().u32(1).u64(8 * kMiB).get();
+        Bytes info;
+        info.str("127.0.0.1").u16(1).str("127.0.0.1:1").str(std::string(key.begin(), key.end()));
+        std::vector<std::uint8_t> batch;
+        for (const auto& f :
+             {frame(kReduceLost, Bytes().u64(7).u32(1)), frame(kReduceLost, Bytes().u64(8).u32(kNotAMember)),
+              frame(kHeartbeat, Bytes().u32(1).u64(0)),
+              frame(kPeerUpdate, Bytes().u32(1).u8(1).put(info.get().data(), info.get().size())),
+              frame(kPeerUpdate, Bytes().u32(1).u8(0).put(info.get().data(), info.get().size())),
+              frame(kRejoin, Bytes().u32(1).put(info.get().data(), info.get().size()))}) {
+          for (std::uint8_t byte : f) batch.push_back(byte);
+        }
+        CHECK_TRUE(send_all(fd, batch));
+        Reply r = read_reply(fd, kCloseWait);
+        ::close(fd);
+        CHECK_TRUE(r.closed);
+        CHECK_EQ(first_frame_type(r.bytes), kControlError);
+        // Error: u16 code, str message; it says why.
+        CHECK_TRUE(r.bytes.size() >= 14);
+        std::uint32_t len = 0;
+        std::memcpy(&len, r.bytes.data() + 10, 4);
+        CHECK_TRUE(r.bytes.size() >= 14 + len);
+        const std::string why(reinterpret_cast<const char*>(r.bytes.data()) + 14, len);
+        CHECK_TRUE(why.find("has not formed yet") != std::string::npos);
+        // Rank 0 is still there, and the real rank 1 joins it.
+        auto node = Node::create(make_options(1, 2, bootstrap, c));
+        CHECK_OK(node.status());
+        ASSIGN_OR_FAIL(ObjectView v, (*node)->get(ObjectID::from_name("early/after")).wait(kWait));
+        CHECK_PATTERN(v.bytes(), 2 * kMiB, 31);
+        CHECK_OK((*node)->barrier(kWait));
+        return 0;
+      },
+      milliseconds(60000));
+  EXPECT_EQ(rc, 0);
+}
+
 TEST(BootstrapTest, WrongTokenFails) {
   int rc = run_processes(
       2,

@@ -1,6 +1,7 @@
 #include "transport/tcp/tcp_transport.h"
 
 #include <array>
+#include <utility>
 
 #include "auth/handshake.h"
 #include "common/log.h"
@@ -187,11 +188,20 @@ class TcpTransport::ServerConn : public std::enable_shared_from_this<ServerConn>
 
 // The reading side towards one peer: connects lazily, pipelines gets,
 // completes them in FIFO order as responses arrive.
+//
+// Lifetime: its Asio handlers hold `this`, so it must outlive every handler
+// it started. The transport owns it from add_peer until the transport is
+// destroyed, also after a rejoined peer's new address replaced it
+// (TcpTransport::retired_): closing its socket aborts its handlers, which
+// then find the generation bumped by fail_all() and return. Its gets are
+// failed before it is retired or the transport shuts down, so the
+// destructor never runs a completion (it runs after the node's components,
+// which those completions call, may be gone).
 class TcpTransport::ClientEndpoint final : public Endpoint {
  public:
   ClientEndpoint(TcpTransport& t, Rank peer, tcp::endpoint addr)
       : t_(t), peer_(peer), addr_(addr), sock_(t.io_) {}
-  ~ClientEndpoint() override { fail_all(Status(StatusCode::kCancelled, "transport shut down")); }
+  ~ClientEndpoint() override { close(); }
 
   void get(const ObjectID& id, std::byte* local, std::uint64_t length, std::uint64_t remote_offset,
            Completion done) override {
@@ -499,8 +509,18 @@ Status TcpTransport::add_peer(Rank peer, const std::string& address,
   if (port == 0 || port > 65535) return invalid_argument("tcp address with a bad port: " + address);
   auto key = decode_region_key(remote_key);
   if (!key.is_ok()) return key.status();
-  endpoints_[peer] =
+  auto fresh =
       std::make_unique<ClientEndpoint>(*this, peer, tcp::endpoint(ip, static_cast<std::uint16_t>(port)));
+  // A rejoined peer's new address replaces the old endpoint, whose handlers
+  // may still be queued (a read is always pending on a live connection):
+  // it is retired, not destroyed. The new endpoint is in place before the
+  // old one's gets fail, so a caller that retries from its completion
+  // reaches the new process.
+  std::unique_ptr<ClientEndpoint> old = std::exchange(endpoints_[peer], std::move(fresh));
+  if (old) {
+    old->fail_all(peer_failure("rank " + std::to_string(peer) + " was replaced (it rejoined)"));
+    retired_.push_back(std::move(old));
+  }
   return {};
 }
 
@@ -527,6 +547,13 @@ void TcpTransport::shutdown() {
   acceptor_.close(ec);
   for (auto& w : servers_) {
     if (auto s = w.lock()) s->close();
+  }
+  // Gets fail while their callers still exist. The endpoints themselves
+  // stay until the destructor (handlers aborted by the closes still refer
+  // to them), but no new get reaches them.
+  for (auto& [rank, ep] : endpoints_) {
+    ep->fail_all(Status(StatusCode::kCancelled, "transport shut down"));
+    retired_.push_back(std::move(ep));
   }
   endpoints_.clear();
   local_.reset();

@@ -81,6 +81,10 @@ class TcpTransport final : public Transport {
   std::byte* region_base_ = nullptr;
   std::uint64_t region_length_ = 0;
   std::map<Rank, std::unique_ptr<ClientEndpoint>> endpoints_;
+  // Endpoints replaced by a rejoined peer's new address. Their handlers
+  // hold `this`, so they are kept until the transport is destroyed: one
+  // small object per rejoin.
+  std::vector<std::unique_ptr<ClientEndpoint>> retired_;
   std::unique_ptr<Endpoint> local_;
   std::vector<std::weak_ptr<ServerConn>> servers_;
   TransportStats stats_;
