@@ -251,7 +251,10 @@ class TcpTransport::ClientEndpoint final : public Endpoint {
   void connect() {
     state_ = State::kConnecting;
     sock_ = tcp::socket(t_.io_);
-    sock_.async_connect(addr_, [this](error_code ec) {
+    // A connect overtaken by fail_all (its gen bumped) must not fail the
+    // gets of the connection that replaced it.
+    sock_.async_connect(addr_, [this, gen = gen_](error_code ec) {
+      if (gen != gen_) return;
       if (ec)
         return fail_all(peer_failure("data plane: cannot connect to rank " + std::to_string(peer_) + " at " +
                                      addr_.address().to_string() + ":" + std::to_string(addr_.port()) + ": " +
