@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -415,12 +416,16 @@ TEST(BootstrapTest, RankMessagesBeforeTheTableAreHarmless) {
           CHECK_OK((*node)->barrier(kWait));
           return 0;
         }
-        // Rank 0 listens once its process is up.
-        int fd = -1;
-        CHECK_TRUE(wait_until([&] { return (fd = dial(bootstrap)) >= 0; }, milliseconds(20000)));
-        CHECK_TRUE(send_all(fd, frame(kControlHello, Bytes().u32(2).u32(1).u8(0).str("test-token"))));
-        Reply ack = read_reply(fd, kCloseWait, 12);
-        CHECK_EQ(first_frame_type(ack.bytes), kControlHelloAck);
+        // Rank 0 listens once its process is up; we authenticate as rank 1.
+        std::optional<WireClient> client;
+        CHECK_TRUE(wait_until(
+            [&] {
+              auto c = WireClient::control(bootstrap, "test-token", 1);
+              if (c.is_ok()) client.emplace(std::move(c).value());
+              return client.has_value();
+            },
+            milliseconds(20000)));
+        const int fd = client->fd();
         // A PeerInfo (docs/wire-protocol.md) with a tcp region key.
         const std::vector<std::uint8_t> key = Bytes().u32(1).u64(8 * kMiB).get();
         Bytes info;
@@ -436,7 +441,7 @@ TEST(BootstrapTest, RankMessagesBeforeTheTableAreHarmless) {
         }
         CHECK_TRUE(send_all(fd, batch));
         Reply r = read_reply(fd, kCloseWait);
-        ::close(fd);
+        client.reset();
         CHECK_TRUE(r.closed);
         CHECK_EQ(first_frame_type(r.bytes), kControlError);
         // Error: u16 code, str message; it says why.
