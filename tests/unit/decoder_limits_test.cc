@@ -25,6 +25,10 @@ std::size_t g_largest = 0;
 
 }  // namespace
 
+// GCC (under -fsanitize=address at -O1) sees free() on what operator new
+// returned and warns; here both are ours and both use malloc/free.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(std::size_t n) {
   if (g_tracking && n > g_largest) g_largest = n;
   if (void* p = std::malloc(n ? n : 1)) return p;
@@ -36,6 +40,7 @@ void operator delete(void* p) noexcept {
 void operator delete(void* p, std::size_t) noexcept {
   std::free(p);
 }
+#pragma GCC diagnostic pop
 
 namespace hoplite {
 namespace {
