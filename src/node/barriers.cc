@@ -57,10 +57,13 @@ void Barriers::released(std::uint64_t epoch) {
 
 void Barriers::on_done(const msg::BarrierDone& d) {
   LOG_DEBUG("barrier " << d.epoch << " released");
-  last_done_ = std::max(last_done_, d.epoch);
   // A release is a fact for every book: ours closes it too, so that if we
   // lead later we answer late arrivals for it, and our window moves on.
-  (void)book_.close_through(d.epoch);
+  // Ranks that sent their arrival here (they saw the leader die before we
+  // did) may have missed the release: they hear it from us as well.
+  for (auto [epoch, r] : book_.close_through(d.epoch)) {
+    if (r != ctx_.me && ctx_.alive_rank(r)) ctx_.send(r, msg::BarrierDone{epoch});
+  }
   // A rejoiner is told the last released barrier so that its next one
   // carries the survivors' number.
   std::uint64_t cur = epoch_.load();
@@ -74,19 +77,16 @@ void Barriers::on_done(const msg::BarrierDone& d) {
 }
 
 // Barriers wait for live ranks only: the dead one may have been the last.
-// When the dead one was the leader, the lowest live rank takes over: it
-// closes what it saw released, and every rank sends its open arrivals to it.
+// When the dead one was the leader, the lowest live rank takes over (its
+// book already closed every release it heard of, in on_done), and every
+// rank sends its open arrivals to it.
 void Barriers::on_peer_failed(Rank f) {
   const Rank leader = ctx_.leader();
   const bool was_leader = f < leader;
   auto ready = book_.drop(f, ctx_.alive);
   if (ctx_.me == leader) {
-    if (was_leader) {
+    if (was_leader)
       LOG_INFO("barriers: rank " << f << " led them and failed; rank " << ctx_.me << " takes over");
-      for (auto [epoch, r] : book_.close_through(last_done_)) {
-        if (ctx_.alive_rank(r)) ctx_.send(r, msg::BarrierDone{epoch});
-      }
-    }
     for (auto epoch : ready) released(epoch);
     for (auto epoch : book_.release_ready(ctx_.alive)) released(epoch);
   }

@@ -49,7 +49,6 @@ class Barriers final : public Component {
   std::mutex mu_;  // one barrier at a time from user threads
   BarrierBook book_;
   std::map<std::uint64_t, std::shared_ptr<std::promise<Status>>> waits_;
-  std::uint64_t last_done_ = 0;  // the latest release we heard of
 };
 
 }  // namespace hoplite::node

@@ -32,14 +32,16 @@ void ObjectServer::on_watch(const msg::Watch& w) {
     ctx_.send(ctx_.shard_of(w.id), msg::Unpublish{w.id, ctx_.me});
   }
   auto& mine = watches_of_[w.requester];
-  if (e && mine >= kMaxWatchesPerRank &&
-      !(watchers_.count(w.id) && watchers_[w.id].count({w.requester, w.stream}))) {
+  // A repeated Watch of the same stream replaces its pin and costs nothing.
+  auto& streams = watchers_[w.id];
+  if (e && mine >= kMaxWatchesPerRank && !streams.count({w.requester, w.stream})) {
     LOG_WARN("rank " << w.requester << " watches " << mine << " objects here; " << w.id.short_hex()
                      << " is answered as not here");
     e.reset();
   }
+  if (!e && streams.empty()) watchers_.erase(w.id);
   if (e) {
-    auto [slot, fresh] = watchers_[w.id].try_emplace({w.requester, w.stream});
+    auto [slot, fresh] = streams.try_emplace({w.requester, w.stream});
     if (fresh) mine++;
     auto& wt = slot->second;
     wt.pin = e;
