@@ -11,15 +11,15 @@ Status claims(const char* type, const char* field, Rank named, Rank from) {
                         " but the connection is rank " + std::to_string(from));
 }
 
-Status bootstrap_only(const char* type, Rank from, Rank bootstrap) {
-  if (from == bootstrap) return {};
-  return protocol_error(std::string(type) + " from rank " + std::to_string(from) +
-                        ", which is not the bootstrap (rank " + std::to_string(bootstrap) + ")");
+Status only_from(const char* type, Rank from, Rank holder, const char* role) {
+  if (from == holder) return {};
+  return protocol_error(std::string(type) + " from rank " + std::to_string(from) + ", which is not the " +
+                        role + " (rank " + std::to_string(holder) + ")");
 }
 
 struct Rule {
   Rank from;
-  Rank bootstrap;
+  Roles roles;
 
   Status operator()(const Hello&) const { return protocol_error("second hello on a connection"); }
   Status operator()(const Challenge&) const { return protocol_error("challenge after the handshake"); }
@@ -35,9 +35,13 @@ struct Rule {
   Status operator()(const Remove& m) const { return claims("Remove", "requester", m.requester, from); }
   Status operator()(const Watch& m) const { return claims("Watch", "requester", m.requester, from); }
   Status operator()(const Unwatch& m) const { return claims("Unwatch", "requester", m.requester, from); }
-  Status operator()(const Table&) const { return bootstrap_only("Table", from, bootstrap); }
-  Status operator()(const PeerUpdate&) const { return bootstrap_only("PeerUpdate", from, bootstrap); }
-  Status operator()(const BarrierDone&) const { return bootstrap_only("BarrierDone", from, bootstrap); }
+  Status operator()(const Table&) const { return only_from("Table", from, roles.bootstrap, "bootstrap"); }
+  Status operator()(const PeerUpdate&) const {
+    return only_from("PeerUpdate", from, roles.bootstrap, "bootstrap");
+  }
+  Status operator()(const BarrierDone&) const {
+    return only_from("BarrierDone", from, roles.barrier_leader, "barrier leader");
+  }
   // The rest name no sender (replies, tasks, deletes, progress): their
   // components check them against what they asked for. A ReduceTask may come
   // from a task other than its coordinator (a retarget forwards it).
@@ -49,14 +53,14 @@ struct Rule {
 
 }  // namespace
 
-Status check_sender(const Message& m, Rank from, Rank bootstrap) {
+Status check_sender(const Message& m, Rank from, const Roles& roles) {
   if (from == kNoRank) {
     // Tools are authenticated but are not members: they may read, never
     // change membership, the directory or a collective.
     if (std::holds_alternative<Error>(m) || std::holds_alternative<DiagRequest>(m)) return {};
     return protocol_error(std::string("a rank-less connection may not send ") + type_name(m));
   }
-  return std::visit(Rule{from, bootstrap}, m);
+  return std::visit(Rule{from, roles}, m);
 }
 
 }  // namespace hoplite::control

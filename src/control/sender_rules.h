@@ -16,9 +16,14 @@
 
 namespace hoplite::control {
 
+// Who holds the roles whose messages only they may send.
+struct Roles {
+  Rank bootstrap = 0;       // Table, PeerUpdate
+  Rank barrier_leader = 0;  // BarrierDone: the lowest live rank
+};
+
 // ok, or a protocol error saying what was refused. `from` is the
-// authenticated rank (kNoRank for a tool); `bootstrap` the rank running the
-// bootstrap and the barriers.
-[[nodiscard]] Status check_sender(const Message& m, Rank from, Rank bootstrap);
+// authenticated rank (kNoRank for a tool).
+[[nodiscard]] Status check_sender(const Message& m, Rank from, const Roles& roles);
 
 }  // namespace hoplite::control

@@ -163,10 +163,7 @@ void ControlPlane::on_message(const ConnPtr& c, msg::Message m) {
   if (ctx_.stopping) return;
   if (c && !c->authenticated) return handshake(c, m);
   if (c) {
-    // The bootstrap's own messages come from rank 0, or from the rank that
-    // leads the barriers after it failed.
-    const Rank bootstrap = std::holds_alternative<msg::BarrierDone>(m) ? ctx_.leader() : kBootstrapRank;
-    if (auto st = control::check_sender(m, c->peer, bootstrap); !st.is_ok()) {
+    if (auto st = control::check_sender(m, c->peer, {kBootstrapRank, ctx_.leader()}); !st.is_ok()) {
       ctx_.refused++;
       LOG_WARN("refused " << msg::type_name(m) << " from " << c->name() << ": " << st.message());
       return;

@@ -140,7 +140,7 @@ TEST(SenderRules, MessagesMustNameTheConnectionsRank) {
       ctl::Remove{id, 1, 3}, ctl::Watch{id, 3, 1},  ctl::Unwatch{id, 3, 1},
   };
   for (const auto& m : forged) {
-    auto st = ctl::check_sender(m, from, 0);
+    auto st = ctl::check_sender(m, from, {});
     EXPECT_EQ(st.code(), StatusCode::kProtocol) << ctl::type_name(m);
     EXPECT_NE(st.message().find("rank 3"), std::string::npos) << st.message();
   }
@@ -149,15 +149,23 @@ TEST(SenderRules, MessagesMustNameTheConnectionsRank) {
       ctl::Register{2, {}},  ctl::Heartbeat{2, 0}, PublishAs(id, 2),
       ctl::Lookup{id, 1, 2}, ctl::Watch{id, 2, 1},
   };
-  for (const auto& m : honest) EXPECT_TRUE(ctl::check_sender(m, from, 0).is_ok()) << ctl::type_name(m);
+  for (const auto& m : honest) EXPECT_TRUE(ctl::check_sender(m, from, {}).is_ok()) << ctl::type_name(m);
 }
 
 TEST(SenderRules, BootstrapMessagesComeOnlyFromTheBootstrap) {
   for (const ctl::Message& m : {ctl::Message{ctl::Table{}}, ctl::Message{ctl::PeerUpdate{1, true, {}}},
                                 ctl::Message{ctl::BarrierDone{7}}}) {
-    EXPECT_TRUE(ctl::check_sender(m, 0, 0).is_ok()) << ctl::type_name(m);
-    EXPECT_EQ(ctl::check_sender(m, 4, 0).code(), StatusCode::kProtocol) << ctl::type_name(m);
+    EXPECT_TRUE(ctl::check_sender(m, 0, {}).is_ok()) << ctl::type_name(m);
+    EXPECT_EQ(ctl::check_sender(m, 4, {}).code(), StatusCode::kProtocol) << ctl::type_name(m);
   }
+}
+
+TEST(SenderRules, BarrierReleasesFollowTheLeaderNotTheBootstrap) {
+  // Rank 0 died: rank 1 leads the barriers, rank 0 still names the bootstrap.
+  const ctl::Roles roles{0, 1};
+  EXPECT_TRUE(ctl::check_sender(ctl::BarrierDone{3}, 1, roles).is_ok());
+  EXPECT_EQ(ctl::check_sender(ctl::BarrierDone{3}, 0, roles).code(), StatusCode::kProtocol);
+  EXPECT_EQ(ctl::check_sender(ctl::Table{}, 1, roles).code(), StatusCode::kProtocol);
 }
 
 TEST(SenderRules, ToolsMayNotChangeAnything) {
@@ -165,19 +173,19 @@ TEST(SenderRules, ToolsMayNotChangeAnything) {
   for (const ctl::Message& m :
        {ctl::Message{PublishAs(id, ctl::kNoRank)}, ctl::Message{ctl::Remove{id, 1, ctl::kNoRank}},
         ctl::Message{ctl::Delete{id}}, ctl::Message{ctl::ReduceTask{}}, ctl::Message{ctl::Progress{}}}) {
-    EXPECT_EQ(ctl::check_sender(m, ctl::kNoRank, 0).code(), StatusCode::kProtocol) << ctl::type_name(m);
+    EXPECT_EQ(ctl::check_sender(m, ctl::kNoRank, {}).code(), StatusCode::kProtocol) << ctl::type_name(m);
   }
 }
 
 TEST(SenderRules, ToolsMayAskForDiagnostics) {
-  EXPECT_TRUE(ctl::check_sender(ctl::DiagRequest{1}, ctl::kNoRank, 0).is_ok());
-  EXPECT_TRUE(ctl::check_sender(ctl::DiagRequest{1}, 3, 0).is_ok());
+  EXPECT_TRUE(ctl::check_sender(ctl::DiagRequest{1}, ctl::kNoRank, {}).is_ok());
+  EXPECT_TRUE(ctl::check_sender(ctl::DiagRequest{1}, 3, {}).is_ok());
 }
 
 TEST(SenderRules, HandshakeMessagesAfterTheHandshakeAreRefused) {
   for (const ctl::Message& m :
        {ctl::Message{ctl::Hello{}}, ctl::Message{ctl::Challenge{}}, ctl::Message{ctl::Proof{}}})
-    EXPECT_EQ(ctl::check_sender(m, 1, 0).code(), StatusCode::kProtocol) << ctl::type_name(m);
+    EXPECT_EQ(ctl::check_sender(m, 1, {}).code(), StatusCode::kProtocol) << ctl::type_name(m);
 }
 
 }  // namespace
