@@ -2,9 +2,10 @@
 //
 // A connection speaks only for the rank its handshake authenticated. A
 // message that names its sender (Publish.rank, Lookup.requester, ...) must
-// name that rank; the bootstrap's own messages (Table, PeerUpdate,
-// BarrierDone) come only from the rank that runs the bootstrap; a rank-less
-// tool connection may send only read-only requests (DiagRequest). What needs per-object
+// name that rank; the bootstrap's messages (Table, PeerUpdate) come only
+// from the rank that runs the bootstrap, a BarrierDone only from the barrier
+// leader; a rank-less tool connection may send only read-only requests
+// (DiagRequest). What needs per-object
 // state (a Progress from the rank being watched, a ReduceDone from the
 // task's rank, a LookupReply someone asked for) is checked by the component
 // that holds the state.
