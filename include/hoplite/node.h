@@ -67,6 +67,14 @@ struct NodeStats {
   std::uint64_t reduce_tasks = 0;
 };
 
+// Where an object is, as its directory shard knows it now.
+struct ObjectLocations {
+  bool known = false;        // the directory has a record of it
+  bool inline_copy = false;  // the directory holds its bytes itself
+  // Ranks holding a complete copy, and the rank writing it.
+  std::vector<int> holders;
+};
+
 // A change of membership, as seen by this node.
 struct MembershipEvent {
   int rank = -1;
@@ -120,6 +128,20 @@ class Node {
   std::uint64_t membership_epoch() const;
   // Called on a dedicated thread (never the progress thread), in order.
   void on_membership_change(std::function<void(const MembershipEvent&)> callback);
+
+  // Application messages, for layers built on the node (the task runtime):
+  // up to 4 MiB each, carried on the control plane to `channel` at `rank`,
+  // in order per sender, lost if the peer fails (the membership event
+  // says so). A message to a rank known to have failed is kUnavailable.
+  using MessageHandler = std::function<void(int from, std::span<const std::byte> payload)>;
+  [[nodiscard]] Status send_message(int rank, std::uint16_t channel, std::span<const std::byte> payload);
+  // Handlers run on one dedicated thread (never the progress thread), in
+  // arrival order, and may call the node. Messages that arrive before a
+  // channel has a handler are held for it. An empty handler unsubscribes
+  // and returns once the old one no longer runs.
+  void on_message(std::uint16_t channel, MessageHandler handler);
+  // Asks the object's shard who holds it (one round trip).
+  [[nodiscard]] Result<ObjectLocations> where(const ObjectID& id) const;
 
   NodeStats stats() const;
   LinkModel link_model() const;

@@ -11,10 +11,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "hoplite/object_id.h"
 #include "hoplite/status.h"
@@ -51,14 +53,18 @@ struct GetState {
   std::mutex mu;
   std::condition_variable cv;
   std::optional<Result<ObjectView>> result;  // guarded by mu
+  std::vector<std::function<void()>> on_ready;  // guarded by mu
 
   void fulfill(Result<ObjectView> r) {
+    std::vector<std::function<void()>> notify;
     {
       std::lock_guard lock(mu);
       if (result) return;
       result.emplace(std::move(r));
+      notify.swap(on_ready);
     }
     cv.notify_all();
+    for (auto& f : notify) f();
   }
 };
 }  // namespace detail
@@ -74,6 +80,19 @@ class ObjectFuture {
   bool ready() const {
     std::lock_guard lock(s_->mu);
     return s_->result.has_value();
+  }
+  // Calls `f` once the result is in: at once on this thread if it is, else
+  // on the thread that fulfils the get (the node's progress thread), so
+  // `f` must only signal (set a flag, notify a condition variable).
+  void on_ready(std::function<void()> f) const {
+    {
+      std::lock_guard lock(s_->mu);
+      if (!s_->result) {
+        s_->on_ready.push_back(std::move(f));
+        return;
+      }
+    }
+    f();
   }
   // The view, the get's error, or a timeout naming the object. A timed-out
   // wait leaves the get running: a later wait may still succeed.

@@ -120,6 +120,26 @@ MsgType write(WireWriter& w, const DiagReply& m) {
   w.u64(m.store_capacity);
   return MsgType::kDiagReply;
 }
+MsgType write(WireWriter& w, const AppMessage& m) {
+  w.u16(m.channel);
+  w.bytes(m.payload);
+  return MsgType::kAppMessage;
+}
+MsgType write(WireWriter& w, const Where& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  w.u32(m.requester);
+  return MsgType::kWhere;
+}
+MsgType write(WireWriter& w, const WhereReply& m) {
+  w.id(m.id);
+  w.u64(m.request);
+  w.u8(m.known ? 1 : 0);
+  w.u8(m.has_inline ? 1 : 0);
+  w.u32(static_cast<std::uint32_t>(m.holders.size()));
+  for (Rank r : m.holders) w.u32(r);
+  return MsgType::kWhereReply;
+}
 MsgType write(WireWriter& w, const HelloAck& m) {
   w.u32(m.rank);
   return MsgType::kHelloAck;
@@ -372,6 +392,33 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u64(m.objects));
       TRY(r.u64(m.store_used));
       TRY(r.u64(m.store_capacity));
+      return Message{m};
+    }
+    case MsgType::kAppMessage: {
+      AppMessage m;
+      TRY(r.u16(m.channel));
+      TRY(r.bytes(m.payload, kMaxAppPayload));
+      return Message{m};
+    }
+    case MsgType::kWhere: {
+      Where m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      TRY(r.u32(m.requester));
+      return Message{m};
+    }
+    case MsgType::kWhereReply: {
+      WhereReply m;
+      TRY(r.id(m.id));
+      TRY(r.u64(m.request));
+      TRY(get_bool(r, m.known));
+      TRY(get_bool(r, m.has_inline));
+      std::uint32_t n;
+      TRY(r.u32(n));
+      if (n > kMaxWorld) return protocol_error("where reply lists " + std::to_string(n) + " holders");
+      TRY(check_count(r, n, 4, "holders"));
+      m.holders.resize(n);
+      for (auto& h : m.holders) TRY(r.u32(h));
       return Message{m};
     }
     case MsgType::kHelloAck: {
@@ -645,7 +692,10 @@ const char* type_name(const Message& m) {
                                            "Challenge",
                                            "Proof",
                                            "DiagRequest",
-                                           "DiagReply"};
+                                           "DiagReply",
+                                           "AppMessage",
+                                           "Where",
+                                           "WhereReply"};
   return kNames[m.index()];
 }
 

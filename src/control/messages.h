@@ -27,8 +27,9 @@ inline constexpr std::uint32_t kMaxInline = 4u << 20;
 inline constexpr std::uint32_t kMaxWorld = 65536;
 // The control messages' layouts, checked in every hello: 2 added
 // Lookup.after, Locate.inline_max and LocateReply's inline bytes; 3 replaced
-// the token in the hello by a challenge-response (auth/handshake.h).
-inline constexpr std::uint32_t kControlProtocol = 3;
+// the token in the hello by a challenge-response (auth/handshake.h); 4
+// added AppMessage, Where and WhereReply.
+inline constexpr std::uint32_t kControlProtocol = 4;
 
 enum class MsgType : std::uint8_t {
   kHello = 1,
@@ -64,6 +65,9 @@ enum class MsgType : std::uint8_t {
   kProof = 35,
   kDiagRequest = 36,
   kDiagReply = 37,
+  kAppMessage = 38,
+  kWhere = 39,
+  kWhereReply = 40,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -255,6 +259,30 @@ struct DiagReply {
   std::uint64_t store_capacity = 0;
 };
 
+// An opaque message for a layer above the node (the task runtime): the
+// node only carries it to the subscriber of `channel` on the receiving
+// node, with the rank the connection authenticated as.
+inline constexpr std::uint32_t kMaxAppPayload = 4u << 20;
+struct AppMessage {
+  std::uint16_t channel = 0;
+  std::vector<std::uint8_t> payload;
+};
+// "Which members hold `id` now": answered at once by the object's shard
+// (the task runtime asks it when a task's node died, to tell a result
+// that survives elsewhere from one that must be recomputed).
+struct Where {
+  ObjectID id;
+  std::uint64_t request = 0;
+  Rank requester = kNoRank;
+};
+struct WhereReply {
+  ObjectID id;
+  std::uint64_t request = 0;
+  bool known = false;       // the shard has a record of the object
+  bool has_inline = false;  // the shard holds its bytes (readable with no holder)
+  std::vector<Rank> holders;  // ranks that head a broadcast chain: complete copies, or the origin
+};
+
 // Liveness: sent to every member every heartbeat interval.
 struct Heartbeat {
   Rank rank = kNoRank;
@@ -312,7 +340,8 @@ using Message =
     std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
                  Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
                  LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate,
-                 ReduceCancel, ReduceRetarget, ReduceLost, Challenge, Proof, DiagRequest, DiagReply>;
+                 ReduceCancel, ReduceRetarget, ReduceLost, Challenge, Proof, DiagRequest, DiagReply,
+                 AppMessage, Where, WhereReply>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

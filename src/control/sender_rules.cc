@@ -33,6 +33,7 @@ struct Rule {
   Status operator()(const Lookup& m) const { return claims("Lookup", "requester", m.requester, from); }
   Status operator()(const Locate& m) const { return claims("Locate", "requester", m.requester, from); }
   Status operator()(const Remove& m) const { return claims("Remove", "requester", m.requester, from); }
+  Status operator()(const Where& m) const { return claims("Where", "requester", m.requester, from); }
   Status operator()(const Watch& m) const { return claims("Watch", "requester", m.requester, from); }
   Status operator()(const Unwatch& m) const { return claims("Unwatch", "requester", m.requester, from); }
   Status operator()(const Table&) const { return only_from("Table", from, roles.bootstrap, "bootstrap"); }

@@ -1,6 +1,7 @@
 #include "directory/shard.h"
 
 #include <algorithm>
+#include <set>
 
 namespace hoplite::directory {
 
@@ -318,6 +319,22 @@ bool DirectoryShard::knows(const ObjectID& id) const {
 std::vector<Rank> DirectoryShard::locations(const ObjectID& id) const {
   auto it = records_.find(id);
   return it == records_.end() ? std::vector<Rank>{} : it->second.planner.members();
+}
+
+control::WhereReply DirectoryShard::where(const control::Where& w) const {
+  control::WhereReply out;
+  out.id = w.id;
+  out.request = w.request;
+  auto it = records_.find(w.id);
+  if (it == records_.end()) return out;
+  const Record& rec = it->second;
+  out.known = true;
+  out.has_inline = rec.is_inline && rec.inline_data.size() == rec.size;
+  std::set<Rank> holders(rec.complete.begin(), rec.complete.end());
+  holders.insert(rec.planner.sources().begin(), rec.planner.sources().end());
+  for (const auto& part : rec.parts) holders.insert(part.holder);
+  out.holders.assign(holders.begin(), holders.end());
+  return out;
 }
 
 std::size_t DirectoryShard::waiting(const ObjectID& id) const {

@@ -83,6 +83,10 @@ class DirectoryShard {
   // A member failed: it holds nothing and waits for nothing any more.
   void forget_rank(Rank rank);
 
+  // Who holds `id` now (complete copies and its origin), and whether the
+  // shard has its bytes; answered at once, changes nothing.
+  control::WhereReply where(const control::Where& w) const;
+
   // Introspection for tests and stats.
   bool knows(const ObjectID& id) const;
   std::vector<Rank> locations(const ObjectID& id) const;

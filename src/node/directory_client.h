@@ -6,8 +6,11 @@
 // shard's owner fails first, it is re-sent to the new owner. Callers on user
 // threads block in request() until the ack, or a bound.
 //
-// Owns: the pending acks and unacked requests; the PublishAck and RemoveAck
-// messages.
+// Also asks a shard where an object is (Where), for the task runtime's
+// lineage decisions.
+//
+// Owns: the pending acks and unacked requests, the pending Where queries;
+// the PublishAck, RemoveAck and WhereReply messages.
 // Thread-binding: the progress thread, except request() (any user thread).
 #pragma once
 
@@ -60,6 +63,10 @@ class DirectoryClient final : public Component {
     return make_publish(e, state, ctx_.me, ctx_.opts.inline_threshold);
   }
 
+  // Who holds `id` now, from its shard (any thread; the future is set by
+  // the reply, or the stop).
+  std::future<Result<msg::WhereReply>> where(const ObjectID& id);
+
   void on_shards_moved(const std::vector<bool>& old_alive) override;
   void on_stop() override;
 
@@ -73,8 +80,16 @@ class DirectoryClient final : public Component {
   void track(std::uint64_t request, const ObjectID& id, msg::Message m, std::function<void(Status)> done);
   void complete(std::uint64_t request);
 
+  struct PendingWhere {
+    ObjectID id;
+    Rank sent_to;
+    std::shared_ptr<std::promise<Result<msg::WhereReply>>> reply;
+  };
+  void on_where_reply(Rank from, const msg::WhereReply& r);
+
   NodeContext& ctx_;
   std::unordered_map<std::uint64_t, Unacked> unacked_;
+  std::unordered_map<std::uint64_t, PendingWhere> where_;
 };
 
 }  // namespace hoplite::node

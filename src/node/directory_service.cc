@@ -22,6 +22,7 @@ DirectoryService::DirectoryService(NodeContext& ctx) : ctx_(ctx), shard_(ctx.opt
   d.on<msg::Locate>([this](const ConnPtr&, const msg::Locate& l) {
     if (auto a = shard_.locate(l)) ctx_.send(a->to, a->reply);
   });
+  d.on<msg::Where>([this](const ConnPtr&, const msg::Where& w) { ctx_.send(w.requester, shard_.where(w)); });
   d.on<msg::Remove>([this](const ConnPtr&, const msg::Remove& r) { on_remove(r); });
   d.on<msg::PublishComposite>([this](const ConnPtr&, const msg::PublishComposite& p) {
     for (auto& r : shard_.publish_composite(p)) ctx_.send(r.to, r.reply);

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "hoplite/node.h"
+#include "node/callback_thread.h"
 #include "node/context.h"
 #include "node/control_plane.h"
 #include "node/failure_detector.h"
@@ -33,22 +34,6 @@
 namespace hoplite::node {
 
 class Barriers;
-
-// Runs membership callbacks off the progress thread, one at a time, in order.
-class CallbackThread {
- public:
-  CallbackThread();
-  ~CallbackThread();
-  void post(std::function<void()> f);
-
- private:
-  void run();
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> q_;
-  bool done_ = false;
-  std::thread t_;
-};
 
 class Membership final : public ControlEvents {
  public:

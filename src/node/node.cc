@@ -50,6 +50,7 @@ void Node::Impl::build_components() {
   fetcher->set_composites(composites.get());
   executor = std::make_unique<node::ReduceExecutor>(ctx, *fetcher, *server, *composites, *dir);
   coordinator = std::make_unique<node::ReduceCoordinator>(ctx, *membership, *fetcher, *server, *dir);
+  mailbox = std::make_unique<node::Mailbox>(ctx);
   ctx.components = {directory.get(), server.get(),      fetcher.get(), composites.get(),
                     executor.get(),  coordinator.get(), dir.get(),     barriers.get()};
 }
@@ -358,6 +359,37 @@ std::vector<int> Node::failed_ranks() const {
 
 std::uint64_t Node::membership_epoch() const {
   return impl_->membership->epoch();
+}
+
+Status Node::send_message(int rank, std::uint16_t channel, std::span<const std::byte> payload) {
+  if (rank >= 0 && rank < world_size()) {
+    for (int f : failed_ranks()) {
+      if (f == rank) return peer_failure("message to rank " + std::to_string(rank) + ", which failed");
+    }
+  }
+  return impl_->mailbox->send(rank, channel, payload);
+}
+
+void Node::on_message(std::uint16_t channel, MessageHandler handler) {
+  if (handler) {
+    impl_->mailbox->subscribe(channel, std::move(handler));
+  } else {
+    impl_->mailbox->unsubscribe(channel);
+  }
+}
+
+Result<ObjectLocations> Node::where(const ObjectID& id) const {
+  auto f = impl_->dir->where(id);
+  if (f.wait_for(impl_->ctx.opts.bootstrap_timeout) != std::future_status::ready) {
+    return timeout_error("where " + id.short_hex() + ": no answer from its shard");
+  }
+  auto r = f.get();
+  if (!r.is_ok()) return r.status();
+  ObjectLocations out;
+  out.known = r->known;
+  out.inline_copy = r->has_inline;
+  for (auto h : r->holders) out.holders.push_back(static_cast<int>(h));
+  return out;
 }
 
 void Node::on_membership_change(std::function<void(const MembershipEvent&)> callback) {

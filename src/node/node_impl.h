@@ -19,6 +19,7 @@
 #include "node/directory_client.h"
 #include "node/directory_service.h"
 #include "node/fetcher.h"
+#include "node/mailbox.h"
 #include "node/membership.h"
 #include "node/object_server.h"
 #include "node/reduce_coordinator.h"
@@ -72,6 +73,7 @@ class Node::Impl {
   std::unique_ptr<node::Composites> composites;
   std::unique_ptr<node::ReduceExecutor> executor;
   std::unique_ptr<node::ReduceCoordinator> coordinator;
+  std::unique_ptr<node::Mailbox> mailbox;
 
  private:
   void build_components();

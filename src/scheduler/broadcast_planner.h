@@ -49,6 +49,8 @@ class BroadcastPlanner {
   // A chain can take receivers only while its head is a source.
   bool has_source() const { return !sources_.empty(); }
   std::vector<Rank> members() const;
+  // Origins and complete copies.
+  const std::set<Rank>& sources() const { return sources_; }
   const std::vector<std::vector<Rank>>& chains() const { return chains_; }
 
  private:

@@ -80,6 +80,15 @@ auto Fields(const ctl::DiagRequest& m) {
 auto Fields(const ctl::DiagReply& m) {
   return std::tie(m.request, m.rank, m.world, m.epoch, m.failed, m.objects, m.store_used, m.store_capacity);
 }
+auto Fields(const ctl::AppMessage& m) {
+  return std::tie(m.channel, m.payload);
+}
+auto Fields(const ctl::Where& m) {
+  return std::tie(m.id, m.request, m.requester);
+}
+auto Fields(const ctl::WhereReply& m) {
+  return std::tie(m.id, m.request, m.known, m.has_inline, m.holders);
+}
 auto Fields(const ctl::HelloAck& m) {
   return std::tie(m.rank);
 }
@@ -236,6 +245,11 @@ std::vector<Sample> Samples() {
   s.push_back(
       {"DiagReply", MsgType::kDiagReply, ctl::DiagReply{77, 2, 8, 5, {1, 6}, 12, 1u << 20, 1u << 30}});
   s.push_back({"DiagReplyAllAlive", MsgType::kDiagReply, ctl::DiagReply{78, 0, 1, 0, {}, 0, 0, 1u << 20}});
+  s.push_back({"AppMessage", MsgType::kAppMessage, ctl::AppMessage{7, Iota(300, 3)}});
+  s.push_back({"AppMessageEmpty", MsgType::kAppMessage, ctl::AppMessage{0, {}}});
+  s.push_back({"Where", MsgType::kWhere, ctl::Where{id, 55, 3}});
+  s.push_back({"WhereReply", MsgType::kWhereReply, ctl::WhereReply{id, 55, true, false, {0, 4, 7}}});
+  s.push_back({"WhereReplyUnknown", MsgType::kWhereReply, ctl::WhereReply{id, 56, false, false, {}}});
   s.push_back({"HelloAck", MsgType::kHelloAck, ctl::HelloAck{41}});
   s.push_back({"Error", MsgType::kError,
                ctl::Error{static_cast<std::uint16_t>(StatusCode::kCapacity), "store full"}});
@@ -384,6 +398,9 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kProof,
     MsgType::kDiagRequest,
     MsgType::kDiagReply,
+    MsgType::kAppMessage,
+    MsgType::kWhere,
+    MsgType::kWhereReply,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
@@ -553,7 +570,7 @@ TEST(ControlCodec, RejectsUnknownTypes) {
   // Any sample's payload: the type alone must make it unacceptable.
   Bytes frame = ctl::encode(ctl::Delete{ObjectID::from_name("d")});
   Bytes payload = PayloadCopy(frame);
-  for (std::uint8_t t : {0, 8, 9, 18, 19, 38, 99, 255}) {
+  for (std::uint8_t t : {0, 8, 9, 18, 19, 41, 99, 255}) {
     ASSERT_EQ(known.count(t), 0u);
     ExpectProtocolError(t, payload, "type " + std::to_string(t));
     ExpectProtocolError(t, {}, "empty payload of type " + std::to_string(t));
