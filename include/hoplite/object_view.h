@@ -52,7 +52,7 @@ struct GetState {
   ObjectID id;
   std::mutex mu;
   std::condition_variable cv;
-  std::optional<Result<ObjectView>> result;  // guarded by mu
+  std::optional<Result<ObjectView>> result;     // guarded by mu
   std::vector<std::function<void()>> on_ready;  // guarded by mu
 
   void fulfill(Result<ObjectView> r) {

@@ -278,8 +278,8 @@ struct Where {
 struct WhereReply {
   ObjectID id;
   std::uint64_t request = 0;
-  bool known = false;       // the shard has a record of the object
-  bool has_inline = false;  // the shard holds its bytes (readable with no holder)
+  bool known = false;         // the shard has a record of the object
+  bool has_inline = false;    // the shard holds its bytes (readable with no holder)
   std::vector<Rank> holders;  // ranks that head a broadcast chain: complete copies, or the origin
 };
 
@@ -336,12 +336,11 @@ struct ReduceLost {
   Rank failed = kNoRank;
 };
 
-using Message =
-    std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
-                 Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
-                 LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate,
-                 ReduceCancel, ReduceRetarget, ReduceLost, Challenge, Proof, DiagRequest, DiagReply,
-                 AppMessage, Where, WhereReply>;
+using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish,
+                             PublishAck, Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch,
+                             Progress, Unwatch, Locate, LocateReply, ReduceTask, ReduceDone, PublishComposite,
+                             Heartbeat, Rejoin, PeerUpdate, ReduceCancel, ReduceRetarget, ReduceLost,
+                             Challenge, Proof, DiagRequest, DiagReply, AppMessage, Where, WhereReply>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);
