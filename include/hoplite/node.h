@@ -126,7 +126,9 @@ class Node {
   // Ranks this node has declared failed (and not seen rejoin).
   std::vector<int> failed_ranks() const;
   std::uint64_t membership_epoch() const;
-  // Called on a dedicated thread (never the progress thread), in order.
+  // Adds a callback, called on a dedicated thread (never the progress
+  // thread), in order; every callback sees every later event. A callback
+  // stays for the node's life: one that must stop earlier checks a flag.
   void on_membership_change(std::function<void(const MembershipEvent&)> callback);
 
   // Application messages, for layers built on the node (the task runtime):

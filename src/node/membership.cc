@@ -300,7 +300,11 @@ void Membership::publish_view(const MembershipEvent* ev) {
     if (!ctx_.alive_rank(r)) failed_copy_.push_back(static_cast<int>(r));
   }
   epoch_copy_ = epoch_;
-  if (ev && callback_) callbacks_->post([cb = callback_, e = *ev] { cb(e); });
+  if (ev && !callbacks_list_.empty()) {
+    callbacks_->post([cbs = callbacks_list_, e = *ev] {
+      for (const auto& cb : cbs) cb(e);
+    });
+  }
 }
 
 std::vector<int> Membership::failed_ranks() const {
@@ -313,9 +317,9 @@ std::uint64_t Membership::epoch() const {
   return epoch_copy_;
 }
 
-void Membership::set_callback(std::function<void(const MembershipEvent&)> cb) {
+void Membership::add_callback(std::function<void(const MembershipEvent&)> cb) {
   std::lock_guard lock(mu_);
-  callback_ = std::move(cb);
+  callbacks_list_.push_back(std::move(cb));
 }
 
 void Membership::stop() {

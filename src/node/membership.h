@@ -15,7 +15,7 @@
 // timer, rank 0's registrations, the join promise, the callback thread;
 // Register, Table, Heartbeat, Rejoin, PeerUpdate and Error.
 // Thread-binding: the progress thread, except failed_ranks(), epoch() and
-// set_callback() (any thread, under a mutex).
+// add_callback() (any thread, under a mutex).
 #pragma once
 
 #include <condition_variable>
@@ -58,7 +58,7 @@ class Membership final : public ControlEvents {
   // Any thread.
   std::vector<int> failed_ranks() const;
   std::uint64_t epoch() const;
-  void set_callback(std::function<void(const MembershipEvent&)> cb);
+  void add_callback(std::function<void(const MembershipEvent&)> cb);
 
   void stop();
 
@@ -88,7 +88,7 @@ class Membership final : public ControlEvents {
   mutable std::mutex mu_;  // guards the copies below, read by user threads
   std::vector<int> failed_copy_;
   std::uint64_t epoch_copy_ = 0;
-  std::function<void(const MembershipEvent&)> callback_;
+  std::vector<std::function<void(const MembershipEvent&)>> callbacks_list_;
   std::unique_ptr<CallbackThread> callbacks_;
 };
 

@@ -393,7 +393,7 @@ Result<ObjectLocations> Node::where(const ObjectID& id) const {
 }
 
 void Node::on_membership_change(std::function<void(const MembershipEvent&)> callback) {
-  impl_->membership->set_callback(std::move(callback));
+  impl_->membership->add_callback(std::move(callback));
 }
 
 LinkModel Node::link_model() const {
