@@ -147,6 +147,19 @@ class TaskRuntime {
   // it; a timeout. must_exist: NotFound at once if no copy is known.
   [[nodiscard]] virtual Result<ObjectView> get(const ObjectRef& ref, std::chrono::milliseconds timeout,
                                                GetOptions opts = {}) = 0;
+  // The first k (0: all) of `inputs` to become ready, combined into
+  // `target`: through the node's tree-chain reduce under kCollective (this
+  // node coordinates), or fetched here from their producers and folded in
+  // arrival order under kDirect. An input whose task failed is skipped
+  // while k can still be met; then its error ends the reduce.
+  [[nodiscard]] virtual Result<ReduceResult> reduce(const std::vector<ObjectRef>& inputs, const ObjectID& target,
+                                                    ReduceOp op, DataType dtype, std::size_t k,
+                                                    std::chrono::milliseconds timeout) = 0;
+  // The indices of the first k of `refs` to be complete here (fetched by
+  // the transfer policy), in the order they got there; a ref whose task
+  // failed counts as ready (its get returns the error). Like ray.wait.
+  [[nodiscard]] virtual Result<std::vector<std::size_t>> wait(const std::vector<ObjectRef>& refs, std::size_t k,
+                                                              std::chrono::milliseconds timeout) = 0;
   // Forgets the object everywhere (and the lineage of the task that made it).
   [[nodiscard]] virtual Status remove(const ObjectRef& ref) = 0;
   // Called after the runtime's own handling of a membership change.

@@ -104,7 +104,6 @@ class Context final : public TaskContext {
 
  private:
   void start_gets();
-  Result<ReduceResult> fold_here(ReduceOp op, DataType dtype, std::size_t k);
 
   Runtime& rt_;
   Submit spec_;
@@ -136,6 +135,10 @@ class Runtime final : public TaskRuntime {
   Result<ObjectRef> put(std::span<const std::byte> bytes) override;
   Result<ObjectView> get(const ObjectRef& ref, milliseconds timeout, GetOptions opts) override;
   Status remove(const ObjectRef& ref) override;
+  Result<ReduceResult> reduce(const std::vector<ObjectRef>& inputs, const ObjectID& target, ReduceOp op,
+                              DataType dtype, std::size_t k, milliseconds timeout) override;
+  Result<std::vector<std::size_t>> wait(const std::vector<ObjectRef>& refs, std::size_t k,
+                                        milliseconds timeout) override;
   void on_membership_change(std::function<void(const MembershipEvent&)> cb) override {
     std::lock_guard lock(mu_);
     user_cb_ = std::move(cb);
@@ -187,6 +190,10 @@ class Runtime final : public TaskRuntime {
   int choose(const Record& rec);
   Submit submit_of(std::uint64_t task, const Record& rec) const;
   std::vector<bool> live_ranks() const;
+  // Where `ref` is made now (a re-run task's result moved).
+  int producer_of(const ObjectRef& ref) const;
+  Result<ReduceResult> fold_here(const std::vector<ObjectRef>& inputs, const ObjectID& target, ReduceOp op,
+                                 DataType dtype, std::size_t k, Clock::time_point deadline);
 
   Node& node_;
   const TaskFunctions fns_;
@@ -327,82 +334,17 @@ Status Context::set_result(std::span<const std::byte> bytes) {
 }
 
 Result<ReduceResult> Context::reduce_args(ReduceOp op, DataType dtype, std::size_t k) {
-  std::vector<ObjectID> inputs;
+  std::vector<ObjectRef> inputs;
   for (const auto& a : spec_.args) {
-    if (a.is_ref) inputs.push_back(a.id);
+    if (a.is_ref) inputs.push_back(ObjectRef{a.id, a.producer});
   }
   if (inputs.empty()) return invalid_argument("reduce_args: the task has no reference arguments");
-  if (k == 0 || k > inputs.size()) k = inputs.size();
-  if (transfer() == TransferPolicy::kDirect) return fold_here(op, dtype, k);
-
-  ReduceOptions ro;
-  ro.inputs = inputs;
-  ro.target = spec_.result;
-  ro.op = op;
-  ro.dtype = dtype;
-  ro.k = k;
-  ro.timeout = kArgTimeout;
-  auto fut = rt_.node().reduce_async(ro);
-  if (slot_) give_slot();
-  // The node's reduce knows nothing of task failures: watch for inputs
-  // that can no longer arrive.
-  for (;;) {
-    if (fut.wait_for(std::chrono::milliseconds(20)) == std::future_status::ready) break;
-    std::size_t failed = 0;
-    std::optional<Status> first;
-    for (const auto& id : inputs) {
-      if (auto f = rt_.failure_of(id)) {
-        ++failed;
-        if (!first) first = Status(f->code(), "reduce input " + id.short_hex() + ": " + f->message());
-      }
-    }
-    if (inputs.size() - failed < k) {
-      take_slot();
-      return *first;
-    }
-    if (rt_.stopping()) {
-      take_slot();
-      return Status(StatusCode::kCancelled, "the task runtime is stopping");
-    }
-  }
-  take_slot();
-  auto r = fut.get();
+  const bool held = slot_;
+  if (held) give_slot();
+  auto r = rt_.reduce(inputs, spec_.result, op, dtype, k, kArgTimeout);
+  if (held) take_slot();
   if (r.is_ok()) wrote_ = true;
   return r;
-}
-
-// kDirect: every input comes from its producer to this node, and is
-// folded here in arrival order.
-Result<ReduceResult> Context::fold_here(ReduceOp op, DataType dtype, std::size_t k) {
-  ReduceResult out;
-  std::vector<std::byte> acc;
-  std::size_t refs = 0, failed = 0;
-  for (const auto& a : spec_.args) refs += a.is_ref ? 1 : 0;
-  Status first_error;
-  while (out.used.size() < k) {
-    auto i = next_ready();
-    if (!i.is_ok()) return i.status();
-    if (!spec_.args[*i].is_ref) continue;
-    auto v = arg(*i);
-    if (!v.is_ok()) {
-      if (first_error.is_ok()) first_error = v.status();
-      if (refs - ++failed < k) return first_error;
-      continue;
-    }
-    if (acc.empty()) {
-      acc.assign(v->bytes().begin(), v->bytes().end());
-    } else {
-      if (v->size() != acc.size()) {
-        return invalid_argument("reduce input " + spec_.args[*i].id.short_hex() + " has " +
-                                std::to_string(v->size()) + " bytes, the first had " +
-                                std::to_string(acc.size()));
-      }
-      reduce::apply(op, dtype, acc.data(), acc.data(), v->data(), acc.size());
-    }
-    out.used.push_back(spec_.args[*i].id);
-  }
-  HOPLITE_RETURN_IF_ERROR(set_result(acc));
-  return out;
 }
 
 // ---------------------------------------------------------------- runtime
@@ -547,19 +489,130 @@ Result<ObjectView> Runtime::wait(const ObjectFuture& f, const ObjectID& id, Cloc
 }
 
 Result<ObjectView> Runtime::get(const ObjectRef& ref, milliseconds timeout, GetOptions opts) {
-  int producer = ref.producer;
-  {
-    std::lock_guard lock(mu_);
-    auto it = by_result_.find(ref.id);
-    if (it != by_result_.end()) producer = owned_.at(it->second).rank;
-  }
-  auto f = start_get(ref.id, producer, opts_.transfer, opts);
+  auto f = start_get(ref.id, producer_of(ref), opts_.transfer, opts);
   auto r = wait(f, ref.id, Clock::now() + timeout);
   if (!r.is_ok() && r.status().code() == StatusCode::kTimeout) {
     return timeout_error("get of " + ref.id.short_hex() + ": no complete copy after " +
                          std::to_string(timeout.count()) + " ms");
   }
   return r;
+}
+
+int Runtime::producer_of(const ObjectRef& ref) const {
+  std::lock_guard lock(mu_);
+  auto it = by_result_.find(ref.id);
+  return it != by_result_.end() ? owned_.at(it->second).rank : ref.producer;
+}
+
+Result<std::vector<std::size_t>> Runtime::wait(const std::vector<ObjectRef>& refs, std::size_t k,
+                                               milliseconds timeout) {
+  if (k == 0 || k > refs.size()) k = refs.size();
+  const auto deadline = Clock::now() + timeout;
+  std::vector<ObjectFuture> gets;
+  for (const auto& r : refs) gets.push_back(start_get(r.id, producer_of(r), opts_.transfer));
+  std::vector<std::size_t> ready;
+  std::vector<bool> seen(refs.size(), false);
+  std::unique_lock lock(signal_->mu);
+  for (;;) {
+    for (std::size_t i = 0; i < refs.size() && ready.size() < k; ++i) {
+      if (!seen[i] && (gets[i].ready() || failure_of(refs[i].id))) {
+        seen[i] = true;
+        ready.push_back(i);
+      }
+    }
+    if (ready.size() >= k) return ready;
+    if (stopping_) return Status(StatusCode::kCancelled, "the task runtime is stopping");
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      return timeout_error(std::to_string(ready.size()) + " of the " + std::to_string(k) + " objects waited for after " +
+                           std::to_string(timeout.count()) + " ms");
+    }
+    signal_->cv.wait_until(lock, std::min(deadline, now + kRecheck));
+  }
+}
+
+Result<ReduceResult> Runtime::reduce(const std::vector<ObjectRef>& inputs, const ObjectID& target, ReduceOp op,
+                                     DataType dtype, std::size_t k, milliseconds timeout) {
+  if (inputs.empty()) return invalid_argument("a reduce of no inputs");
+  if (k == 0 || k > inputs.size()) k = inputs.size();
+  const auto deadline = Clock::now() + timeout;
+  if (opts_.transfer == TransferPolicy::kDirect) return fold_here(inputs, target, op, dtype, k, deadline);
+
+  ReduceOptions ro;
+  for (const auto& r : inputs) ro.inputs.push_back(r.id);
+  ro.target = target;
+  ro.op = op;
+  ro.dtype = dtype;
+  ro.k = k;
+  ro.timeout = timeout;
+  auto fut = node_.reduce_async(ro);
+  // The node's reduce knows nothing of task failures: watch for inputs
+  // that can no longer arrive.
+  for (;;) {
+    if (fut.wait_for(milliseconds(20)) == std::future_status::ready) return fut.get();
+    std::size_t failed = 0;
+    std::optional<Status> first;
+    for (const auto& r : inputs) {
+      if (auto f = failure_of(r.id)) {
+        ++failed;
+        if (!first) first = Status(f->code(), "reduce input " + r.id.short_hex() + ": " + f->message());
+      }
+    }
+    if (inputs.size() - failed < k) return *first;
+    if (stopping_) return Status(StatusCode::kCancelled, "the task runtime is stopping");
+    if (Clock::now() >= deadline + milliseconds(1000)) return timeout_error("reduce into " + target.short_hex());
+  }
+}
+
+// kDirect: every input comes from its producer to this node, and is
+// folded here in arrival order.
+Result<ReduceResult> Runtime::fold_here(const std::vector<ObjectRef>& inputs, const ObjectID& target, ReduceOp op,
+                                        DataType dtype, std::size_t k, Clock::time_point deadline) {
+  std::vector<ObjectFuture> gets;
+  for (const auto& r : inputs) gets.push_back(start_get(r.id, producer_of(r), opts_.transfer));
+  ReduceResult out;
+  std::vector<std::byte> acc;
+  std::vector<bool> taken(inputs.size(), false);
+  std::size_t failed = 0;
+  Status first_error;
+  while (out.used.size() < k) {
+    std::optional<std::size_t> next;
+    {
+      std::unique_lock lock(signal_->mu);
+      for (;;) {
+        for (std::size_t i = 0; i < inputs.size() && !next; ++i) {
+          if (!taken[i] && (gets[i].ready() || failure_of(inputs[i].id))) next = i;
+        }
+        if (next) break;
+        if (stopping_) return Status(StatusCode::kCancelled, "the task runtime is stopping");
+        const auto now = Clock::now();
+        if (now >= deadline) return timeout_error("reduce into " + target.short_hex() + ": inputs not ready in time");
+        signal_->cv.wait_until(lock, std::min(deadline, now + kRecheck));
+      }
+    }
+    taken[*next] = true;
+    auto v = wait(gets[*next], inputs[*next].id, deadline);
+    if (!v.is_ok()) {
+      if (first_error.is_ok()) {
+        first_error = Status(v.status().code(), "reduce input " + inputs[*next].id.short_hex() + ": " +
+                                                    v.status().message());
+      }
+      if (inputs.size() - ++failed < k) return first_error;
+      continue;
+    }
+    if (acc.empty()) {
+      acc.assign(v->bytes().begin(), v->bytes().end());
+    } else {
+      if (v->size() != acc.size()) {
+        return invalid_argument("reduce input " + inputs[*next].id.short_hex() + " has " + std::to_string(v->size()) +
+                                " bytes, the first had " + std::to_string(acc.size()));
+      }
+      reduce::apply(op, dtype, acc.data(), acc.data(), v->data(), acc.size());
+    }
+    out.used.push_back(inputs[*next].id);
+  }
+  HOPLITE_RETURN_IF_ERROR(node_.put(target, acc));
+  return out;
 }
 
 Status Runtime::remove(const ObjectRef& ref) {

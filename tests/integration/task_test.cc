@@ -154,6 +154,27 @@ int reduce_body(TaskRuntime& rt) {
   // Six inputs, k = 6: every power of two once.
   CHECK_EQ(f[0], 63.0f);
   CHECK_EQ(f[kFloats - 1], 63.0f);
+
+  // The runtime's own reduce, any 3 of 6, and wait() for 2 of them.
+  std::vector<ObjectRef> refs;
+  for (int i = 0; i < kInputs; ++i) refs.push_back(args[i].object);
+  auto ready = rt.wait(refs, 2, kWait);
+  CHECK_OK(ready);
+  CHECK_EQ(ready->size(), 2u);
+  CHECK_TRUE((*ready)[0] != (*ready)[1]);
+  const ObjectID target = ObjectID::random();
+  auto red = rt.reduce(refs, target, ReduceOp::kSum, DataType::kFloat32, 3, kWait);
+  CHECK_OK(red);
+  CHECK_EQ(red->used.size(), 3u);
+  float want = 0;
+  for (const auto& id : red->used) {
+    for (int i = 0; i < kInputs; ++i) {
+      if (refs[i].id == id) want += static_cast<float>(1 << i);
+    }
+  }
+  auto sum = rt.get(ObjectRef{target, -1}, kWait);
+  CHECK_OK(sum);
+  CHECK_EQ(reinterpret_cast<const float*>(sum->data())[kFloats / 2], want);
   return 0;
 }
 
