@@ -40,6 +40,13 @@ struct GetOptions {
   // of the shortest broadcast chain). A rank that never gets the object
   // makes the get wait for a first copy elsewhere only once it has failed.
   int after = -1;
+  // With `after`: read from that rank's own copy and nowhere else, and
+  // join no broadcast chain (later readers do not read from this one while
+  // it arrives): what an object store without Hoplite does, the task
+  // runtime's TransferPolicy::kDirect. Waits until `after` has a copy
+  // (complete or being written); if `after` fails, the get falls back to
+  // any copy.
+  bool direct = false;
 };
 
 enum class RemoveScope { kLocal, kGlobal };

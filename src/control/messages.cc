@@ -195,6 +195,7 @@ MsgType write(WireWriter& w, const Lookup& m) {
   w.u8(m.must_exist ? 1 : 0);
   w.u8(m.resume ? 1 : 0);
   w.u32(m.after);
+  w.u8(m.direct ? 1 : 0);
   return MsgType::kLookup;
 }
 MsgType write(WireWriter& w, const LookupReply& m) {
@@ -496,6 +497,7 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(get_bool(r, m.must_exist));
       TRY(get_bool(r, m.resume));
       TRY(r.u32(m.after));
+      TRY(get_bool(r, m.direct));
       return Message{m};
     }
     case MsgType::kLookupReply: {

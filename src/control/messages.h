@@ -28,7 +28,7 @@ inline constexpr std::uint32_t kMaxWorld = 65536;
 // The control messages' layouts, checked in every hello: 2 added
 // Lookup.after, Locate.inline_max and LocateReply's inline bytes; 3 replaced
 // the token in the hello by a challenge-response (auth/handshake.h); 4
-// added AppMessage, Where and WhereReply.
+// added AppMessage, Where, WhereReply and Lookup.direct.
 inline constexpr std::uint32_t kControlProtocol = 4;
 
 enum class MsgType : std::uint8_t {
@@ -144,6 +144,9 @@ struct Lookup {
   // Read from this rank's copy, once it has one (a ring-ordered allgather:
   // each node reads from its predecessor); kNoRank: the shard chooses.
   Rank after = kNoRank;
+  // Only `after` may send it, and the requester joins no chain (the task
+  // runtime's direct transfer policy).
+  bool direct = false;
 };
 // kComposite: the object is made of parts held elsewhere (a striped
 // allreduce's result); `parts` says which, and the reader pulls each part

@@ -27,6 +27,14 @@ std::optional<Reply> DirectoryShard::answer(const ObjectID& id, Record& rec, con
   // Small and still being written: the sealed copy's publish answers it
   // inline.
   if (!l.resume && rec.size <= wait_for_inline_ && rec.complete.empty()) return std::nullopt;
+  if (!l.resume && l.direct && l.after != control::kNoRank && l.after != l.requester) {
+    // The baseline's transfer: from `after` alone, outside every chain.
+    if (!rec.planner.sources().count(l.after)) return std::nullopt;
+    r.result = LookupResult::kSender;
+    r.size = rec.size;
+    r.sender = l.after;
+    return Reply{l.requester, std::move(r)};
+  }
   if (!l.resume && l.after != control::kNoRank && l.after != l.requester) {
     if (auto sender = rec.planner.assign_after(l.requester, l.after)) {
       r.result = LookupResult::kSender;

@@ -34,20 +34,22 @@ ObjectView Fetcher::view_of(const std::shared_ptr<store::ObjectEntry>& e) const 
   return ObjectView(e->id, e->data, e->size, e, src);
 }
 
-void Fetcher::start_get(const std::shared_ptr<detail::GetState>& st, bool must_exist, Rank after) {
+void Fetcher::start_get(const std::shared_ptr<detail::GetState>& st, bool must_exist, Rank after,
+                        bool direct) {
   if (ctx_.stopping) return st->fulfill(Status(StatusCode::kCancelled, "node shut down"));
   auto e = ctx_.store->find(st->id);
   if (e && e->sealed()) return st->fulfill(view_of(e));
   waiters_[st->id].push_back(st);
   if (must_exist) must_exist_ids_.insert(st->id);
   if (e || lookups_pending_.count(st->id)) return;  // already on its way here
-  start_lookup(st->id, must_exist, after);
+  start_lookup(st->id, must_exist, after, direct);
 }
 
-void Fetcher::start_lookup(const ObjectID& id, bool must_exist, Rank after) {
+void Fetcher::start_lookup(const ObjectID& id, bool must_exist, Rank after, bool direct) {
   lookups_pending_.insert(id);
+  const Rank from = ctx_.alive_rank(after) ? after : msg::kNoRank;
   ctx_.send(ctx_.shard_of(id),
-            msg::Lookup{id, 0, ctx_.me, must_exist, false, ctx_.alive_rank(after) ? after : msg::kNoRank});
+            msg::Lookup{id, 0, ctx_.me, must_exist, false, from, direct && from != msg::kNoRank});
 }
 
 void Fetcher::on_lookup_reply(const msg::LookupReply& r) {

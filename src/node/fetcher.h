@@ -50,8 +50,9 @@ class Fetcher final : public Component {
   Fetcher(NodeContext& ctx, ObjectServer& server, DirectoryClient& dir);
   void set_composites(Composites* c) { composites_ = c; }
 
-  void start_get(const std::shared_ptr<detail::GetState>& st, bool must_exist, Rank after = msg::kNoRank);
-  void start_lookup(const ObjectID& id, bool must_exist, Rank after = msg::kNoRank);
+  void start_get(const std::shared_ptr<detail::GetState>& st, bool must_exist, Rank after = msg::kNoRank,
+                 bool direct = false);
+  void start_lookup(const ObjectID& id, bool must_exist, Rank after = msg::kNoRank, bool direct = false);
   // A local get of `id` waits; with must_exist it must not wait for a put.
   bool has_waiters(const ObjectID& id) const { return waiters_.count(id) > 0; }
   bool must_exist(const ObjectID& id) const { return must_exist_ids_.count(id) > 0; }

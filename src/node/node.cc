@@ -289,7 +289,7 @@ ObjectFuture Node::get(const ObjectID& id, GetOptions opts) {
   }
   asio::post(impl_->ctx.io, [impl = impl_.get(), st, opts] {
     impl->fetcher->start_get(st, opts.must_exist,
-                             opts.after >= 0 ? static_cast<node::Rank>(opts.after) : msg::kNoRank);
+                             opts.after >= 0 ? static_cast<node::Rank>(opts.after) : msg::kNoRank, opts.direct);
   });
   return ObjectFuture(st);
 }

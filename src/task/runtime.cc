@@ -467,7 +467,10 @@ Result<ObjectRef> Runtime::put(std::span<const std::byte> bytes) {
 }
 
 ObjectFuture Runtime::start_get(const ObjectID& id, int producer, TransferPolicy policy, GetOptions opts) {
-  if (policy == TransferPolicy::kDirect && producer >= 0 && producer != node_.rank()) opts.after = producer;
+  if (policy == TransferPolicy::kDirect && producer >= 0 && producer != node_.rank()) {
+    opts.after = producer;
+    opts.direct = true;
+  }
   auto f = node_.get(id, opts);
   f.on_ready([s = signal_] { s->notify(); });
   return f;
@@ -524,15 +527,15 @@ Result<std::vector<std::size_t>> Runtime::wait(const std::vector<ObjectRef>& ref
     if (stopping_) return Status(StatusCode::kCancelled, "the task runtime is stopping");
     const auto now = Clock::now();
     if (now >= deadline) {
-      return timeout_error(std::to_string(ready.size()) + " of the " + std::to_string(k) + " objects waited for after " +
-                           std::to_string(timeout.count()) + " ms");
+      return timeout_error(std::to_string(ready.size()) + " of the " + std::to_string(k) +
+                           " objects waited for after " + std::to_string(timeout.count()) + " ms");
     }
     signal_->cv.wait_until(lock, std::min(deadline, now + kRecheck));
   }
 }
 
-Result<ReduceResult> Runtime::reduce(const std::vector<ObjectRef>& inputs, const ObjectID& target, ReduceOp op,
-                                     DataType dtype, std::size_t k, milliseconds timeout) {
+Result<ReduceResult> Runtime::reduce(const std::vector<ObjectRef>& inputs, const ObjectID& target,
+                                     ReduceOp op, DataType dtype, std::size_t k, milliseconds timeout) {
   if (inputs.empty()) return invalid_argument("a reduce of no inputs");
   if (k == 0 || k > inputs.size()) k = inputs.size();
   const auto deadline = Clock::now() + timeout;
@@ -560,14 +563,16 @@ Result<ReduceResult> Runtime::reduce(const std::vector<ObjectRef>& inputs, const
     }
     if (inputs.size() - failed < k) return *first;
     if (stopping_) return Status(StatusCode::kCancelled, "the task runtime is stopping");
-    if (Clock::now() >= deadline + milliseconds(1000)) return timeout_error("reduce into " + target.short_hex());
+    if (Clock::now() >= deadline + milliseconds(1000))
+      return timeout_error("reduce into " + target.short_hex());
   }
 }
 
 // kDirect: every input comes from its producer to this node, and is
 // folded here in arrival order.
-Result<ReduceResult> Runtime::fold_here(const std::vector<ObjectRef>& inputs, const ObjectID& target, ReduceOp op,
-                                        DataType dtype, std::size_t k, Clock::time_point deadline) {
+Result<ReduceResult> Runtime::fold_here(const std::vector<ObjectRef>& inputs, const ObjectID& target,
+                                        ReduceOp op, DataType dtype, std::size_t k,
+                                        Clock::time_point deadline) {
   std::vector<ObjectFuture> gets;
   for (const auto& r : inputs) gets.push_back(start_get(r.id, producer_of(r), opts_.transfer));
   ReduceResult out;
@@ -586,7 +591,8 @@ Result<ReduceResult> Runtime::fold_here(const std::vector<ObjectRef>& inputs, co
         if (next) break;
         if (stopping_) return Status(StatusCode::kCancelled, "the task runtime is stopping");
         const auto now = Clock::now();
-        if (now >= deadline) return timeout_error("reduce into " + target.short_hex() + ": inputs not ready in time");
+        if (now >= deadline)
+          return timeout_error("reduce into " + target.short_hex() + ": inputs not ready in time");
         signal_->cv.wait_until(lock, std::min(deadline, now + kRecheck));
       }
     }
@@ -594,8 +600,8 @@ Result<ReduceResult> Runtime::fold_here(const std::vector<ObjectRef>& inputs, co
     auto v = wait(gets[*next], inputs[*next].id, deadline);
     if (!v.is_ok()) {
       if (first_error.is_ok()) {
-        first_error = Status(v.status().code(), "reduce input " + inputs[*next].id.short_hex() + ": " +
-                                                    v.status().message());
+        first_error = Status(v.status().code(),
+                             "reduce input " + inputs[*next].id.short_hex() + ": " + v.status().message());
       }
       if (inputs.size() - ++failed < k) return first_error;
       continue;
@@ -604,8 +610,9 @@ Result<ReduceResult> Runtime::fold_here(const std::vector<ObjectRef>& inputs, co
       acc.assign(v->bytes().begin(), v->bytes().end());
     } else {
       if (v->size() != acc.size()) {
-        return invalid_argument("reduce input " + inputs[*next].id.short_hex() + " has " + std::to_string(v->size()) +
-                                " bytes, the first had " + std::to_string(acc.size()));
+        return invalid_argument("reduce input " + inputs[*next].id.short_hex() + " has " +
+                                std::to_string(v->size()) + " bytes, the first had " +
+                                std::to_string(acc.size()));
       }
       reduce::apply(op, dtype, acc.data(), acc.data(), v->data(), acc.size());
     }

@@ -877,3 +877,40 @@ TEST(DirectoryShardSmall, AMustExistLookupIsNotFoundWhenTheWriterGoesAway) {
 
 }  // namespace
 }  // namespace hoplite
+
+namespace hoplite::directory {
+namespace {
+
+control::Lookup Direct(const ObjectID& id, Rank requester, Rank from) {
+  control::Lookup l{id, 0, requester, false, false};
+  l.after = from;
+  l.direct = true;
+  return l;
+}
+
+// The baseline transfer: every reader from the producer, none in a chain,
+// even once some have completed; a reader before the first copy waits.
+TEST(DirectoryShardDirect, EveryReaderIsSentToTheProducerAlone) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("direct/star");
+  EXPECT_FALSE(shard.lookup(Direct(id, 1, 0)).has_value());
+  auto first = shard.publish(Pub(id, 0, 1 << 20, LocationState::kPartial));
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].to, 1u);
+  EXPECT_EQ(first[0].reply.sender, 0u);
+  for (Rank r = 2; r < 6; ++r) {
+    auto a = shard.lookup(Direct(id, r, 0));
+    ASSERT_TRUE(a.has_value());
+    EXPECT_EQ(a->reply.sender, 0u);
+  }
+  shard.publish(Pub(id, 1, 1 << 20));  // a reader completed: still not a sender for direct readers
+  auto late = shard.lookup(Direct(id, 6, 0));
+  ASSERT_TRUE(late.has_value());
+  EXPECT_EQ(late->reply.sender, 0u);
+  auto w = shard.where(control::Where{id, 1, 6});
+  EXPECT_TRUE(w.known);
+  EXPECT_EQ(w.holders, (std::vector<Rank>{0, 1}));
+}
+
+}  // namespace
+}  // namespace hoplite::directory

@@ -114,7 +114,7 @@ auto Fields(const ctl::Unpublish& m) {
   return std::tie(m.id, m.rank);
 }
 auto Fields(const ctl::Lookup& m) {
-  return std::tie(m.id, m.request, m.requester, m.must_exist, m.resume, m.after);
+  return std::tie(m.id, m.request, m.requester, m.must_exist, m.resume, m.after, m.direct);
 }
 auto Fields(const ctl::Heartbeat& m) {
   return std::tie(m.rank, m.epoch);
@@ -292,6 +292,7 @@ std::vector<Sample> Samples() {
   s.push_back({"PublishAck", MsgType::kPublishAck, ctl::PublishAck{id, 123456789}});
   s.push_back({"Unpublish", MsgType::kUnpublish, ctl::Unpublish{id, 17}});
   s.push_back({"Lookup", MsgType::kLookup, ctl::Lookup{id, 99, 8, true, true, 3}});
+  s.push_back({"LookupDirect", MsgType::kLookup, ctl::Lookup{id, 98, 8, false, false, 2, true}});
 
   ctl::LookupReply sender_reply{id, 5, ctl::LookupResult::kSender, 1ULL << 33, 3, {}, {}};
   s.push_back({"LookupReplySender", MsgType::kLookupReply, sender_reply});
@@ -663,6 +664,7 @@ TEST(ControlCodec, RejectsEnumAndBoolOutOfRange) {
     ExpectRejectedWithByte(p, kId + 8 + 8 + 4 + 1, v, "Publish.has_inline");
     ExpectRejectedWithByte(ctl::Lookup{id, 1, 2, false, false}, kId + 8 + 4, v, "Lookup.must_exist");
     ExpectRejectedWithByte(ctl::Lookup{id, 1, 2, false, false}, kId + 8 + 4 + 1, v, "Lookup.resume");
+    ExpectRejectedWithByte(ctl::Lookup{id, 1, 2, false, false}, kId + 8 + 4 + 1 + 1 + 4, v, "Lookup.direct");
     ExpectRejectedWithByte(ctl::Progress{id, false, 0, 0, 0}, kId, v, "Progress.present");
   }
   for (std::uint8_t v : {3, 4, 255}) {
