@@ -120,7 +120,7 @@ int drive(TaskRuntime& rt, const WorkloadFlags& f) {
     // the reduce runs.
     auto next = rt.schedule("apply",
                             {TaskArg::ref(versions[version].first), TaskArg::ref(sum),
-                             TaskArg::value(as_bytes_of(lr / static_cast<float>(k)))},
+                             TaskArg::value(as_bytes_of(mlp_step(s, lr, k)))},
                             {.rank = 0});
     if (!next.is_ok()) return 1;
     std::vector<ObjectRef> in;
@@ -186,7 +186,7 @@ int main(int argc, char** argv) {
                                                            "measured steps")(
         "warmup", po::value<int>()->default_value(2), "steps before the clock starts")(
         "batch", po::value<std::size_t>()->default_value(1), "samples per gradient")(
-        "lr", po::value<float>()->default_value(0.002f), "learning rate")(
+        "lr", po::value<float>()->default_value(20.0f), "learning rate (per unit of hidden width: apps/mlp.h)")(
         "k", po::value<std::size_t>()->default_value(0), "gradients per step (0: (n-1)/2)");
   };
   w.tasks = sgd_tasks;

@@ -37,7 +37,7 @@ struct Flags {
   double model_mb = 100, policy_mb = 64, rollout_mb = 0.25, query_mb = 48;
   int steps = 10, warmup = -1, updates = 60, queries = 100;
   std::size_t batch = 1;
-  float lr = 0.002f;
+  float lr = 20.0f;
   int straggler = -1, straggle_ms = 0, jitter_ms = 0;
 };
 
@@ -91,7 +91,7 @@ int sgd(const Flags& f, int rank, int n) {
       const int cnt = static_cast<int>(std::min<std::size_t>(g.size() - off, 1u << 28));
       MPI_Allreduce(g.data() + off, sum.data() + off, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     }
-    const float step_size = f.lr / static_cast<float>(n - 1);
+    const float step_size = mlp_step(s, f.lr, static_cast<std::size_t>(n - 1));
     for (std::size_t i = 0; i < w.size(); ++i) w[i] -= step_size * sum[i];
   }
   const double secs = since(t0);

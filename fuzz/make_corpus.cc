@@ -13,6 +13,7 @@
 
 #include "control/messages.h"
 #include "transport/tcp/data_frames.h"
+#include "task/task_messages.h"
 #include "transport/ucx/am_headers.h"
 
 namespace {
@@ -88,6 +89,9 @@ std::vector<std::pair<std::string, ctl::Message>> messages() {
       {"proof", ctl::Proof{seed_mac()}},
       {"diag-request", ctl::DiagRequest{9}},
       {"diag-reply", ctl::DiagReply{9, 1, 4, 2, {3}, 10, 1u << 20, 1u << 30}},
+      {"app-message", ctl::AppMessage{1, iota(40, 2)}},
+      {"where", ctl::Where{id, 12, 3}},
+      {"where-reply", ctl::WhereReply{id, 12, true, false, {0, 2, 5}}},
       {"hello-ack", ctl::HelloAck{41}},
       {"error", ctl::Error{static_cast<std::uint16_t>(StatusCode::kPeerFailure), "wrong cluster token"}},
       {"register", ctl::Register{5, tcp_peer("10.0.0.5", 40123)}},
@@ -187,6 +191,34 @@ void data_plane_seeds() {
 
 }  // namespace
 
+// The task runtime's messages: the input is the payload itself (its first
+// byte is the message kind).
+void task_seeds() {
+  namespace tk = hoplite::task;
+  tk::Submit s;
+  s.task = (2ull << 48) | 5;
+  s.attempt = 1;
+  s.result = ObjectID::from_name("task-result");
+  s.function = "primes";
+  tk::WireArg ref;
+  ref.is_ref = true;
+  ref.id = ObjectID::from_name("task-arg");
+  ref.producer = 3;
+  tk::WireArg val;
+  val.bytes = iota(8, 1);
+  s.args = {ref, val};
+  std::vector<std::pair<std::string, tk::TaskMessage>> seeds = {
+      {"submit", s},
+      {"done", tk::Done{s.task, 1, s.result, 0, "", 4096}},
+      {"done-error", tk::Done{s.task, 1, s.result, 1, "task fail on rank 2: bad input", 0}},
+      {"failed", tk::Failed{s.result, 6, "task expand on rank 3: lost"}},
+  };
+  for (const auto& [name, m] : seeds) {
+    Bytes b = tk::encode(m);
+    put("task_messages", name, b[0], Bytes(b.begin() + 1, b.end()));
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s DIR\n", argv[0]);
@@ -195,5 +227,6 @@ int main(int argc, char** argv) {
   g_root = argv[1];
   control_seeds();
   data_plane_seeds();
+  task_seeds();
   return 0;
 }

@@ -101,6 +101,7 @@ class Context final : public TaskContext {
   bool created_result() const { return created_; }
   void take_slot();
   void give_slot();
+  bool has_slot() const { return slot_; }
 
  private:
   void start_gets();
@@ -710,7 +711,7 @@ void Runtime::run(int owner, Submit s) {
       st = internal_error("returned without writing (and sealing) its result");
     }
   }
-  ctx.give_slot();
+  if (ctx.has_slot()) ctx.give_slot();
   Done d{spec.task, spec.attempt, spec.result, 0, "", 0};
   if (st.is_ok()) {
     d.size = node_.local_progress(spec.result);
