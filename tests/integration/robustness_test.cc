@@ -146,6 +146,9 @@ int probe_node(const std::string& control, const std::string& data, bool tcp_dat
       // Protocol 2 sent the token in the hello; it is not spoken any more.
       {"control: protocol 2 (token in clear)", control,
        frame(kControlHello, Bytes().u32(2).u32(kNotAMember).u8(0).str("test-token")), kControlError},
+      // Protocol 3 had no Lookup.direct: its Lookups would not decode.
+      {"control: protocol 3", control,
+       frame(kControlHello, Bytes().u32(3).u32(kNotAMember).u8(0).raw(nonce)), kControlError},
       {"control: no hello first", control, frame(6, Bytes().u64(1).u32(0)), kControlError},
       {"control: proof without a hello", control, frame(kControlProof, Bytes().raw(nonce)), kControlError},
       {"control: a data hello", control,
