@@ -77,7 +77,10 @@ Status from_wire(std::uint16_t code, const std::string& message) {
 
 class Runtime;
 
-// One run of a task on this node.
+// One run of a task on this node: its arguments' gets, its compute slot,
+// whether it wrote its result.
+// Ownership: on the stack of the task's thread, which the Runtime owns.
+// Thread-binding: that thread.
 class Context final : public TaskContext {
  public:
   Context(Runtime& rt, Submit spec);
@@ -116,6 +119,15 @@ class Context final : public TaskContext {
   bool created_ = false;
 };
 
+// Both sides of the task runtime on one node. As an owner: the tasks this
+// node scheduled (their lineage), their placement and outstanding counts,
+// re-execution when a node dies. As a worker: the tasks sent here, each on
+// its own thread, the compute slots, and the failures heard of.
+// Ownership: owned by the user; holds a reference to the Node, which
+// outlives it. Owns its task threads and joins them on destruction.
+// Thread-binding: thread-safe (one mutex over the owner and worker state);
+// messages arrive on the node's message thread, membership events on its
+// callback thread, tasks run on their own threads.
 class Runtime final : public TaskRuntime {
  public:
   Runtime(Node& node, TaskFunctions fns, TaskRuntimeOptions opts)

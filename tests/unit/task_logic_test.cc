@@ -1,6 +1,8 @@
 // The task runtime's pure parts: placement and the message codec.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "task/placement.h"
 #include "task/task_messages.h"
 
@@ -106,8 +108,9 @@ TEST(TaskMessages, MalformedInputIsAnError) {
   s.transfer = 0;
   s.args.clear();
   auto many = encode(s);
-  many.resize(many.size() - 4);
-  for (int i = 0; i < 4; ++i) many.push_back(0xff);
+  ASSERT_GE(many.size(), 4u);
+  // The argument count is the last field: claim 2^32 - 1 arguments.
+  std::fill(many.end() - 4, many.end(), std::uint8_t{0xff});
   EXPECT_FALSE(decode(many).is_ok());
   EXPECT_FALSE(decode(encode(Failed{ObjectID::from_name("x"), 0, "no code"})).is_ok());
 }
