@@ -168,10 +168,8 @@ int drive(TaskRuntime& rt, const WorkloadFlags& f) {
               steps / secs, static_cast<double>(consumed) / secs, loss0, loss1);
   std::printf("# gradients used per worker:");
   for (int u : used_by) std::printf(" %d", u);
-  auto st = rt.stats();
-  std::printf("\n# tasks scheduled %llu, re-executed after a failure %llu, failed ranks now %zu\n",
-              static_cast<unsigned long long>(st.scheduled), static_cast<unsigned long long>(st.reexecuted),
-              node.failed_ranks().size());
+  std::printf("\n");
+  print_task_stats(rt);
   return 0;
 }
 
@@ -186,7 +184,8 @@ int main(int argc, char** argv) {
                                                            "measured steps")(
         "warmup", po::value<int>()->default_value(2), "steps before the clock starts")(
         "batch", po::value<std::size_t>()->default_value(1), "samples per gradient")(
-        "lr", po::value<float>()->default_value(20.0f), "learning rate (per unit of hidden width: apps/mlp.h)")(
+        "lr", po::value<float>()->default_value(20.0f),
+        "learning rate (per unit of hidden width: apps/mlp.h)")(
         "k", po::value<std::size_t>()->default_value(0), "gradients per step (0: (n-1)/2)");
   };
   w.tasks = sgd_tasks;

@@ -113,10 +113,7 @@ int drive(TaskRuntime& rt, const WorkloadFlags& f) {
   std::printf("# %-10s %8s %8s %10s %10s\n", "transfer", "updates", "seconds", "updates/s", "policies");
   std::printf("  %-10s %8d %8.2f %10.3f %10d\n", to_string(f.transfer), updates, secs, updates / secs,
               versions);
-  auto st = rt.stats();
-  std::printf("# tasks scheduled %llu, re-executed after a failure %llu, failed ranks now %zu\n",
-              static_cast<unsigned long long>(st.scheduled), static_cast<unsigned long long>(st.reexecuted),
-              node.failed_ranks().size());
+  print_task_stats(rt);
   // Let the last tasks finish before the end.
   (void)rt.wait(rolls, 0, kWait);
   return 0;

@@ -101,10 +101,7 @@ int drive(TaskRuntime& rt, const WorkloadFlags& f) {
               "max ms");
   std::printf("  %-10s %8d %10.1f %10.1f %10.1f %10.1f\n", to_string(f.transfer), queries, mean * 1e3,
               quantile(lat, 0.5) * 1e3, quantile(lat, 0.99) * 1e3, quantile(lat, 1.0) * 1e3);
-  auto st = rt.stats();
-  std::printf("# tasks scheduled %llu, re-executed after a failure %llu, failed ranks now %zu\n",
-              static_cast<unsigned long long>(st.scheduled), static_cast<unsigned long long>(st.reexecuted),
-              node.failed_ranks().size());
+  print_task_stats(rt);
   return 0;
 }
 

@@ -21,6 +21,13 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+void print_task_stats(TaskRuntime& rt) {
+  const auto st = rt.stats();
+  std::printf("# tasks scheduled %llu, re-executed after a failure %llu, failed ranks now %zu\n",
+              static_cast<unsigned long long>(st.scheduled), static_cast<unsigned long long>(st.reexecuted),
+              rt.node().failed_ranks().size());
+}
+
 double quantile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());

@@ -53,6 +53,10 @@ struct Workload {
 
 int run_workload(int argc, char** argv, const Workload& w);
 
+// The line every workload ends its report with: tasks this owner
+// scheduled, tasks it re-ran after a failure, ranks failed now.
+void print_task_stats(TaskRuntime& rt);
+
 // Seconds since `t0`.
 double since(std::chrono::steady_clock::time_point t0);
 // The q-quantile (0..1) of `v` (sorted copy).
