@@ -167,6 +167,12 @@ class Runtime final : public TaskRuntime {
   // The object once `f` has it, the failure recorded for `id`, a stop or
   // a timeout at `deadline`.
   Result<ObjectView> wait(const ObjectFuture& f, const ObjectID& id, Clock::time_point deadline);
+  // The runtime's one wait for "which is ready next": `pick` is asked
+  // (under the signal's mutex) whenever a get completes or a failure is
+  // heard, and at least every kRecheck, until it names an index, the
+  // runtime stops, or `deadline` passes (a timeout saying `what`).
+  Result<std::size_t> wait_until(const std::function<std::optional<std::size_t>()>& pick,
+                                 Clock::time_point deadline, const std::string& what);
   std::optional<Status> failure_of(const ObjectID& id) const {
     std::lock_guard lock(mu_);
     auto it = failed_.find(id);
@@ -298,8 +304,9 @@ Result<ObjectView> Context::arg(std::size_t i) {
 
 Result<std::size_t> Context::next_ready() {
   start_gets();
-  const auto deadline = Clock::now() + kArgTimeout;
-  bool gave = false;
+  if (std::find(taken_.begin(), taken_.end(), false) == taken_.end()) {
+    return not_found("every argument was taken");
+  }
   auto pick = [&]() -> std::optional<std::size_t> {
     for (std::size_t i = 0; i < spec_.args.size(); ++i) {
       if (taken_[i]) continue;
@@ -308,28 +315,15 @@ Result<std::size_t> Context::next_ready() {
     }
     return std::nullopt;
   };
-  if (std::find(taken_.begin(), taken_.end(), false) == taken_.end()) {
-    return not_found("every argument was taken");
+  auto got = pick();
+  if (!got) {
+    const bool held = slot_;
+    if (held) give_slot();
+    auto r = rt_.wait_until(pick, Clock::now() + kArgTimeout, "no argument became ready");
+    if (held) take_slot();
+    if (!r.is_ok()) return r.status();
+    got = *r;
   }
-  std::optional<std::size_t> got;
-  {
-    auto& sig = rt_.signal();
-    std::unique_lock lock(sig.mu);
-    for (;;) {
-      if ((got = pick())) break;
-      if (rt_.stopping()) return Status(StatusCode::kCancelled, "the task runtime is stopping");
-      if (Clock::now() >= deadline) return timeout_error("no argument became ready");
-      if (slot_) {
-        lock.unlock();
-        give_slot();
-        gave = true;
-        lock.lock();
-        continue;
-      }
-      sig.cv.wait_until(lock, std::min(deadline, Clock::now() + kRecheck));
-    }
-  }
-  if (gave) take_slot();
   taken_[*got] = true;
   return *got;
 }
@@ -514,6 +508,18 @@ Result<ObjectView> Runtime::get(const ObjectRef& ref, milliseconds timeout, GetO
   return r;
 }
 
+Result<std::size_t> Runtime::wait_until(const std::function<std::optional<std::size_t>()>& pick,
+                                        Clock::time_point deadline, const std::string& what) {
+  std::unique_lock lock(signal_->mu);
+  for (;;) {
+    if (auto i = pick()) return *i;
+    if (stopping_) return Status(StatusCode::kCancelled, "the task runtime is stopping");
+    const auto now = Clock::now();
+    if (now >= deadline) return timeout_error(what);
+    signal_->cv.wait_until(lock, std::min(deadline, now + kRecheck));
+  }
+}
+
 int Runtime::producer_of(const ObjectRef& ref) const {
   std::lock_guard lock(mu_);
   auto it = by_result_.find(ref.id);
@@ -528,23 +534,22 @@ Result<std::vector<std::size_t>> Runtime::wait(const std::vector<ObjectRef>& ref
   for (const auto& r : refs) gets.push_back(start_get(r.id, producer_of(r), opts_.transfer));
   std::vector<std::size_t> ready;
   std::vector<bool> seen(refs.size(), false);
-  std::unique_lock lock(signal_->mu);
-  for (;;) {
-    for (std::size_t i = 0; i < refs.size() && ready.size() < k; ++i) {
-      if (!seen[i] && (gets[i].ready() || failure_of(refs[i].id))) {
-        seen[i] = true;
-        ready.push_back(i);
-      }
-    }
-    if (ready.size() >= k) return ready;
-    if (stopping_) return Status(StatusCode::kCancelled, "the task runtime is stopping");
-    const auto now = Clock::now();
-    if (now >= deadline) {
-      return timeout_error(std::to_string(ready.size()) + " of the " + std::to_string(k) +
-                           " objects waited for after " + std::to_string(timeout.count()) + " ms");
-    }
-    signal_->cv.wait_until(lock, std::min(deadline, now + kRecheck));
+  while (ready.size() < k) {
+    auto i = wait_until(
+        [&]() -> std::optional<std::size_t> {
+          for (std::size_t j = 0; j < refs.size(); ++j) {
+            if (!seen[j] && (gets[j].ready() || failure_of(refs[j].id))) return j;
+          }
+          return std::nullopt;
+        },
+        deadline,
+        std::to_string(ready.size()) + " of the " + std::to_string(k) + " objects waited for after " +
+            std::to_string(timeout.count()) + " ms");
+    if (!i.is_ok()) return i.status();
+    seen[*i] = true;
+    ready.push_back(*i);
   }
+  return ready;
 }
 
 Result<ReduceResult> Runtime::reduce(const std::vector<ObjectRef>& inputs, const ObjectID& target,
@@ -594,21 +599,15 @@ Result<ReduceResult> Runtime::fold_here(const std::vector<ObjectRef>& inputs, co
   std::size_t failed = 0;
   Status first_error;
   while (out.used.size() < k) {
-    std::optional<std::size_t> next;
-    {
-      std::unique_lock lock(signal_->mu);
-      for (;;) {
-        for (std::size_t i = 0; i < inputs.size() && !next; ++i) {
-          if (!taken[i] && (gets[i].ready() || failure_of(inputs[i].id))) next = i;
-        }
-        if (next) break;
-        if (stopping_) return Status(StatusCode::kCancelled, "the task runtime is stopping");
-        const auto now = Clock::now();
-        if (now >= deadline)
-          return timeout_error("reduce into " + target.short_hex() + ": inputs not ready in time");
-        signal_->cv.wait_until(lock, std::min(deadline, now + kRecheck));
-      }
-    }
+    auto next = wait_until(
+        [&]() -> std::optional<std::size_t> {
+          for (std::size_t i = 0; i < inputs.size(); ++i) {
+            if (!taken[i] && (gets[i].ready() || failure_of(inputs[i].id))) return i;
+          }
+          return std::nullopt;
+        },
+        deadline, "reduce into " + target.short_hex() + ": inputs not ready in time");
+    if (!next.is_ok()) return next.status();
     taken[*next] = true;
     auto v = wait(gets[*next], inputs[*next].id, deadline);
     if (!v.is_ok()) {
