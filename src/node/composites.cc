@@ -86,10 +86,11 @@ void Composites::fail(ObjectID composite, const Status& why) {
   // put a new object under this id here.
   if (ctx_.store->find(composite) == entry) ctx_.store->erase(composite);
   LOG_INFO("get of composite " << composite.short_hex() << " failed: " << why.to_string());
-  // A producer died: the allreduce restarts and republishes the target, so
-  // look it up again (a few times) instead of failing the readers.
-  if (why.code() == StatusCode::kPeerFailure && ++retries_[composite] <= 3 &&
-      fetcher_.has_waiters(composite)) {
+  // A producer died, or withdrew a part (its holder then refuses the
+  // read): the allreduce restarts and republishes the target, so look it
+  // up again (a few times) instead of failing the readers.
+  const bool retryable = why.code() == StatusCode::kPeerFailure || why.code() == StatusCode::kNotFound;
+  if (retryable && ++retries_[composite] <= 3 && fetcher_.has_waiters(composite)) {
     ctx_.after(ctx_.opts.failure_timeout, [this, composite] {
       if (fetcher_.has_waiters(composite) && !fetcher_.lookup_pending(composite))
         fetcher_.start_lookup(composite, false);

@@ -553,7 +553,74 @@ void ReduceCoordinator::on_reduce_done(const msg::ReduceDone& d) {
   res.striped = c.striped;
   res.recomputed = c.chain ? c.chain->recomputed() : 0;
   res.restarts = static_cast<std::uint32_t>(c.attempt);
+  // A striped target is a composite of stripes held everywhere: it too is
+  // not safe until assembled here.
+  const Rank root_holder = c.chain && !c.striped ? c.chain->holder(c.chain->root()) : ctx_.me;
+  if (c.striped || root_holder != ctx_.me) return land(rid, std::move(res), root_holder);
   finish_reduce(rid, std::move(res));
+}
+
+// The root ran on another node: the reduce is not over until the target is
+// complete here, so that the root holder's death before then is repaired
+// here rather than leaving the only copy to die with it. A caller that
+// reads the target (the common case) is already fetching it, and this get
+// joins that transfer.
+void ReduceCoordinator::land(std::uint64_t rid, ReduceResult res, Rank root_holder) {
+  Reduction& c = reduces_.at(rid);
+  c.landing = std::move(res);
+  c.root_holder = root_holder;
+  for (Rank r : c.striped_holders) {
+    if (!ctx_.alive_rank(r)) return relaunch(rid, "rank " + std::to_string(r) + " failed");
+  }
+  if (!ctx_.alive_rank(root_holder)) return relaunch(rid, "rank " + std::to_string(root_holder) + " failed");
+  auto st = std::make_shared<detail::GetState>();
+  st->id = c.opts.target;
+  c.land = st;
+  // on_ready may run inside the fetcher's fulfilment: finish from the loop.
+  ObjectFuture(st).on_ready([this, st] { asio::post(ctx_.io, [this, st] { on_landed(st); }); });
+  fetcher_.start_get(st, false);
+}
+
+void ReduceCoordinator::on_landed(const std::shared_ptr<hoplite::detail::GetState>& st) {
+  for (auto& [rid, c] : reduces_) {
+    if (c.land != st) continue;
+    if (!c.landing || c.finished) return;
+    Result<ObjectView> got = Status(StatusCode::kInternal, "unset");
+    {
+      std::lock_guard lock(st->mu);
+      got = *st->result;
+    }
+    if (!got.is_ok()) {
+      return finish_reduce(rid, Status(got.status().code(), "reduce into " + c.opts.target.short_hex() +
+                                                                ": the target did not reach the caller: " +
+                                                                got.status().message()));
+    }
+    ReduceResult res = std::move(*c.landing);
+    return finish_reduce(rid, std::move(res));
+  }
+}
+
+// The root's holder died before the target was complete here (or, for
+// k < n, while the root was being written): remove the
+// target everywhere (readers drop their prefix and wait for a new put), and
+// only once that is acked start the next attempt, whose root may write
+// other bytes under the same id.
+void ReduceCoordinator::relaunch(std::uint64_t rid, const std::string& why) {
+  Reduction& c = reduces_.at(rid);
+  if (c.relaunching) return;
+  c.relaunching = true;
+  c.landing.reset();
+  c.land.reset();
+  LOG_WARN("reduce into " << c.opts.target.short_hex() << " lost a part of its result (" << why
+                          << ") before the target arrived here; removing it and reducing again");
+  dir_.request_here(msg::Remove{c.opts.target, 0, ctx_.me}, [this, rid, why](Status) {
+    auto it = reduces_.find(rid);
+    if (it == reduces_.end() || it->second.finished || ctx_.stopping) return;
+    restart_reduce(rid, why);
+  });
+  // After the Remove on the same connection, so the shard parks our fresh
+  // lookup instead of naming our own dropped prefix.
+  fetcher_.delete_local(c.opts.target);
 }
 
 void ReduceCoordinator::finish_reduce(std::uint64_t rid, Result<ReduceResult> r) {
@@ -586,7 +653,24 @@ void ReduceCoordinator::on_shards_moved(const std::vector<bool>& old_alive) {
 // above the lost positions, a striped allreduce starts over.
 void ReduceCoordinator::on_peer_failed(Rank f) {
   std::vector<std::uint64_t> repair, restart;
+  std::vector<std::uint64_t> relaunches;
   for (auto& [rid, c] : reduces_) {
+    if (c.relaunching || c.finished) continue;
+    if (c.landing) {
+      // Done but for the target's trip here: only the root's holder (or a
+      // stripe's) matters.
+      if (c.root_holder == f || c.striped_holders.count(f)) relaunches.push_back(rid);
+      continue;
+    }
+    // A root being written on f may already be streaming to readers: for
+    // k < n the next root may fold other inputs, so, as above, the target
+    // goes first. (For k = n it folds the same ones, so readers may resume.)
+    if (c.chain && c.k < c.opts.inputs.size() && c.chain->task(c.chain->root()) != 0 &&
+        c.chain->holder(c.chain->root()) == f) {
+      c.root_holder = f;
+      relaunches.push_back(rid);
+      continue;
+    }
     bool hit = c.chain && c.chain->uses(f);
     bool pending_hit = c.reserved && c.reserved->holder == f;
     // (An answer that brought the bytes does not need its holder.)
@@ -598,6 +682,7 @@ void ReduceCoordinator::on_peer_failed(Rank f) {
     }
   }
   const std::string lost = "rank " + std::to_string(f) + " failed";
+  for (auto rid : relaunches) relaunch(rid, lost);
   for (auto rid : restart) restart_reduce(rid, lost);
   for (auto rid : repair) repair_reduce(rid, lost);
 }

@@ -7,8 +7,9 @@
 // Any other position becomes a ReduceTask sent to the input's holder (the
 // ReduceExecutor there), naming the upstream objects (its children's
 // results) and where they are. The root's output is the target. When the
-// root task reports done, the reduce is complete and the intermediates are
-// removed. An allreduce whose inputs all exist at once is striped instead:
+// root task reports done and the target is complete on this node too (the
+// caller reads it here; a root elsewhere streams it over), the reduce is
+// complete and the intermediates are removed. An allreduce whose inputs all exist at once is striped instead:
 // one chain per stripe through every holder, the target published as a
 // composite of the stripes.
 //
@@ -37,6 +38,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "hoplite/object_view.h"
 #include "hoplite/reduce.h"
 #include "node/context.h"
 #include "scheduler/tree_chain.h"
@@ -97,6 +99,12 @@ class ReduceCoordinator final : public Component {
     int attempt = 0;
     Done done;
     bool finished = false;
+    // The tree-chain is done but its root ran on `root_holder`: the result,
+    // kept until the target is complete here (`land`).
+    std::optional<ReduceResult> landing;
+    Rank root_holder = 0;
+    std::shared_ptr<hoplite::detail::GetState> land;
+    bool relaunching = false;  // waiting for the target's removal to be acked
   };
 
   class ChainEffects;
@@ -115,6 +123,9 @@ class ReduceCoordinator final : public Component {
   void resume_position(std::uint64_t rid, std::uint32_t pos, const ObjectID& old_output);
   void cancel_open_tasks(Reduction& c);
   void finish_reduce(std::uint64_t rid, Result<ReduceResult> r);
+  void land(std::uint64_t rid, ReduceResult res, Rank root_holder);
+  void on_landed(const std::shared_ptr<hoplite::detail::GetState>& st);
+  void relaunch(std::uint64_t rid, const std::string& why);
   void on_reduce_done(const msg::ReduceDone& d);
   // Where task `task` of one of our reduces runs; nullopt for a task of no
   // live attempt.

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -307,6 +308,10 @@ TEST_P(ReduceKillAt, KOfNUsesOnlyLiveInputs) {
     const ObjectID target = target_id(tag);
     if (me < kK) CHECK_OK(put_input(node, tag, me));
     CHECK_OK(node.barrier(milliseconds(20000)));
+    // Rank 1 reads the target from the start, so it streams whatever the
+    // first root writes; the repair must not leave it a prefix of that.
+    std::optional<ObjectFuture> early;
+    if (me == 1) early = node.get(target);
     std::unique_ptr<ProgressMirror> mirror;
     if (me < kK) mirror = std::make_unique<ProgressMirror>(node, target, &b.progress[me]);
     if (me == kVictim) {
@@ -334,6 +339,46 @@ TEST_P(ReduceKillAt, KOfNUsesOnlyLiveInputs) {
     }
     if (me >= kK) {
       if (int r = put_after_failure(node, tag, kVictim, me)) return r;
+    }
+    return read_target_and_leave(node, b, tag, kN - 1);
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
+}
+
+// ------------------------------------ 6b. k < n, the root's holder, late
+
+// Rank 0 holds no input and reduces the first 1 of inputs 1-3, asked for
+// in that order on one shard, so the root (a copy of input 1) is made on
+// rank 1. Rank 1 dies once rank 0 has a quarter of the target: the tree is
+// done, but the only complete copy dies before it reaches the caller. The
+// reduce must not return that lost target: it removes it and reduces again
+// from a live input, and the caller and every survivor read exactly that
+// input.
+TEST(ReduceKillTest, RootHolderDiesBeforeTheTargetArrives) {
+  constexpr int kN = 6;
+  constexpr int kVictim = 1;
+  static_assert(kN == kShardWorld);
+  const std::string tag = "shard0/reduce-root-late";
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kVictim);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    if (me >= 1 && me <= 3) CHECK_OK(put_input(node, tag, me));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    std::unique_ptr<ProgressMirror> mirror;
+    if (me == 0) mirror = std::make_unique<ProgressMirror>(node, target_id(tag), &b.progress[0]);
+    if (me == kVictim) {
+      auto suicide = die_when([&] { return b.progress[0].load() >= kSize / 4; });
+      return await_death(b);
+    }
+    if (me == 0) {
+      ASSIGN_OR_FAIL(ReduceResult res, node.reduce(sum_of(tag, {1, 2, 3}, 1)));
+      const std::vector<int> used = ranks_of(tag, kN, res.used);
+      CHECK_EQ(used.size(), std::size_t{1});
+      if (lists(used, kVictim)) FAIL_BODY("the result names the dead rank's input");
+      CHECK_EQ(res.restarts, 1u);
+      if (int r = announce_result(node, b, tag, used)) return r;
     }
     return read_target_and_leave(node, b, tag, kN - 1);
   });
