@@ -232,6 +232,12 @@ const std::vector<ObjectID>& ReduceCoordinator::used(const Reduction& c) {
 void ReduceCoordinator::arrive(std::uint64_t rid, const msg::LocateReply& r) {
   Reduction& c = reduces_.at(rid);
   if (c.finished || used(c).size() >= c.k) return;  // a k-of-n straggler: not needed
+  // First, as sizes that differ also differ in being held inline.
+  if ((c.chain || c.local) && r.size != c.size) {
+    return finish_reduce(
+        rid, invalid_argument("reduce inputs differ in size: " + std::to_string(c.size) + " and " +
+                              std::to_string(r.size) + " (" + r.id.short_hex() + ")"));
+  }
   if (r.has_inline || c.local) return fold_here(rid, r);
 
   const std::size_t esize = element_size(c.opts.dtype);

@@ -1,0 +1,78 @@
+// Collectives: MPI-style collective calls over a Node, for callers that hold
+// buffers rather than ObjectIDs (the C ABI, the Python module, the torch
+// backend).
+//
+// Every rank of the cluster makes the same calls in the same order, as with
+// MPI: call i names its objects after this instance's prefix and i, so
+// ranks agree on them without talking. Underneath, each call is what a task
+// runtime would do with the node: inputs are put, the result is a reduce
+// target or a broadcast object that everyone gets, so it is chunk-pipelined
+// and survives the death of a participant like any get or reduce. A call
+// ends with a barrier, after which every rank removes the objects it put
+// (nobody can still be reading them).
+//
+// Buffers: `in` is copied into the store (one copy); results are copied
+// from the store into `out` (one copy). Sizes must agree across ranks;
+// a rank whose size differs fails the call with kInvalidArgument.
+//
+// Ownership: borrows the Node, which must outlive it. Thread-binding: one
+// thread at a time per instance (calls are ordered); distinct instances
+// (distinct prefixes) may run concurrently over one Node.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "hoplite/node.h"
+#include "hoplite/reduce.h"
+#include "hoplite/status.h"
+
+namespace hoplite {
+
+class Collectives {
+ public:
+  using Timeout = std::chrono::milliseconds;
+  static constexpr Timeout kDefaultTimeout{std::chrono::minutes(10)};
+
+  // `prefix` keeps this instance's objects apart from another's (one per
+  // process group).
+  explicit Collectives(Node& node, std::string prefix = "hoplite/coll");
+
+  // `buf` of root goes to every rank's `buf` (same size everywhere).
+  [[nodiscard]] Status broadcast(std::span<std::byte> buf, int root, Timeout timeout = kDefaultTimeout);
+  // Element-wise op over every rank's `in`, into every rank's `out` (`in`
+  // and `out` may be the same memory).
+  [[nodiscard]] Status allreduce(std::span<const std::byte> in, std::span<std::byte> out, ReduceOp op,
+                                 DataType dtype, Timeout timeout = kDefaultTimeout);
+  // The same into root's `out` only (other ranks' `out` is not touched and
+  // may be empty).
+  [[nodiscard]] Status reduce(std::span<const std::byte> in, std::span<std::byte> out, int root, ReduceOp op,
+                              DataType dtype, Timeout timeout = kDefaultTimeout);
+  // Rank r's `in` lands at [r * in.size(), (r+1) * in.size()) of root's
+  // `out` (world_size * in.size() bytes; other ranks' may be empty).
+  [[nodiscard]] Status gather(std::span<const std::byte> in, std::span<std::byte> out, int root,
+                              Timeout timeout = kDefaultTimeout);
+  // Every rank's `out` gets what gather gives the root.
+  [[nodiscard]] Status allgather(std::span<const std::byte> in, std::span<std::byte> out,
+                                 Timeout timeout = kDefaultTimeout);
+  [[nodiscard]] Status barrier(Timeout timeout = kDefaultTimeout);
+
+  Node& node() { return node_; }
+
+ private:
+  ObjectID id(std::uint64_t call, const std::string& what) const;
+  // A reduce of call `call`'s input from every rank into `target`.
+  ReduceOptions every_input(std::uint64_t call, const ObjectID& target, ReduceOp op, DataType dtype,
+                            Timeout timeout) const;
+  // The barrier that ends a call, then the removal of what this rank put.
+  Status finish(Status st, std::span<const ObjectID> mine, Timeout timeout);
+
+  Node& node_;
+  std::string prefix_;
+  std::uint64_t calls_ = 0;
+};
+
+}  // namespace hoplite

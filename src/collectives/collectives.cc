@@ -1,0 +1,186 @@
+#include "hoplite/collectives.h"
+
+#include <cstring>
+#include <vector>
+
+namespace hoplite {
+
+namespace {
+
+Status wrong_size(const char* what, std::size_t got, std::size_t want) {
+  return invalid_argument(std::string(what) + ": " + std::to_string(got) + " bytes where this rank has " +
+                          std::to_string(want) + " (every rank must pass the same size)");
+}
+
+Status check_rank(const Node& node, int root) {
+  if (root < 0 || root >= node.world_size()) {
+    return invalid_argument("root " + std::to_string(root) + " is not a rank of a cluster of " +
+                            std::to_string(node.world_size()));
+  }
+  return {};
+}
+
+// The view's bytes into `out`, which must be its size.
+Status copy_out(const Result<ObjectView>& v, std::span<std::byte> out, const char* what) {
+  if (!v.is_ok()) return v.status();
+  if (v->size() != out.size()) return wrong_size(what, v->size(), out.size());
+  if (!out.empty()) std::memcpy(out.data(), v->data(), out.size());
+  return {};
+}
+
+// Waits for every part and copies part r to out[r * part_size, ...).
+Status copy_parts(std::vector<ObjectFuture>& parts, std::span<std::byte> out, std::size_t part_size,
+                  const char* what, std::chrono::milliseconds timeout) {
+  for (std::size_t r = 0; r < parts.size(); ++r) {
+    auto v = parts[r].wait(timeout);
+    if (!v.is_ok()) return v.status();
+    if (v->size() != part_size) return wrong_size(what, v->size(), part_size);
+    if (part_size) std::memcpy(out.data() + r * part_size, v->data(), part_size);
+  }
+  return {};
+}
+
+}  // namespace
+
+Collectives::Collectives(Node& node, std::string prefix) : node_(node), prefix_(std::move(prefix)) {}
+
+ObjectID Collectives::id(std::uint64_t call, const std::string& what) const {
+  return ObjectID::from_name(prefix_ + "/" + std::to_string(call) + "/" + what);
+}
+
+ReduceOptions Collectives::every_input(std::uint64_t call, const ObjectID& target, ReduceOp op,
+                                       DataType dtype, Timeout timeout) const {
+  ReduceOptions o;
+  for (int r = 0; r < node_.world_size(); ++r) o.inputs.push_back(id(call, "in/" + std::to_string(r)));
+  o.target = target;
+  o.op = op;
+  o.dtype = dtype;
+  o.timeout = timeout;
+  return o;
+}
+
+Status Collectives::finish(Status st, std::span<const ObjectID> mine, Timeout timeout) {
+  // Every rank is past its reads once the barrier opens, so the objects
+  // can go; without it a fast rank would remove what a slow one still reads.
+  Status b = node_.barrier(timeout);
+  if (!b.is_ok()) return st.is_ok() ? b : st;
+  for (const auto& id : mine) {
+    Status r = node_.remove(id);
+    if (st.is_ok() && !r.is_ok() && r.code() != StatusCode::kNotFound) st = r;
+  }
+  return st;
+}
+
+Status Collectives::barrier(Timeout timeout) {
+  ++calls_;
+  return node_.barrier(timeout);
+}
+
+Status Collectives::broadcast(std::span<std::byte> buf, int root, Timeout timeout) {
+  const std::uint64_t call = calls_++;
+  HOPLITE_RETURN_IF_ERROR(check_rank(node_, root));
+  const ObjectID obj = id(call, "bcast");
+  if (node_.rank() == root) {
+    Status st = node_.put(obj, buf.data(), buf.size());
+    return finish(st, std::span(&obj, 1), timeout);
+  }
+  return finish(copy_out(node_.get(obj).wait(timeout), buf, "broadcast"), {}, timeout);
+}
+
+Status Collectives::reduce(std::span<const std::byte> in, std::span<std::byte> out, int root, ReduceOp op,
+                           DataType dtype, Timeout timeout) {
+  const std::uint64_t call = calls_++;
+  HOPLITE_RETURN_IF_ERROR(check_rank(node_, root));
+  const int me = node_.rank();
+  if (me == root && out.size() != in.size()) return wrong_size("reduce output", out.size(), in.size());
+  const ObjectID mine = id(call, "in/" + std::to_string(me));
+  const ObjectID target = id(call, "out");
+  Status st = node_.put(mine, in.data(), in.size());
+  std::vector<ObjectID> put{mine};
+  if (me == root && st.is_ok()) {
+    ReduceOptions o = every_input(call, target, op, dtype, timeout);
+    auto res = node_.reduce(o);
+    if (!res.is_ok()) {
+      st = res.status();
+    } else {
+      // Complete here already: the reduce returns once it is.
+      st = copy_out(node_.get(target).wait(timeout), out, "reduce result");
+    }
+    put.push_back(target);
+  }
+  return finish(st, put, timeout);
+}
+
+Status Collectives::allreduce(std::span<const std::byte> in, std::span<std::byte> out, ReduceOp op,
+                              DataType dtype, Timeout timeout) {
+  const std::uint64_t call = calls_++;
+  if (out.size() != in.size()) return wrong_size("allreduce output", out.size(), in.size());
+  const int me = node_.rank();
+  const ObjectID mine = id(call, "in/" + std::to_string(me));
+  const ObjectID target = id(call, "out");
+  Status st = node_.put(mine, in.data(), in.size());
+  std::vector<ObjectID> put{mine};
+  // Every rank's get is issued before rank 0's reduce returns, so the
+  // result streams into broadcast chains (or around the stripes' ring)
+  // while it is being reduced.
+  ObjectFuture got = node_.get(target);
+  if (me == 0) {
+    ReduceOptions o = every_input(call, target, op, dtype, timeout);
+    o.allow_stripes = true;
+    auto res = st.is_ok() ? node_.reduce(o) : Result<ReduceResult>(st);
+    if (!res.is_ok()) {
+      st = res.status();
+      // The others wait for the target: an empty one tells them it failed
+      // (their size check reports it) instead of leaving them to time out.
+      (void)node_.put(target, nullptr, 0);
+    }
+    put.push_back(target);
+  }
+  if (st.is_ok()) {
+    auto v = got.wait(timeout);
+    if (v.is_ok() && v->size() == 0 && !out.empty()) {
+      st = Status(StatusCode::kPeerFailure, "allreduce: the reduce failed at rank 0 (its log says why)");
+    } else {
+      st = copy_out(v, out, "allreduce result");
+    }
+  }
+  return finish(st, put, timeout);
+}
+
+Status Collectives::gather(std::span<const std::byte> in, std::span<std::byte> out, int root,
+                           Timeout timeout) {
+  const std::uint64_t call = calls_++;
+  HOPLITE_RETURN_IF_ERROR(check_rank(node_, root));
+  const int n = node_.world_size(), me = node_.rank();
+  if (me == root && out.size() != in.size() * static_cast<std::size_t>(n))
+    return wrong_size("gather output", out.size(), in.size() * static_cast<std::size_t>(n));
+  const ObjectID mine = id(call, "part/" + std::to_string(me));
+  Status st = node_.put(mine, in.data(), in.size());
+  if (me == root && st.is_ok()) {
+    // All gets first: the parts come from n senders at once.
+    std::vector<ObjectFuture> parts;
+    for (int r = 0; r < n; ++r) parts.push_back(node_.get(id(call, "part/" + std::to_string(r))));
+    st = copy_parts(parts, out, in.size(), "gather part", timeout);
+  }
+  return finish(st, std::span(&mine, 1), timeout);
+}
+
+Status Collectives::allgather(std::span<const std::byte> in, std::span<std::byte> out, Timeout timeout) {
+  const std::uint64_t call = calls_++;
+  const int n = node_.world_size(), me = node_.rank();
+  if (out.size() != in.size() * static_cast<std::size_t>(n))
+    return wrong_size("allgather output", out.size(), in.size() * static_cast<std::size_t>(n));
+  const ObjectID mine = id(call, "part/" + std::to_string(me));
+  Status st = node_.put(mine, in.data(), in.size());
+  if (st.is_ok()) {
+    // Each part travels the ring: every link carries one stream.
+    GetOptions ring;
+    ring.after = (me + n - 1) % n;
+    std::vector<ObjectFuture> parts;
+    for (int r = 0; r < n; ++r) parts.push_back(node_.get(id(call, "part/" + std::to_string(r)), ring));
+    st = copy_parts(parts, out, in.size(), "allgather part", timeout);
+  }
+  return finish(st, std::span(&mine, 1), timeout);
+}
+
+}  // namespace hoplite
