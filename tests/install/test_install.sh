@@ -70,3 +70,19 @@ grep -q 'c++ rank 1: sum 6' <<<"$out" || { echo "FAIL: hello_cc printed somethin
 # They ran against the installed library, not the build tree's.
 ldd "$tmp/hello_c" | grep -q "$libdir/libhoplite.so.0" || { ldd "$tmp/hello_c"; echo "FAIL: not the installed copy"; exit 1; }
 echo "PASS: both ran under the installed hoplite-run against the installed libhoplite"
+
+# The Python module, when it was built: imported from the installed
+# site-packages directory, not the build tree.
+ext=$(find "$dest" -name '_hoplite*.so' | head -1)
+if [[ -n $ext ]]; then
+  site=$(dirname "$(dirname "$ext")")
+  out=$(cd "$tmp" && PYTHONPATH="$site" PYTHONDONTWRITEBYTECODE=1 "$launcher" -n 2 --timeout 60 -- /usr/bin/python3 -c '
+import numpy as np, hoplite
+with hoplite.Node.from_env() as n:
+    print("py rank", n.rank, "sum", n.allreduce(np.ones(3) * (n.rank + 1)).tolist(), hoplite.__file__)
+' 2>&1) || { echo "$out"; echo "FAIL: the installed Python module"; exit 1; }
+  echo "$out"
+  grep -q "py rank 1 sum \[3.0, 3.0, 3.0\] $site/hoplite/__init__.py" <<<"$out" ||
+    { echo "FAIL: the installed Python module printed something else"; exit 1; }
+  echo "PASS: the installed Python module ($site/hoplite)"
+fi
