@@ -426,7 +426,9 @@ class ProcessGroupHoplite : public c10d::ProcessGroup {
     auto work = c10::make_intrusive<HopliteWork>(getRank(), c10d::OpType::RECV, std::vector<at::Tensor>{t});
     const hoplite_object_id_t oid = p2p_id(src, getRank(), tag);
     track(work);
-    std::thread([this, work, t, oid]() mutable {
+    // The thread holds the group, which may otherwise go first.
+    auto self = c10::intrusive_ptr<ProcessGroupHoplite>::unsafe_reclaim_from_nonowning(this);
+    std::thread([this, self, work, t, oid]() mutable {
       try {
         fetch_into(oid, t, "recv");
         check(hoplite_remove(node_, oid, HOPLITE_REMOVE_GLOBAL), "recv");
