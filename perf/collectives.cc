@@ -48,6 +48,9 @@ void fill_input(std::byte* p, std::uint64_t bytes, DataType t, int rank) {
     case DataType::kFloat64: return fill_t<double>(p, bytes / 8, rank);
     case DataType::kInt32: return fill_t<std::int32_t>(p, bytes / 4, rank);
     case DataType::kInt64: return fill_t<std::int64_t>(p, bytes / 8, rank);
+    // 16-bit floats are not benchmarked: zeros, and no check.
+    case DataType::kBFloat16:
+    case DataType::kFloat16: std::memset(p, 0, bytes); return;
   }
 }
 
@@ -58,6 +61,8 @@ std::uint64_t check_reduced(const std::byte* p, std::uint64_t bytes, DataType t,
     case DataType::kFloat64: return check_t<double>(p, bytes / 8, op, ranks);
     case DataType::kInt32: return check_t<std::int32_t>(p, bytes / 4, op, ranks);
     case DataType::kInt64: return check_t<std::int64_t>(p, bytes / 8, op, ranks);
+    case DataType::kBFloat16:
+    case DataType::kFloat16: return 0;
   }
   return 0;
 }

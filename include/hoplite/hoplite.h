@@ -63,7 +63,9 @@ typedef enum hoplite_dtype {
   HOPLITE_FLOAT32 = 0,
   HOPLITE_FLOAT64 = 1,
   HOPLITE_INT32 = 2,
-  HOPLITE_INT64 = 3
+  HOPLITE_INT64 = 3,
+  HOPLITE_BFLOAT16 = 4, /* folded in float, rounded to nearest even */
+  HOPLITE_FLOAT16 = 5
 } hoplite_dtype_t;
 
 /* Objects are named by 20 bytes: a hash of a name (the same on every node)

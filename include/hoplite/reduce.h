@@ -22,7 +22,16 @@
 namespace hoplite {
 
 enum class ReduceOp : std::uint8_t { kSum = 0, kProd = 1, kMin = 2, kMax = 3 };
-enum class DataType : std::uint8_t { kFloat32 = 0, kFloat64 = 1, kInt32 = 2, kInt64 = 3 };
+// bfloat16 and float16 are folded in float and rounded back to nearest
+// even after every step (as torch's CPU kernels do).
+enum class DataType : std::uint8_t {
+  kFloat32 = 0,
+  kFloat64 = 1,
+  kInt32 = 2,
+  kInt64 = 3,
+  kBFloat16 = 4,
+  kFloat16 = 5,
+};
 
 std::size_t element_size(DataType t);
 const char* to_string(ReduceOp op);

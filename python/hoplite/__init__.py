@@ -46,6 +46,7 @@ _DTYPES = {
     _np.dtype(_np.float64): "double",
     _np.dtype(_np.int32): "int32",
     _np.dtype(_np.int64): "int64",
+    _np.dtype(_np.float16): "float16",
 }
 _OPS = ("sum", "prod", "min", "max")
 
@@ -56,7 +57,7 @@ def _dtype_name(dtype):
         return _DTYPES[d]
     except KeyError:
         raise InvalidArgumentError(
-            f"dtype {d} has no reduce kernel (float32, float64, int32, int64)") from None
+            f"dtype {d} has no reduce kernel (float32, float64, int32, int64, float16)") from None
 
 
 def _op_name(op):

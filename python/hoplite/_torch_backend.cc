@@ -87,6 +87,8 @@ hoplite_dtype_t reduce_dtype(const at::Tensor& t) {
     case at::kDouble: return HOPLITE_FLOAT64;
     case at::kInt: return HOPLITE_INT32;
     case at::kLong: return HOPLITE_INT64;
+    case at::kBFloat16: return HOPLITE_BFLOAT16;
+    case at::kHalf: return HOPLITE_FLOAT16;
     default: fail(std::string("no reduce kernel for ") + c10::toString(t.scalar_type()));
   }
 }

@@ -102,7 +102,7 @@ bool valid_op(hoplite_reduce_op_t op) {
   return op >= HOPLITE_OP_SUM && op <= HOPLITE_OP_MAX;
 }
 bool valid_dtype(hoplite_dtype_t t) {
-  return t >= HOPLITE_FLOAT32 && t <= HOPLITE_INT64;
+  return t >= HOPLITE_FLOAT32 && t <= HOPLITE_FLOAT16;
 }
 
 hoplite_status_t check_reduce_kind(hoplite_reduce_op_t op, hoplite_dtype_t dtype) {

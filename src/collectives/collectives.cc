@@ -7,6 +7,8 @@ namespace hoplite {
 
 namespace {
 
+constexpr std::size_t kStripeBarrierBytes = 1u << 20;
+
 Status wrong_size(const char* what, std::size_t got, std::size_t want) {
   return invalid_argument(std::string(what) + ": " + std::to_string(got) + " bytes where this rank has " +
                           std::to_string(want) + " (every rank must pass the same size)");
@@ -120,6 +122,11 @@ Status Collectives::allreduce(std::span<const std::byte> in, std::span<std::byte
   const ObjectID target = id(call, "out");
   Status st = node_.put(mine, in.data(), in.size());
   std::vector<ObjectID> put{mine};
+  // A large object stripes only if every input exists when rank 0 decides
+  // (within a few ms), and ranks copying 64 MiB into their stores on busy
+  // cores drift further apart than that: a barrier lines them up, for one
+  // round trip.
+  if (in.size() >= kStripeBarrierBytes && st.is_ok()) st = node_.barrier(timeout);
   // Every rank's get is issued before rank 0's reduce returns, so the
   // result streams into broadcast chains (or around the stripes' ring)
   // while it is being reduced.

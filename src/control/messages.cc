@@ -336,7 +336,7 @@ Status read_task(WireReader& r, ReduceTask& m) {
   TRY(r.u64(m.start));
   TRY(r.u8(m.op));
   TRY(r.u8(m.dtype));
-  if (m.op > 3 || m.dtype > 3) return protocol_error("reduce task with an unknown op or type");
+  if (m.op > 3 || m.dtype > 5) return protocol_error("reduce task with an unknown op or type");
   if (m.start > m.size) return protocol_error("reduce task starts past its end");
   std::uint32_t n;
   TRY(r.u32(n));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 namespace hoplite {
@@ -12,6 +13,8 @@ std::size_t element_size(DataType t) {
     case DataType::kFloat64: return 8;
     case DataType::kInt32: return 4;
     case DataType::kInt64: return 8;
+    case DataType::kBFloat16: return 2;
+    case DataType::kFloat16: return 2;
   }
   return 1;
 }
@@ -32,6 +35,8 @@ const char* to_string(DataType t) {
     case DataType::kFloat64: return "double";
     case DataType::kInt32: return "int32";
     case DataType::kInt64: return "int64";
+    case DataType::kBFloat16: return "bfloat16";
+    case DataType::kFloat16: return "float16";
   }
   return "?";
 }
@@ -49,7 +54,9 @@ Result<DataType> parse_data_type(const std::string& s) {
   if (s == "double" || s == "f64" || s == "float64") return DataType::kFloat64;
   if (s == "int32" || s == "i32" || s == "int") return DataType::kInt32;
   if (s == "int64" || s == "i64") return DataType::kInt64;
-  return invalid_argument("unknown data type '" + s + "' (float, double, int32, int64)");
+  if (s == "bfloat16" || s == "bf16") return DataType::kBFloat16;
+  if (s == "float16" || s == "f16" || s == "half") return DataType::kFloat16;
+  return invalid_argument("unknown data type '" + s + "' (float, double, int32, int64, bfloat16, float16)");
 }
 
 namespace reduce {
@@ -135,12 +142,59 @@ __attribute__((target_clones("avx2", "default"))) void loop(T* dst, const T* a, 
 }
 #endif
 
+// 16-bit floats: each element widened to float, combined, rounded back.
+struct BFloat16 {
+  static float widen(std::uint16_t h) {
+    const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  }
+  static std::uint16_t narrow(float f) {
+    std::uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40);  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1);  // round to nearest, ties to even
+    return static_cast<std::uint16_t>(u >> 16);
+  }
+};
+struct Float16 {
+  static float widen(std::uint16_t h) {
+    _Float16 x;
+    std::memcpy(&x, &h, sizeof x);
+    return static_cast<float>(x);
+  }
+  static std::uint16_t narrow(float f) {
+    const _Float16 x = static_cast<_Float16>(f);
+    std::uint16_t h;
+    std::memcpy(&h, &x, sizeof h);
+    return h;
+  }
+};
+
+template <typename H, typename Op>
+void run_half(std::byte* dst, const std::byte* a, const std::byte* b, std::size_t bytes) {
+  Op op;
+  const std::size_t n = bytes / 2;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t x, y;
+    std::memcpy(&x, a + 2 * i, 2);
+    std::memcpy(&y, b + 2 * i, 2);
+    const std::uint16_t z = H::narrow(op(H::widen(x), H::widen(y)));
+    std::memcpy(dst + 2 * i, &z, 2);
+  }
+}
+
 template <typename T, typename Op>
 void run(std::byte* dst, const std::byte* a, const std::byte* b, std::size_t bytes) {
-  // Alias-safe: each element is read before it is written, and the same
-  // index is used on both sides.
-  loop<T, Op>(reinterpret_cast<T*>(dst), reinterpret_cast<const T*>(a), reinterpret_cast<const T*>(b),
-              bytes / sizeof(T));
+  if constexpr (std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>) {
+    run_half<T, Op>(dst, a, b, bytes);
+  } else {
+    // Alias-safe: each element is read before it is written, and the same
+    // index is used on both sides.
+    loop<T, Op>(reinterpret_cast<T*>(dst), reinterpret_cast<const T*>(a), reinterpret_cast<const T*>(b),
+                bytes / sizeof(T));
+  }
 }
 
 template <typename T>
@@ -162,6 +216,8 @@ void apply(ReduceOp op, DataType t, std::byte* dst, const std::byte* a, const st
     case DataType::kFloat64: return by_op<double>(op, dst, a, b, bytes);
     case DataType::kInt32: return by_op<std::int32_t>(op, dst, a, b, bytes);
     case DataType::kInt64: return by_op<std::int64_t>(op, dst, a, b, bytes);
+    case DataType::kBFloat16: return by_op<BFloat16>(op, dst, a, b, bytes);
+    case DataType::kFloat16: return by_op<Float16>(op, dst, a, b, bytes);
   }
 }
 

@@ -39,6 +39,31 @@ static int64_t value(int rank, uint64_t i) {
   return (int64_t)((rank + i) % 5) + 1;
 }
 
+/* 16-bit floats of small integers (exact: at most 125 here). */
+static uint16_t bf16_of(int64_t v) {
+  float f = (float)v;
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return (uint16_t)(u >> 16);
+}
+static int64_t of_bf16(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return (int64_t)f;
+}
+static uint16_t f16_of(int64_t v) {
+  int e = 0;
+  while ((v >> (e + 1)) != 0) ++e; /* v in [2^e, 2^(e+1)) */
+  const uint16_t mant = (uint16_t)(((v - ((int64_t)1 << e)) << 10) >> e);
+  return (uint16_t)(((e + 15) << 10) | mant);
+}
+static int64_t of_f16(uint16_t h) {
+  const int e = (h >> 10) & 0x1f;
+  const int64_t mant = (h & 0x3ff) | 0x400;
+  return e >= 25 ? mant << (e - 25) : mant >> (25 - e);
+}
+
 static void fill(void* p, hoplite_dtype_t t, uint64_t count, int rank) {
   for (uint64_t i = 0; i < count; ++i) {
     int64_t v = value(rank, i);
@@ -47,6 +72,8 @@ static void fill(void* p, hoplite_dtype_t t, uint64_t count, int rank) {
       case HOPLITE_FLOAT64: ((double*)p)[i] = (double)v; break;
       case HOPLITE_INT32: ((int32_t*)p)[i] = (int32_t)v; break;
       case HOPLITE_INT64: ((int64_t*)p)[i] = v; break;
+      case HOPLITE_BFLOAT16: ((uint16_t*)p)[i] = bf16_of(v); break;
+      case HOPLITE_FLOAT16: ((uint16_t*)p)[i] = f16_of(v); break;
     }
   }
 }
@@ -67,11 +94,14 @@ static int64_t element(const void* p, hoplite_dtype_t t, uint64_t i) {
     case HOPLITE_FLOAT64: return (int64_t)((const double*)p)[i];
     case HOPLITE_INT32: return ((const int32_t*)p)[i];
     case HOPLITE_INT64: return ((const int64_t*)p)[i];
+    case HOPLITE_BFLOAT16: return of_bf16(((const uint16_t*)p)[i]);
+    case HOPLITE_FLOAT16: return of_f16(((const uint16_t*)p)[i]);
   }
   return 0;
 }
 
 static size_t dtype_size(hoplite_dtype_t t) {
+  if (t == HOPLITE_BFLOAT16 || t == HOPLITE_FLOAT16) return 2;
   return t == HOPLITE_FLOAT32 || t == HOPLITE_INT32 ? 4 : 8;
 }
 
@@ -239,7 +269,7 @@ static void test_reduce(hoplite_node_t* node, int rank, int n) {
    * rank 0) and large (a tree-chain or stripes). */
   const uint64_t counts[2] = {1000, 1 << 20};
   for (int c = 0; c < 2; ++c) {
-    for (int t = HOPLITE_FLOAT32; t <= HOPLITE_INT64; ++t) {
+    for (int t = HOPLITE_FLOAT32; t <= HOPLITE_FLOAT16; ++t) {
       for (int op = HOPLITE_OP_SUM; op <= HOPLITE_OP_MAX; ++op) {
         const uint64_t count = counts[c];
         void* send = malloc(count * dtype_size((hoplite_dtype_t)t));

@@ -66,7 +66,9 @@ decltype(auto) with_type(DataType t, F&& f) {
     case DataType::kFloat64: return f(double{});
     case DataType::kInt32: return f(std::int32_t{});
     case DataType::kInt64: return f(std::int64_t{});
-    case DataType::kFloat32: break;
+    case DataType::kFloat32:
+    case DataType::kBFloat16:  // not in kTypes
+    case DataType::kFloat16: break;
   }
   return f(float{});
 }

@@ -164,7 +164,7 @@ def test_reduce_any_k_of_n(node):
     node.remove(f"py/rin/{r}")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.float16])
 @pytest.mark.parametrize("op", ["sum", "prod", "min", "max"])
 @pytest.mark.parametrize("count", [100, 1 << 19])
 def test_allreduce(node, dtype, op, count):

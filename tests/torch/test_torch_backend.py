@@ -36,7 +36,7 @@ def value(rank, n, dtype):
 REDUCE = {dist.ReduceOp.SUM: torch.sum, dist.ReduceOp.PRODUCT: torch.prod,
           dist.ReduceOp.MIN: lambda s, dim: torch.min(s, dim=dim).values,
           dist.ReduceOp.MAX: lambda s, dim: torch.max(s, dim=dim).values}
-for dtype in (torch.float32, torch.float64, torch.int32, torch.int64):
+for dtype in (torch.float32, torch.float64, torch.int32, torch.int64, torch.bfloat16, torch.float16):
     for n in (100, 1 << 19):
         every = torch.stack([value(r, n, torch.int64) for r in range(N)])
         for op, f in REDUCE.items():

@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
+
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -313,6 +316,60 @@ TEST(ReduceNamesTest, TypesRoundTripAndAcceptShortNames) {
   }
 }
 
+// 16-bit floats: folded in float, rounded to nearest even.
+std::uint16_t bits_of(float f, DataType t) {
+  std::uint16_t h;
+  if (t == DataType::kFloat16) {
+    const _Float16 x = static_cast<_Float16>(f);
+    std::memcpy(&h, &x, 2);
+  } else {
+    std::uint32_t u;
+    std::memcpy(&u, &f, 4);
+    h = static_cast<std::uint16_t>(u >> 16);  // exact for the values used
+  }
+  return h;
+}
+
+float value_of(std::uint16_t h, DataType t) {
+  if (t == DataType::kFloat16) {
+    _Float16 x;
+    std::memcpy(&x, &h, 2);
+    return static_cast<float>(x);
+  }
+  const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+float fold16(ReduceOp op, DataType t, float a, float b) {
+  std::uint16_t x = bits_of(a, t), y = bits_of(b, t), z = 0;
+  apply(op, t, reinterpret_cast<std::byte*>(&z), reinterpret_cast<const std::byte*>(&x),
+        reinterpret_cast<const std::byte*>(&y), 2);
+  return value_of(z, t);
+}
+
+TEST(HalfKernelsTest, FoldInFloatAndRoundToNearestEven) {
+  for (DataType t : {DataType::kBFloat16, DataType::kFloat16}) {
+    EXPECT_EQ(fold16(ReduceOp::kSum, t, 3, 5), 8) << to_string(t);
+    EXPECT_EQ(fold16(ReduceOp::kProd, t, 3, -5), -15) << to_string(t);
+    EXPECT_EQ(fold16(ReduceOp::kMin, t, 3, -5), -5) << to_string(t);
+    EXPECT_EQ(fold16(ReduceOp::kMax, t, 0.5f, 0.25f), 0.5f) << to_string(t);
+  }
+  // bfloat16 keeps 8 significant bits: 1 + 2^-8 is a tie between 1 and
+  // 1 + 2^-7, which goes to the even one (1); 1 + 3 * 2^-8 to 1 + 2^-6.
+  EXPECT_EQ(fold16(ReduceOp::kSum, DataType::kBFloat16, 1, 0.00390625f), 1.0f);
+  EXPECT_EQ(fold16(ReduceOp::kSum, DataType::kBFloat16, 1.0078125f, 0.00390625f), 1.015625f);
+  // float16 keeps 11: 2048 + 1 ties to 2048, 2050 + 1 to 2052.
+  EXPECT_EQ(fold16(ReduceOp::kSum, DataType::kFloat16, 2048, 1), 2048.0f);
+  EXPECT_EQ(fold16(ReduceOp::kSum, DataType::kFloat16, 2050, 1), 2052.0f);
+  // Overflow is infinity, as in float16 arithmetic.
+  EXPECT_TRUE(std::isinf(fold16(ReduceOp::kSum, DataType::kFloat16, 60000, 60000)));
+  EXPECT_EQ(element_size(DataType::kBFloat16), 2u);
+  EXPECT_EQ(parse_data_type("bf16").value(), DataType::kBFloat16);
+  EXPECT_EQ(parse_data_type("half").value(), DataType::kFloat16);
+}
+
 TEST(ReduceNamesTest, ElementSizes) {
   EXPECT_EQ(element_size(DataType::kFloat32), 4u);
   EXPECT_EQ(element_size(DataType::kFloat64), 8u);
@@ -329,7 +386,7 @@ TEST(ReduceNamesTest, UnknownNamesAreInvalidArguments) {
     EXPECT_NE(r.status().message().find(std::string("'") + bad + "'"), std::string::npos)
         << r.status().to_string();
   }
-  for (const char* bad : {"", "f16", "float16", "int8", "uint32", "FLOAT", "i 32", "double "}) {
+  for (const char* bad : {"", "f8", "bfloat8", "int8", "uint32", "FLOAT", "i 32", "double "}) {
     auto r = parse_data_type(bad);
     ASSERT_FALSE(r.is_ok()) << "'" << bad << "'";
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << "'" << bad << "'";
