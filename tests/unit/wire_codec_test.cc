@@ -675,10 +675,9 @@ TEST(ControlCodec, RejectsEnumAndBoolOutOfRange) {
   task.output = id;
   task.input = ObjectID::from_name("in");
   constexpr std::size_t kOp = 8 + 4 + kId + kId + 8 + 8 + 8;
-  for (std::uint8_t v : {4, 5, 255}) {
-    ExpectRejectedWithByte(task, kOp, v, "ReduceTask.op");
-    ExpectRejectedWithByte(task, kOp + 1, v, "ReduceTask.dtype");
-  }
+  for (std::uint8_t v : {4, 5, 255}) ExpectRejectedWithByte(task, kOp, v, "ReduceTask.op");
+  // Types 4 and 5 are bfloat16 and float16.
+  for (std::uint8_t v : {6, 7, 255}) ExpectRejectedWithByte(task, kOp + 1, v, "ReduceTask.dtype");
 }
 
 TEST(ControlCodec, RejectsReduceTaskWithTooManyUpstreams) {
