@@ -229,6 +229,9 @@ class ProcessGroupHoplite : public c10d::ProcessGroup {
       return;
     }
     worker_.join();
+    // Leave together: a member that closes while others still talk to it
+    // would be reported to them as failed.
+    (void)hoplite_barrier(node_, 5000);
     hoplite_node_destroy(node_);
   }
 
