@@ -98,16 +98,26 @@ void write_versioned(T* out, const T& full) {
   out->struct_size = size;
 }
 
-bool valid_op(hoplite_reduce_op_t op) {
-  return op >= HOPLITE_OP_SUM && op <= HOPLITE_OP_MAX;
-}
-bool valid_dtype(hoplite_dtype_t t) {
-  return t >= HOPLITE_FLOAT32 && t <= HOPLITE_FLOAT16;
+// An enum from C may hold any int (a caller's cast); loading such a value
+// as the C++ enum type is undefined, so its bytes are read as an int.
+template <typename E>
+int raw(const E& e) {
+  static_assert(sizeof(E) == sizeof(int));
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
 }
 
-hoplite_status_t check_reduce_kind(hoplite_reduce_op_t op, hoplite_dtype_t dtype) {
-  if (!valid_op(op)) return fail(hoplite::invalid_argument("unknown reduce op " + std::to_string(op)));
-  if (!valid_dtype(dtype)) return fail(hoplite::invalid_argument("unknown dtype " + std::to_string(dtype)));
+// The op and dtype a caller passed, checked.
+hoplite_status_t check_reduce_kind(const hoplite_reduce_op_t& op, const hoplite_dtype_t& dtype,
+                                   hoplite::ReduceOp* o, hoplite::DataType* t) {
+  const int ov = raw(op), tv = raw(dtype);
+  if (ov < HOPLITE_OP_SUM || ov > HOPLITE_OP_MAX)
+    return fail(hoplite::invalid_argument("unknown reduce op " + std::to_string(ov)));
+  if (tv < HOPLITE_FLOAT32 || tv > HOPLITE_FLOAT16)
+    return fail(hoplite::invalid_argument("unknown dtype " + std::to_string(tv)));
+  *o = static_cast<hoplite::ReduceOp>(ov);
+  *t = static_cast<hoplite::DataType>(tv);
   return HOPLITE_OK;
 }
 
@@ -152,9 +162,10 @@ const char* hoplite_last_error(void) {
 }
 
 const char* hoplite_status_name(hoplite_status_t status) {
-  if (status < HOPLITE_OK || status > HOPLITE_ERR_INTERNAL) return "unknown status";
+  const int v = raw(status);
+  if (v < HOPLITE_OK || v > HOPLITE_ERR_INTERNAL) return "unknown status";
   // to_string() returns views of string literals.
-  return hoplite::to_string(static_cast<StatusCode>(status)).data();
+  return hoplite::to_string(static_cast<StatusCode>(v)).data();
 }
 
 hoplite_object_id_t hoplite_object_id_from_name(const char* name) {
@@ -359,13 +370,15 @@ hoplite_status_t hoplite_reduce(hoplite_node_t* node, const hoplite_reduce_optio
   hoplite_reduce_options_init(&defaults);
   const hoplite_reduce_options_t c = read_versioned(*options, defaults);
   if (!c.inputs && c.num_inputs) return null_argument("options->inputs");
-  if (hoplite_status_t st = check_reduce_kind(c.op, c.dtype); st != HOPLITE_OK) return st;
+  hoplite::ReduceOp rop;
+  hoplite::DataType rdt;
+  if (hoplite_status_t st = check_reduce_kind(c.op, c.dtype, &rop, &rdt); st != HOPLITE_OK) return st;
   return guarded([&] {
     hoplite::ReduceOptions o;
     for (std::size_t i = 0; i < c.num_inputs; ++i) o.inputs.push_back(to_cpp(c.inputs[i]));
     o.target = to_cpp(c.target);
-    o.op = static_cast<hoplite::ReduceOp>(c.op);
-    o.dtype = static_cast<hoplite::DataType>(c.dtype);
+    o.op = rop;
+    o.dtype = rdt;
     o.k = c.k;
     o.timeout = timeout_of(c.timeout_ms);
     o.allow_stripes = c.allow_stripes != 0;
@@ -394,14 +407,14 @@ hoplite_status_t hoplite_reduce(hoplite_node_t* node, const hoplite_reduce_optio
 
 hoplite_status_t hoplite_allreduce(hoplite_node_t* node, const void* send, void* recv, uint64_t count,
                                    hoplite_dtype_t dtype, hoplite_reduce_op_t op, int64_t timeout_ms) {
-  if (hoplite_status_t st = check_reduce_kind(op, dtype); st != HOPLITE_OK) return st;
+  hoplite::ReduceOp rop;
+  hoplite::DataType t;
+  if (hoplite_status_t st = check_reduce_kind(op, dtype, &rop, &t); st != HOPLITE_OK) return st;
   if (count && (!send || !recv)) return null_argument(!send ? "send" : "recv");
-  const auto t = static_cast<hoplite::DataType>(dtype);
   const std::uint64_t bytes = count * hoplite::element_size(t);
   return guarded([&] {
     return with_collectives(node, [&](hoplite::Collectives& c) {
-      return c.allreduce(bytes_of(send, bytes), bytes_of(recv, bytes), static_cast<hoplite::ReduceOp>(op), t,
-                         timeout_of(timeout_ms));
+      return c.allreduce(bytes_of(send, bytes), bytes_of(recv, bytes), rop, t, timeout_of(timeout_ms));
     });
   });
 }
@@ -409,16 +422,17 @@ hoplite_status_t hoplite_allreduce(hoplite_node_t* node, const void* send, void*
 hoplite_status_t hoplite_reduce_to(hoplite_node_t* node, const void* send, void* recv, uint64_t count,
                                    hoplite_dtype_t dtype, hoplite_reduce_op_t op, int root,
                                    int64_t timeout_ms) {
-  if (hoplite_status_t st = check_reduce_kind(op, dtype); st != HOPLITE_OK) return st;
+  hoplite::ReduceOp rop;
+  hoplite::DataType t;
+  if (hoplite_status_t st = check_reduce_kind(op, dtype, &rop, &t); st != HOPLITE_OK) return st;
   if (!node) return null_argument("node");
   if (count && !send) return null_argument("send");
   if (count && !recv && node->node->rank() == root) return null_argument("recv");
-  const auto t = static_cast<hoplite::DataType>(dtype);
   const std::uint64_t bytes = count * hoplite::element_size(t);
   return guarded([&] {
     return with_collectives(node, [&](hoplite::Collectives& c) {
-      return c.reduce(bytes_of(send, bytes), bytes_of(recv, recv ? bytes : 0), root,
-                      static_cast<hoplite::ReduceOp>(op), t, timeout_of(timeout_ms));
+      return c.reduce(bytes_of(send, bytes), bytes_of(recv, recv ? bytes : 0), root, rop, t,
+                      timeout_of(timeout_ms));
     });
   });
 }
