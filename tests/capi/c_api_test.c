@@ -416,6 +416,8 @@ static void test_membership(hoplite_node_t* node, int rank) {
     if (pthread_cond_timedwait(&g_cv, &g_mu, &until) != 0) break;
   }
   const int failed = g_failed_rank;
+  char reason[sizeof g_reason];
+  memcpy(reason, g_reason, sizeof reason); /* later events may rewrite it */
   pthread_mutex_unlock(&g_mu);
   CHECK(failed == 2);
   int ranks[4] = {-1, -1, -1, -1};
@@ -424,7 +426,7 @@ static void test_membership(hoplite_node_t* node, int rank) {
   CHECK(hoplite_membership_epoch(node) > epoch);
   /* The survivors still work together. */
   CHECK_OK(hoplite_barrier(node, 20000));
-  printf("rank %d: rank 2 failed (%s); the survivors carry on\n", rank, g_reason);
+  printf("rank %d: rank 2 failed (%s); the survivors carry on\n", rank, reason);
 }
 
 int main(void) {
