@@ -55,6 +55,16 @@ class Collectives {
   // `out` (world_size * in.size() bytes; other ranks' may be empty).
   [[nodiscard]] Status gather(std::span<const std::byte> in, std::span<std::byte> out, int root,
                               Timeout timeout = kDefaultTimeout);
+  // Root's `in` (world_size * out.size() bytes) cut in world_size parts:
+  // part r lands in rank r's `out` (other ranks' `in` may be empty).
+  [[nodiscard]] Status scatter(std::span<const std::byte> in, std::span<std::byte> out, int root,
+                               Timeout timeout = kDefaultTimeout);
+  // Every rank sends the d-th run of `in` (in_counts[d] bytes, runs back to
+  // back) to rank d, and receives rank s's run for it as the s-th run of
+  // `out` (out_counts[s] bytes). Counts have world_size entries each.
+  [[nodiscard]] Status alltoall(std::span<const std::byte> in, std::span<const std::uint64_t> in_counts,
+                                std::span<std::byte> out, std::span<const std::uint64_t> out_counts,
+                                Timeout timeout = kDefaultTimeout);
   // Every rank's `out` gets what gather gives the root.
   [[nodiscard]] Status allgather(std::span<const std::byte> in, std::span<std::byte> out,
                                  Timeout timeout = kDefaultTimeout);

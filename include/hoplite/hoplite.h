@@ -230,6 +230,15 @@ HOPLITE_EXPORT hoplite_status_t hoplite_gather(hoplite_node_t* node, const void*
                                                void* recv, int root, int64_t timeout_ms);
 HOPLITE_EXPORT hoplite_status_t hoplite_allgather(hoplite_node_t* node, const void* send, uint64_t bytes,
                                                   void* recv, int64_t timeout_ms);
+/* Root's send (world_size * bytes) cut in world_size parts: part r to rank
+ * r's recv (bytes). send is ignored off the root. */
+HOPLITE_EXPORT hoplite_status_t hoplite_scatter(hoplite_node_t* node, const void* send, void* recv,
+                                                uint64_t bytes, int root, int64_t timeout_ms);
+/* send holds world_size runs back to back, send_counts[d] bytes for rank d;
+ * recv gets rank s's run for this rank as its s-th run (recv_counts[s]). */
+HOPLITE_EXPORT hoplite_status_t hoplite_alltoallv(hoplite_node_t* node, const void* send,
+                                                  const uint64_t* send_counts, void* recv,
+                                                  const uint64_t* recv_counts, int64_t timeout_ms);
 /* Every live member reaches it before anyone leaves. */
 HOPLITE_EXPORT hoplite_status_t hoplite_barrier(hoplite_node_t* node, int64_t timeout_ms);
 
@@ -315,6 +324,9 @@ typedef struct hoplite_api_v1 {
   uint64_t (*membership_epoch)(const hoplite_node_t*);
   hoplite_status_t (*on_membership_change)(hoplite_node_t*, hoplite_membership_fn, void*);
   hoplite_status_t (*node_stats)(const hoplite_node_t*, hoplite_stats_t*);
+  hoplite_status_t (*scatter)(hoplite_node_t*, const void*, void*, uint64_t, int, int64_t);
+  hoplite_status_t (*alltoallv)(hoplite_node_t*, const void*, const uint64_t*, void*, const uint64_t*,
+                                int64_t);
 } hoplite_api_v1_t;
 
 /* The v1 table (static; never freed). */

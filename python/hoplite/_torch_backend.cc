@@ -39,6 +39,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -120,6 +121,16 @@ const at::Tensor& single(const std::vector<at::Tensor>& ts, const char* op) {
 
 std::uint64_t nbytes(const at::Tensor& t) {
   return static_cast<std::uint64_t>(t.numel()) * t.element_size();
+}
+
+// The one list of world_size tensors a gather, scatter or reduce_scatter
+// takes, checked.
+std::vector<at::Tensor> world_list(const std::vector<std::vector<at::Tensor>>& lists, int world,
+                                   const char* what) {
+  if (lists.size() != 1 || static_cast<int>(lists[0].size()) != world)
+    fail(std::string(what) + ": one list of world_size tensors");
+  for (const auto& t : lists[0]) check_cpu(t);
+  return lists[0];
 }
 
 class HopliteWork : public c10d::Work {
@@ -281,9 +292,7 @@ class ProcessGroupHoplite : public c10d::ProcessGroup {
                                            std::vector<at::Tensor>& inputs,
                                            const c10d::AllgatherOptions&) override {
     at::Tensor in = single(inputs, "allgather");
-    if (outputs.size() != 1 || static_cast<int>(outputs[0].size()) != getSize())
-      fail("allgather: one list of world_size outputs");
-    std::vector<at::Tensor> outs = outputs[0];
+    std::vector<at::Tensor> outs = world_list(outputs, getSize(), "allgather");
     return enqueue(c10d::OpType::ALLGATHER, outs, [this, in, outs] {
       at::Tensor src = in.contiguous();
       at::Tensor all = at::empty({getSize(), src.numel()}, src.options());
@@ -312,11 +321,7 @@ class ProcessGroupHoplite : public c10d::ProcessGroup {
     at::Tensor in = single(inputs, "gather");
     const int root = static_cast<int>(opts.rootRank);
     std::vector<at::Tensor> outs;
-    if (getRank() == root) {
-      if (outputs.size() != 1 || static_cast<int>(outputs[0].size()) != getSize())
-        fail("gather: the root needs one list of world_size outputs");
-      outs = outputs[0];
-    }
+    if (getRank() == root) outs = world_list(outputs, getSize(), "gather");
     return enqueue(c10d::OpType::GATHER, outs, [this, in, outs, root] {
       at::Tensor src = in.contiguous();
       const bool mine = getRank() == root;
@@ -333,23 +338,14 @@ class ProcessGroupHoplite : public c10d::ProcessGroup {
     at::Tensor out = single(outputs, "scatter");
     const int root = static_cast<int>(opts.rootRank);
     std::vector<at::Tensor> ins;
-    if (getRank() == root) {
-      if (inputs.size() != 1 || static_cast<int>(inputs[0].size()) != getSize())
-        fail("scatter: the root needs one list of world_size inputs");
-      ins = inputs[0];
-    }
+    if (getRank() == root) ins = world_list(inputs, getSize(), "scatter");
     return enqueue(c10d::OpType::SCATTER, {out}, [this, out, ins, root] {
-      const std::uint64_t call = p2p_calls_++;
-      std::vector<hoplite_object_id_t> put;
-      if (getRank() == root) {
-        for (int r = 0; r < getSize(); ++r) {
-          put.push_back(id("scatter", call, root, r));
-          at::Tensor c = ins[r].contiguous();
-          check(hoplite_put(node_, put.back(), c.data_ptr(), nbytes(c)), "scatter");
-        }
-      }
-      fetch_into(id("scatter", call, root, getRank()), out, "scatter");
-      finish_exchange(put);
+      std::vector<at::Tensor> flat;
+      for (const auto& t : ins) flat.push_back(t.reshape({-1}));
+      at::Tensor all = flat.empty() ? at::empty({0}, out.options()) : at::cat(flat);
+      in_contiguous(out, [&](at::Tensor& c) {
+        check(hoplite_scatter(node_, all.data_ptr(), c.data_ptr(), nbytes(c), root, ms()), "scatter");
+      });
     });
   }
 
@@ -357,9 +353,7 @@ class ProcessGroupHoplite : public c10d::ProcessGroup {
                                                 std::vector<std::vector<at::Tensor>>& inputs,
                                                 const c10d::ReduceScatterOptions& opts) override {
     at::Tensor out = single(outputs, "reduce_scatter");
-    if (inputs.size() != 1 || static_cast<int>(inputs[0].size()) != getSize())
-      fail("reduce_scatter: one list of world_size inputs");
-    std::vector<at::Tensor> ins = inputs[0];
+    std::vector<at::Tensor> ins = world_list(inputs, getSize(), "reduce_scatter");
     bool avg;
     const hoplite_reduce_op_t op = reduce_op(opts.reduceOp, avg);
     const hoplite_dtype_t dt = reduce_dtype(out);
@@ -530,12 +524,6 @@ class ProcessGroupHoplite : public c10d::ProcessGroup {
     if (!c.is_same(t)) t.copy_(c);
   }
 
-  hoplite_object_id_t id(const char* what, std::uint64_t call, int from, int to) const {
-    const std::string name = group_ + "/" + what + "/" + std::to_string(call) + "/" + std::to_string(from) +
-                             "/" + std::to_string(to);
-    return hoplite_object_id_from_name(name.c_str());
-  }
-
   hoplite_object_id_t p2p_id(int from, int to, int tag) {
     std::lock_guard lock(mu_);
     const std::uint64_t seq = p2p_seq_[{from, to, tag}]++;
@@ -558,45 +546,29 @@ class ProcessGroupHoplite : public c10d::ProcessGroup {
     hoplite_view_release(v);
   }
 
-  // Everyone is past their reads once the barrier opens; then what this
-  // rank put can go.
-  void finish_exchange(const std::vector<hoplite_object_id_t>& put) {
-    check(hoplite_barrier(node_, ms()), "barrier");
-    for (const auto& oid : put) check(hoplite_remove(node_, oid, HOPLITE_REMOVE_GLOBAL), "remove");
-  }
-
-  // ins[d] goes to rank d; outs[s] comes from rank s. All gets are issued
-  // before any is waited for, so the chunks arrive in parallel.
+  // ins[d] goes to rank d; outs[s] comes from rank s (hoplite_alltoallv:
+  // all runs in flight at once).
   void exchange(const std::vector<at::Tensor>& ins, const std::vector<at::Tensor>& outs) {
-    const std::uint64_t call = p2p_calls_++;
-    std::vector<hoplite_object_id_t> put;
-    for (int d = 0; d < getSize(); ++d) {
-      put.push_back(id("a2a", call, getRank(), d));
-      at::Tensor c = ins[d].contiguous();
-      check(hoplite_put(node_, put.back(), c.data_ptr(), nbytes(c)), "alltoall");
+    std::vector<uint64_t> in_counts, out_counts;
+    std::vector<at::Tensor> flat;
+    for (const auto& t : ins) {
+      in_counts.push_back(nbytes(t));
+      flat.push_back(t.reshape({-1}).view(at::kByte));
     }
-    std::vector<hoplite_future_t*> futures(getSize(), nullptr);
-    for (int s = 0; s < getSize(); ++s)
-      check(hoplite_get_async(node_, id("a2a", call, s, getRank()), 0, &futures[s]), "alltoall");
-    std::exception_ptr err;
-    for (int s = 0; s < getSize(); ++s) {
-      try {
-        hoplite_view_t* v = nullptr;
-        check(hoplite_future_wait(futures[s], ms(), &v), "alltoall");
-        const std::uint64_t size = hoplite_view_size(v);
-        if (size == nbytes(outs[s])) {
-          in_contiguous(outs[s],
-                        [&](at::Tensor& c) { std::memcpy(c.data_ptr(), hoplite_view_data(v), size); });
-        }
-        hoplite_view_release(v);
-        if (size != nbytes(outs[s])) fail("alltoall: split sizes disagree with rank " + std::to_string(s));
-      } catch (...) {
-        if (!err) err = std::current_exception();
-      }
-      hoplite_future_release(futures[s]);
+    for (const auto& t : outs) out_counts.push_back(nbytes(t));
+    at::Tensor send = at::cat(flat);
+    at::Tensor recv =
+        at::empty({static_cast<int64_t>(std::accumulate(out_counts.begin(), out_counts.end(), uint64_t{0}))},
+                  send.options());
+    check(
+        hoplite_alltoallv(node_, send.data_ptr(), in_counts.data(), recv.data_ptr(), out_counts.data(), ms()),
+        "alltoall");
+    int64_t at = 0;
+    for (std::size_t s = 0; s < outs.size(); ++s) {
+      const auto c = static_cast<int64_t>(out_counts[s]);
+      outs[s].copy_(recv.narrow(0, at, c).view(outs[s].scalar_type()).view(outs[s].sizes()));
+      at += c;
     }
-    if (err) std::rethrow_exception(err);
-    finish_exchange(put);
   }
 
   void reduce_scatter_flat(const at::Tensor& in, const at::Tensor& out, hoplite_reduce_op_t op,
@@ -612,7 +584,6 @@ class ProcessGroupHoplite : public c10d::ProcessGroup {
   Ms timeout_;
   hoplite_node_t* node_ = nullptr;
   const std::string group_ = "torch";
-  std::uint64_t p2p_calls_ = 0;  // worker thread only
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> queue_;

@@ -473,6 +473,36 @@ hoplite_status_t hoplite_allgather(hoplite_node_t* node, const void* send, uint6
   });
 }
 
+hoplite_status_t hoplite_scatter(hoplite_node_t* node, const void* send, void* recv, uint64_t bytes, int root,
+                                 int64_t timeout_ms) {
+  if (!node) return null_argument("node");
+  const bool at_root = node->node->rank() == root;
+  if (bytes && !recv) return null_argument("recv");
+  if (bytes && at_root && !send) return null_argument("send");
+  const std::uint64_t total = at_root ? bytes * static_cast<std::uint64_t>(node->node->world_size()) : 0;
+  return guarded([&] {
+    return with_collectives(node, [&](hoplite::Collectives& c) {
+      return c.scatter(bytes_of(send, total), bytes_of(recv, bytes), root, timeout_of(timeout_ms));
+    });
+  });
+}
+
+hoplite_status_t hoplite_alltoallv(hoplite_node_t* node, const void* send, const uint64_t* send_counts,
+                                   void* recv, const uint64_t* recv_counts, int64_t timeout_ms) {
+  if (!node) return null_argument("node");
+  if (!send_counts || !recv_counts) return null_argument(!send_counts ? "send_counts" : "recv_counts");
+  const auto n = static_cast<std::size_t>(node->node->world_size());
+  std::span<const std::uint64_t> sc(send_counts, n), rc(recv_counts, n);
+  std::uint64_t in = 0, out = 0;
+  for (std::size_t i = 0; i < n; ++i) in += sc[i], out += rc[i];
+  if ((in && !send) || (out && !recv)) return null_argument(in && !send ? "send" : "recv");
+  return guarded([&] {
+    return with_collectives(node, [&](hoplite::Collectives& c) {
+      return c.alltoall(bytes_of(send, in), sc, bytes_of(recv, out), rc, timeout_of(timeout_ms));
+    });
+  });
+}
+
 hoplite_status_t hoplite_barrier(hoplite_node_t* node, int64_t timeout_ms) {
   return guarded([&] {
     return with_collectives(node, [&](hoplite::Collectives& c) { return c.barrier(timeout_of(timeout_ms)); });
@@ -565,6 +595,8 @@ const hoplite_api_v1_t* hoplite_api_v1(void) {
       hoplite_membership_epoch,
       hoplite_on_membership_change,
       hoplite_node_stats,
+      hoplite_scatter,
+      hoplite_alltoallv,
   };
   return &table;
 }

@@ -31,13 +31,17 @@ Status copy_out(const Result<ObjectView>& v, std::span<std::byte> out, const cha
 }
 
 // Waits for every part and copies part r to out[r * part_size, ...).
-Status copy_parts(std::vector<ObjectFuture>& parts, std::span<std::byte> out, std::size_t part_size,
-                  const char* what, std::chrono::milliseconds timeout) {
+// Gets objects `ids` all at once (from as many senders), then copies
+// object r into the r-th run of `out` (counts[r] bytes, runs back to back).
+Status get_parts(Node& node, const std::vector<ObjectID>& ids, std::span<std::byte> out,
+                 std::span<const std::uint64_t> counts, const char* what, std::chrono::milliseconds timeout,
+                 GetOptions g = {}) {
+  std::vector<ObjectFuture> parts;
+  for (const auto& id : ids) parts.push_back(node.get(id, g));
+  std::uint64_t at = 0;
   for (std::size_t r = 0; r < parts.size(); ++r) {
-    auto v = parts[r].wait(timeout);
-    if (!v.is_ok()) return v.status();
-    if (v->size() != part_size) return wrong_size(what, v->size(), part_size);
-    if (part_size) std::memcpy(out.data() + r * part_size, v->data(), part_size);
+    HOPLITE_RETURN_IF_ERROR(copy_out(parts[r].wait(timeout), out.subspan(at, counts[r]), what));
+    at += counts[r];
   }
   return {};
 }
@@ -164,10 +168,10 @@ Status Collectives::gather(std::span<const std::byte> in, std::span<std::byte> o
   const ObjectID mine = id(call, "part/" + std::to_string(me));
   Status st = node_.put(mine, in.data(), in.size());
   if (me == root && st.is_ok()) {
-    // All gets first: the parts come from n senders at once.
-    std::vector<ObjectFuture> parts;
-    for (int r = 0; r < n; ++r) parts.push_back(node_.get(id(call, "part/" + std::to_string(r))));
-    st = copy_parts(parts, out, in.size(), "gather part", timeout);
+    std::vector<ObjectID> ids;
+    for (int r = 0; r < n; ++r) ids.push_back(id(call, "part/" + std::to_string(r)));
+    const std::vector<std::uint64_t> counts(static_cast<std::size_t>(n), in.size());
+    st = get_parts(node_, ids, out, counts, "gather part", timeout);
   }
   return finish(st, std::span(&mine, 1), timeout);
 }
@@ -183,11 +187,60 @@ Status Collectives::allgather(std::span<const std::byte> in, std::span<std::byte
     // Each part travels the ring: every link carries one stream.
     GetOptions ring;
     ring.after = (me + n - 1) % n;
-    std::vector<ObjectFuture> parts;
-    for (int r = 0; r < n; ++r) parts.push_back(node_.get(id(call, "part/" + std::to_string(r)), ring));
-    st = copy_parts(parts, out, in.size(), "allgather part", timeout);
+    std::vector<ObjectID> ids;
+    for (int r = 0; r < n; ++r) ids.push_back(id(call, "part/" + std::to_string(r)));
+    const std::vector<std::uint64_t> counts(static_cast<std::size_t>(n), in.size());
+    st = get_parts(node_, ids, out, counts, "allgather part", timeout, ring);
   }
   return finish(st, std::span(&mine, 1), timeout);
+}
+
+Status Collectives::scatter(std::span<const std::byte> in, std::span<std::byte> out, int root,
+                            Timeout timeout) {
+  const std::uint64_t call = calls_++;
+  HOPLITE_RETURN_IF_ERROR(check_rank(node_, root));
+  const int n = node_.world_size(), me = node_.rank();
+  if (me == root && in.size() != out.size() * static_cast<std::size_t>(n))
+    return wrong_size("scatter input", in.size(), out.size() * static_cast<std::size_t>(n));
+  std::vector<ObjectID> put;
+  Status st;
+  for (int r = 0; me == root && r < n && st.is_ok(); ++r) {
+    put.push_back(id(call, "scatter/" + std::to_string(r)));
+    st = node_.put(put.back(), in.data() + static_cast<std::size_t>(r) * out.size(), out.size());
+  }
+  if (st.is_ok())
+    st = copy_out(node_.get(id(call, "scatter/" + std::to_string(me))).wait(timeout), out, "scatter");
+  return finish(st, put, timeout);
+}
+
+Status Collectives::alltoall(std::span<const std::byte> in, std::span<const std::uint64_t> in_counts,
+                             std::span<std::byte> out, std::span<const std::uint64_t> out_counts,
+                             Timeout timeout) {
+  const std::uint64_t call = calls_++;
+  const int n = node_.world_size(), me = node_.rank();
+  auto total = [](std::span<const std::uint64_t> c) {
+    std::uint64_t t = 0;
+    for (auto x : c) t += x;
+    return t;
+  };
+  if (in_counts.size() != static_cast<std::size_t>(n) || out_counts.size() != static_cast<std::size_t>(n))
+    return invalid_argument("alltoall: " + std::to_string(n) + " counts each way");
+  if (total(in_counts) != in.size()) return wrong_size("alltoall input", in.size(), total(in_counts));
+  if (total(out_counts) != out.size()) return wrong_size("alltoall output", out.size(), total(out_counts));
+  auto name = [](int from, int to) { return "a2a/" + std::to_string(from) + "/" + std::to_string(to); };
+  std::vector<ObjectID> put;
+  Status st;
+  std::uint64_t at = 0;
+  for (int d = 0; d < n && st.is_ok(); at += in_counts[static_cast<std::size_t>(d)], ++d) {
+    put.push_back(id(call, name(me, d)));
+    st = node_.put(put.back(), in.data() + at, in_counts[static_cast<std::size_t>(d)]);
+  }
+  if (st.is_ok()) {
+    std::vector<ObjectID> ids;
+    for (int s = 0; s < n; ++s) ids.push_back(id(call, name(s, me)));
+    st = get_parts(node_, ids, out, out_counts, "alltoall part", timeout);
+  }
+  return finish(st, put, timeout);
 }
 
 }  // namespace hoplite

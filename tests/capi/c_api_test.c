@@ -332,6 +332,28 @@ static void test_collectives(hoplite_node_t* node, int rank, int n) {
     for (int i = 0; i < kBytes; i += 991)
       CHECK(all[(size_t)r * kBytes + (size_t)i] == (unsigned char)(i + 31 * r));
 
+  /* scatter from rank 0, then alltoallv: rank r sends d + 1 bytes to rank d */
+  {
+    unsigned char whole[3 * 16], part[16];
+    for (int i = 0; i < 3 * 16; ++i) whole[i] = (unsigned char)(100 + i);
+    CHECK_OK(hoplite_scatter(node, rank == 0 ? whole : NULL, part, 16, 0, 20000));
+    for (int i = 0; i < 16; ++i) CHECK(part[i] == (unsigned char)(100 + 16 * rank + i));
+    uint64_t send_counts[3], recv_counts[3];
+    unsigned char send[1 + 2 + 3], recv[3 * 3];
+    uint64_t at = 0;
+    for (int d = 0; d < n; ++d) {
+      send_counts[d] = (uint64_t)d + 1;
+      recv_counts[d] = (uint64_t)rank + 1;
+      for (int i = 0; i <= d; ++i) send[at++] = (unsigned char)(10 * rank + d);
+    }
+    CHECK_OK(hoplite_alltoallv(node, send, send_counts, recv, recv_counts, 20000));
+    for (int s = 0; s < n; ++s)
+      for (int i = 0; i <= rank; ++i) CHECK(recv[s * (rank + 1) + i] == (unsigned char)(10 * s + rank));
+    recv_counts[0] += 1; /* disagrees with what rank 0 sends, and with recv's size */
+    CHECK(hoplite_alltoallv(node, send, send_counts, recv, recv_counts, 20000) ==
+          HOPLITE_ERR_INVALID_ARGUMENT);
+  }
+
   /* reduce_to rank 1 */
   {
     double in[512], out[512];
