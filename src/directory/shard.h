@@ -39,6 +39,14 @@ struct LocateAnswer {
   control::LocateReply reply;
 };
 
+// The shard that owns `id`: its hash modulo the world, moved on to the
+// next live rank when that one is dead (`alive` empty: everyone is).
+inline Rank shard_in(const ObjectID& id, std::uint32_t world, const std::vector<bool>& alive) {
+  auto r = static_cast<Rank>(id.hash() % world);
+  for (std::uint32_t i = 0; i < world && !alive.empty() && !alive[r]; ++i) r = (r + 1) % world;
+  return r;
+}
+
 class DirectoryShard {
  public:
   // Nodes publish objects up to their inline threshold with the bytes once

@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "control/connection.h"
 #include "control/messages.h"
+#include "directory/shard.h"
 #include "hoplite/object_id.h"
 #include "hoplite/options.h"
 #include "store/object_store.h"
@@ -214,9 +215,7 @@ struct NodeContext {
   Rank shard_of(const ObjectID& id) const { return shard_in(id, alive); }
   // The same rule under a given membership view (empty: everyone alive).
   Rank shard_in(const ObjectID& id, const std::vector<bool>& view) const {
-    auto r = static_cast<Rank>(id.hash() % world);
-    for (std::uint32_t i = 0; i < world && !view.empty() && !view[r]; ++i) r = (r + 1) % world;
-    return r;
+    return directory::shard_in(id, world, view);
   }
 
   // Runs `f` on the progress thread after `d`, unless the node stops first.

@@ -1,5 +1,7 @@
 #include "node/reduce_coordinator.h"
 
+#include "scheduler/stripe_planner.h"
+
 #include <algorithm>
 #include <map>
 
@@ -10,6 +12,7 @@
 #include "node/membership.h"
 #include "node/object_server.h"
 #include "reduce/kernels.h"
+#include "scheduler/stripe_planner.h"
 
 namespace hoplite::node {
 
@@ -78,8 +81,8 @@ std::uint64_t ReduceCoordinator::start(ReduceOptions o,
   if (c.opts.allow_stripes && c.k == c.opts.inputs.size() && ctx_.world > 1) {
     c.deciding = true;
     c.started = std::chrono::steady_clock::now();
-    c.decide_by = c.started + std::chrono::microseconds(
-                                  std::max<long>(2000, static_cast<long>(ctx_.link_latency * 40e6)));
+    const auto w = scheduler::stripe_window(0, ctx_.link_bandwidth, ctx_.link_latency);
+    c.decide_by = c.started + std::chrono::microseconds(static_cast<long>(w.base * 1e6));
     c.decide_timer = std::make_shared<asio::steady_timer>(ctx_.io);
     arm_decision(rid);
   }
@@ -167,11 +170,11 @@ void ReduceCoordinator::on_locate_reply(const msg::LocateReply& r) {
     c.pending.push_back(r);
     if (c.pending.size() == 1) {
       // Inputs sealed "at the same time" by different nodes reach their
-      // shards a little apart; waiting 1 % of the object's transfer time for
-      // them costs little and keeps a large allreduce from losing the
-      // striped form to a few milliseconds of skew.
-      double transfer = static_cast<double>(r.size) / std::max(ctx_.link_bandwidth, 1.0);
-      auto extra = std::chrono::microseconds(static_cast<long>(std::min(transfer * 0.01, 0.05) * 1e6));
+      // shards a little apart: a large allreduce should not lose the
+      // striped form to a few milliseconds of skew (stripe_planner.h).
+      const auto w =
+          scheduler::stripe_window(static_cast<double>(r.size), ctx_.link_bandwidth, ctx_.link_latency);
+      auto extra = std::chrono::microseconds(static_cast<long>(w.extra * 1e6));
       c.decide_by = std::max(c.decide_by, c.started + extra);
     }
     if (c.pending.size() == c.opts.inputs.size()) {
@@ -261,20 +264,15 @@ void ReduceCoordinator::arrive(std::uint64_t rid, const msg::LocateReply& r) {
                               std::to_string(r.size) + " (" + r.id.short_hex() + ")"));
   }
 
-  // An input on this node that arrives before the last is kept for the root
-  // position: the target then lands here, where the caller will read it,
-  // instead of crossing the network once more (and this node's link does
-  // not carry a chain stream and the target at once). It was one of the
-  // first k arrivals either way, so the inputs used do not change.
+  // The caller's own input may wait for the root position (keep_for_root).
   if (c.chain->has_input(r.id)) return;  // asked again after a failure
-  const std::size_t placed = c.chain->used().size() + (c.reserved ? 1 : 0);
-  if (r.holder == ctx_.me && !c.reserved && !c.chain->has_vacancy() && placed + 1 < c.k) {
+  if (scheduler::keep_for_root(r.holder == ctx_.me, c.reserved.has_value(), *c.chain)) {
     c.reserved = msg::LocateReply(r);
     return;
   }
   ChainEffects fx(*this, rid);
   c.chain->place(r.id, r.holder, fx);
-  if (reduces_.count(rid) && c.reserved && c.chain->placed() + 1 == c.k) {
+  if (reduces_.count(rid) && c.reserved && scheduler::place_kept_now(*c.chain)) {
     auto keep = *c.reserved;
     c.chain->place(keep.id, keep.holder, fx);
   }
@@ -448,14 +446,17 @@ void ReduceCoordinator::run_striped(std::uint64_t rid) {
     by_holder[r.holder].push_back(r.id);
   }
   std::vector<Rank> holders;
-  for (const auto& [h, ids] : by_holder) holders.push_back(h);
-  const std::size_t m = holders.size();
+  std::vector<std::size_t> counts;
+  for (const auto& [h, ids] : by_holder) {
+    holders.push_back(h);
+    counts.push_back(ids.size());
+  }
   // Too small to be worth m chains, nothing to spread, or inputs that came
   // with their bytes (they fold here, whatever became of their holders):
   // the dynamic form.
   const bool have_bytes =
       std::any_of(c.pending.begin(), c.pending.end(), [](const msg::LocateReply& r) { return r.has_inline; });
-  if (m < 2 || size < m * (64u << 10) || have_bytes) {
+  if (!scheduler::should_stripe(holders.size(), size, have_bytes, ctx_.opts.chunk_size)) {
     auto pending = std::move(c.pending);
     for (const auto& r : pending) {
       if (reduces_.count(rid)) arrive(rid, r);
@@ -466,26 +467,24 @@ void ReduceCoordinator::run_striped(std::uint64_t rid) {
   c.size = size;
   c.striped_holders.insert(holders.begin(), holders.end());
   for (const auto& r : c.pending) c.striped_used.push_back(r.id);
-  const std::uint64_t base = ((size + m - 1) / m + 63) / 64 * 64;
   msg::PublishComposite comp;
   comp.id = c.opts.target;
   comp.size = size;
-  for (std::size_t j = 0; j < m; ++j) {
-    const std::uint64_t off = std::min<std::uint64_t>(j * base, size);
-    const std::uint64_t len = std::min<std::uint64_t>(base, size - off);
+  const std::vector<scheduler::Stripe> stripes = scheduler::plan_stripes(counts, size);
+  for (std::size_t j = 0; j < stripes.size(); ++j) {
+    const scheduler::Stripe& s = stripes[j];
     ObjectID part_id =
         ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(rid) + "/" + std::to_string(j));
-    comp.parts.push_back({part_id, holders[j], off, len});
-    if (len == 0) continue;
-    // The chain visits the holders starting after j and ends at j.
-    std::vector<std::pair<ObjectID, Rank>> seq;
-    for (std::size_t h = 1; h <= m; ++h) {
-      Rank holder = holders[(j + h) % m];
-      for (const auto& id : by_holder[holder]) seq.emplace_back(id, holder);
-    }
-    msg::Upstream prev{seq[0].first, seq[0].second, off};
-    for (std::size_t i = 1; i < seq.size(); ++i) {
-      const bool last = i + 1 == seq.size();
+    comp.parts.push_back({part_id, holders[j], s.offset, s.length});
+    if (s.length == 0) continue;
+    auto hop = [&](std::size_t i) {
+      const Rank holder = holders[s.chain[i].holder];
+      return std::make_pair(by_holder[holder][s.chain[i].input], holder);
+    };
+    msg::Upstream prev{hop(0).first, hop(0).second, s.offset};
+    for (std::size_t i = 1; i < s.chain.size(); ++i) {
+      const bool last = i + 1 == s.chain.size();
+      const auto [input, holder] = hop(i);
       ObjectID out = last ? part_id
                           : ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(rid) + "/" +
                                                 std::to_string(j) + "/" + std::to_string(i));
@@ -494,21 +493,21 @@ void ReduceCoordinator::run_striped(std::uint64_t rid) {
       t.task = (static_cast<std::uint64_t>(ctx_.me) << 40) | ctx_.next_request();
       t.coordinator = ctx_.me;
       t.output = out;
-      t.input = seq[i].first;
-      t.input_offset = off;
-      t.size = len;
+      t.input = input;
+      t.input_offset = s.offset;
+      t.size = s.length;
       t.op = static_cast<std::uint8_t>(c.opts.op);
       t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
       t.upstreams.push_back(prev);
       task_to_reduce_[t.task] = rid;
-      c.task_where[t.task] = {seq[i].second, out};
+      c.task_where[t.task] = {holder, out};
       if (last) c.stripe_tasks.insert(t.task);
-      ctx_.send(seq[i].second, t);
-      prev = msg::Upstream{out, seq[i].second, 0};
+      ctx_.send(holder, t);
+      prev = msg::Upstream{out, holder, 0};
     }
   }
   c.pending.clear();
-  LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": striped over " << m << " holders");
+  LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": striped over " << holders.size() << " holders");
   ctx_.send(ctx_.shard_of(c.opts.target), comp);
 }
 

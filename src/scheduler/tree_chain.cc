@@ -233,4 +233,8 @@ bool TreeChain::task_lost(std::uint64_t task, Effects& fx) {
   return true;
 }
 
+bool keep_for_root(bool callers_input, bool kept, const TreeChain& chain) {
+  return callers_input && !kept && !chain.has_vacancy() && chain.used().size() + 1 < chain.k();
+}
+
 }  // namespace hoplite::scheduler

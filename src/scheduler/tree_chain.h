@@ -119,4 +119,15 @@ class TreeChain {
   std::uint32_t recomputed_ = 0;
 };
 
+// The caller's own input, arriving before the last, is kept back for the
+// root position: the target then lands where the caller reads it instead of
+// crossing the network once more, and the caller's link does not carry a
+// chain stream and the target at once. It is one of the first k arrivals
+// either way, so the inputs used do not change. `kept`: one is kept already.
+bool keep_for_root(bool callers_input, bool kept, const TreeChain& chain);
+// The kept input takes its place once it is the last one missing.
+inline bool place_kept_now(const TreeChain& chain) {
+  return chain.placed() + 1 == chain.k();
+}
+
 }  // namespace hoplite::scheduler

@@ -203,3 +203,28 @@ TEST(TreeChain, AChildLeftOnADeadRankIsNeededAgainWhenItsParentIsLost) {
 
 }  // namespace
 }  // namespace hoplite::scheduler
+
+namespace hoplite::scheduler {
+namespace {
+
+// The caller's input arriving first waits for the root, and is placed once
+// it is the last one missing, so the target is written on the caller.
+TEST(KeepForRootTest, TheCallersInputWaitsForTheRootPosition) {
+  TreeChain chain{plan_reduce_with_depth(3, 0), 3};
+  Recorder fx;
+  fx.chain = &chain;
+  EXPECT_TRUE(keep_for_root(true, false, chain));
+  EXPECT_FALSE(keep_for_root(true, true, chain));
+  EXPECT_FALSE(keep_for_root(false, false, chain));
+  chain.place(input('a'), 1, fx);
+  EXPECT_FALSE(place_kept_now(chain));
+  chain.place(input('b'), 2, fx);
+  EXPECT_TRUE(place_kept_now(chain));
+  // As the last arrival it is not kept: it takes the root at once.
+  EXPECT_FALSE(keep_for_root(true, false, chain));
+  chain.place(input('c'), 0, fx);
+  EXPECT_EQ(chain.holder(chain.root()), 0u);
+}
+
+}  // namespace
+}  // namespace hoplite::scheduler
