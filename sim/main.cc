@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
               msg_cost = "0", chunk_cost = "0", byte_cost = "0", chunk = "256K", csv, straggle;
   double factor = 4, efficiency = 1.0, fail_at = -1, detect = 1e-3;
   unsigned depth = 16, k = 0, seed = 1, host_cores = 0;
-  int fail_rank = -1;
+  int fail_rank = -1, reduce_depth = -1;
   bool no_stripes = false, no_peers = false;
   std::string preset;
   po::options_description opts("hoplite-sim options");
@@ -110,8 +110,9 @@ int main(int argc, char** argv) {
       "host-cores", po::value(&host_cores), "cores all nodes share (0: one per node)")(
       "efficiency", po::value(&efficiency), "payload share of the wire (TCP at MTU 1500: 0.956)")(
       "chunk", po::value(&chunk), "the runtime's chunk size")("depth", po::value(&depth), "pipeline depth")(
-      "k", po::value(&k), "reduce any k of n (0: all)")("no-stripes", po::bool_switch(&no_stripes),
-                                                        "allreduce: the dynamic form only")(
+      "k", po::value(&k), "reduce any k of n (0: all)")("reduce-depth", po::value(&reduce_depth),
+                                                        "force the reduce tree's depth (0: a chain)")(
+      "no-stripes", po::bool_switch(&no_stripes), "allreduce: the dynamic form only")(
       "straggle", po::value(&straggle), "input delays: exp:MEAN (seconds) or rank:R:SECONDS")(
       "seed", po::value(&seed), "random seed for --straggle exp")("fail-rank", po::value(&fail_rank),
                                                                   "a rank that dies during the collective")(
@@ -164,6 +165,7 @@ int main(int argc, char** argv) {
   base.rt.pipeline_depth = depth;
   base.allow_stripes = !no_stripes;
   base.k = k;
+  base.reduce_depth = reduce_depth;
   base.fail_rank = fail_rank;
   base.detect_delay = detect;
 
@@ -210,8 +212,9 @@ int main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       sim::Outcome o = sim::simulate(s);
       const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const std::string tree = "depth " + std::to_string(o.depth);
       const char* form = s.collective == sim::Collective::kAllreduce ? (o.striped ? "striped" : "dynamic")
-                         : s.collective == sim::Collective::kReduce  ? "tree-chain"
+                         : s.collective == sim::Collective::kReduce  ? tree.c_str()
                                                                      : "chains";
       std::string peers;
       if (!no_peers) {

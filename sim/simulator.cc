@@ -509,8 +509,12 @@ class World {
     if (r.has_inline) return fold_here(r);
     if (!red_.chain) {
       red_.size = r.size;
-      scheduler::ReduceCost cost{static_cast<double>(r.size), planner_bandwidth(), s_.rt.planner_latency};
-      red_.chain.emplace(scheduler::plan_reduce(red_.k, cost), red_.k);
+      scheduler::ReduceCost cost{static_cast<double>(r.size), planner_bandwidth(), s_.rt.planner_latency,
+                                 static_cast<double>(s_.rt.chunk_size)};
+      red_.chain.emplace(s_.reduce_depth >= 0 ? scheduler::plan_reduce_with_depth(
+                                                    red_.k, static_cast<std::uint32_t>(s_.reduce_depth))
+                                              : scheduler::plan_reduce(red_.k, cost),
+                         red_.k);
       depth_ = red_.chain->shape().depth;
     }
     if (red_.chain->has_input(r.id)) return;

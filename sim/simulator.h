@@ -48,6 +48,7 @@ struct Scenario {
   RuntimeModel rt;
   bool allow_stripes = true;  // allreduce
   std::uint32_t k = 0;        // reduce, allreduce: any k of n (0: all)
+  int reduce_depth = -1;      // a forced tree depth (ReduceOptions::depth); -1: the planner's
   // Per-rank delay before its input is sealed (stragglers); empty: none.
   std::vector<double> input_delay;
   // One failure: rank `fail_rank` dies at `fail_time`; every node knows

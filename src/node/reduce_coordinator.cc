@@ -251,7 +251,8 @@ void ReduceCoordinator::arrive(std::uint64_t rid, const msg::LocateReply& r) {
                                 " bytes, not a multiple of " + std::to_string(esize)));
     }
     c.size = r.size;
-    scheduler::ReduceCost cost{static_cast<double>(r.size), ctx_.link_bandwidth, ctx_.link_latency};
+    scheduler::ReduceCost cost{static_cast<double>(r.size), ctx_.link_bandwidth, ctx_.link_latency,
+                               static_cast<double>(ctx_.opts.chunk_size)};
     const auto k = static_cast<std::uint32_t>(c.k);
     c.chain.emplace(
         c.opts.depth ? scheduler::plan_reduce_with_depth(k, *c.opts.depth) : scheduler::plan_reduce(k, cost),

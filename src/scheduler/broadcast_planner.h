@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <optional>
 #include <set>
+#include <unordered_set>
 #include <vector>
 
 namespace hoplite::scheduler {
@@ -57,7 +58,8 @@ class BroadcastPlanner {
   // (chain index, position) of r, if it is planned.
   std::optional<std::pair<std::size_t, std::size_t>> find(Rank r) const;
   std::vector<std::vector<Rank>> chains_;
-  std::set<Rank> sources_;  // origins and complete copies
+  std::set<Rank> sources_;            // origins and complete copies
+  std::unordered_set<Rank> planned_;  // every member of a chain
 };
 
 }  // namespace hoplite::scheduler

@@ -41,8 +41,8 @@ ReduceShape plan_reduce_with_depth(std::uint32_t n, std::uint32_t depth) {
 }
 
 ReduceShape plan_reduce(std::uint32_t n, const ReduceCost& cost) {
-  double bl = std::max(cost.bandwidth * cost.latency, 1.0);
-  double c = std::round(cost.bytes / bl);
+  const double hop = std::max(cost.bandwidth * cost.latency + cost.chunk, 1.0);
+  double c = std::round(cost.bytes / hop);
   auto chain = static_cast<std::uint32_t>(std::clamp(c, 0.0, static_cast<double>(n)));
   std::uint32_t depth = 0;
   if (chain < n) {

@@ -4,9 +4,13 @@
 // large objects are bandwidth-bound, and a chain keeps every node sending and
 // receiving at most one stream; small objects are latency-bound, and a tree
 // cuts the number of hops to log2(n). With S the object size, B the link
-// bandwidth and L the per-hop latency, the chain length c = round(S / (B L))
-// is how many hops' worth of pipelining the object can fill, and the depth is
-// d = ceil(log2((n + 1) / (c + 1))) (0 when c >= n: a pure chain).
+// bandwidth, L the per-hop latency and C the chunk size, a hop of a chain
+// costs a chunk's time plus the latency, C/B + L (a member forwards a chunk
+// once it has all of it), so the chain length c = round(S / (C + B L)) is
+// how many hops' worth of pipelining the object can fill, and the depth is
+// d = ceil(log2((n + 1) / (c + 1))) (0 when c >= n: a pure chain). The
+// chunk term came from the simulator (docs/sim.md): without it, chains of
+// a thousand hops were chosen for objects of a few hundred chunks.
 //
 // Positions are filled in arrival order following a post-order walk, so the
 // first arrivals are leaves and reduction starts as soon as two inputs exist;
@@ -36,6 +40,7 @@ struct ReduceCost {
   double bytes = 0;           // S
   double bandwidth = 1.25e8;  // B, bytes per second
   double latency = 50e-6;     // L, seconds per hop
+  double chunk = 0;           // C, bytes a member receives before it forwards
 };
 
 // The tree-chain for `n` inputs (n >= 1).

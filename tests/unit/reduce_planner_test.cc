@@ -198,6 +198,22 @@ TEST(ReducePlannerTest, DepthNeverGrowsWithObjectSize) {
   }
 }
 
+// A hop costs a chunk's time too: 1024 inputs of 64 MiB at 1 Gbit/s with
+// 256 KiB chunks fill 250 hops, not the 10737 that the latency alone allows.
+TEST(ReducePlannerTest, ChunksLimitHowLongAChainCanBe) {
+  ReduceCost cost;
+  cost.bytes = 64.0 * (1 << 20);
+  EXPECT_EQ(plan_reduce(1024, cost).depth, 0u);
+  cost.chunk = 256 << 10;
+  ReduceShape s = plan_reduce(1024, cost);
+  EXPECT_EQ(s.chain_length, 250u);
+  EXPECT_EQ(s.depth, 3u);
+  check_shape(s, 1024, "chunked");
+  // An object of many chunks still gets a chain.
+  cost.bytes = 1024.0 * (1 << 20);
+  EXPECT_EQ(plan_reduce(8, cost).depth, 0u);
+}
+
 TEST(ReducePlannerTest, SingleInputIsItsOwnRoot) {
   for (std::uint32_t d = 0; d <= kMaxDepth; ++d) {
     ReduceShape s = plan_reduce_with_depth(1, d);

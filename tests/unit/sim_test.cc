@@ -133,9 +133,9 @@ TEST(SimTest, PeersHaveTheirTextbookCosts) {
 // under-predicted, by less than a third, so a change in either direction
 // shows up here.
 TEST(SimValidationTest, PredictionsAgreeWithTheEmulatedClusterWithin10Percent) {
-  const std::set<std::string> unexplained = {
-      "allgather/2/1048576", "allgather/4/1048576", "broadcast/8/16777216", "reduce/8/1048576",
-      "reduce/8/16777216",   "allreduce/8/1048576", "gather/8/16777216"};
+  const std::set<std::string> unexplained = {"allgather/2/1048576",  "allgather/4/1048576",
+                                             "broadcast/8/16777216", "reduce/8/16777216",
+                                             "allreduce/8/1048576",  "gather/8/16777216"};
   std::ifstream in(HOPLITE_SOURCE_DIR "/sim/validation/measured.csv");
   ASSERT_TRUE(in.good());
   std::string line;
