@@ -87,12 +87,13 @@ struct Transfer {
   std::function<void()> on_progress;
 };
 
-// A reduce task at `holder`: output = input[offset..] op every upstream.
+// A reduce task at `holder`: output = its input op every upstream, chunk by
+// chunk. Its input is complete there, so only the upstreams are modelled.
 struct Task {
   std::uint64_t id = 0;
   Rank holder = 0, coordinator = 0;
-  ObjectID output, input;
-  std::uint64_t input_offset = 0, size = 0, start = 0;
+  ObjectID output;
+  std::uint64_t size = 0;
   std::vector<std::uint32_t> ups;   // transfers
   std::vector<std::uint64_t> base;  // where each upstream read starts
   std::uint64_t folded = 0, scheduled = 0;
@@ -577,18 +578,18 @@ class World {
     scheduler::TreeChain& chain = *red_.chain;
     const std::uint64_t task = next_task_++;
     const ObjectID out = position_output(pos);
-    std::vector<std::pair<ObjectID, Rank>> ups;
-    for (auto kid : chain.shape().children[pos]) ups.emplace_back(chain.output(kid), chain.holder(kid));
+    std::vector<msg::Upstream> ups;
+    for (auto kid : chain.shape().children[pos]) ups.push_back({chain.output(kid), chain.holder(kid), 0});
     chain.assign(pos, task, out, start > 0);
-    send_task(chain.holder(pos), task, out, chain.input(pos), 0, red_.size, start, ups);
+    send_task(chain.holder(pos), task, out, red_.size, start, std::move(ups));
     return task;
   }
-  void send_task(Rank holder, std::uint64_t task, const ObjectID& out, const ObjectID& input,
-                 std::uint64_t offset, std::uint64_t size, std::uint64_t start,
-                 std::vector<std::pair<ObjectID, Rank>> ups, std::uint64_t up_offset = 0) {
+  // A task's own input is complete at its holder (it was located there),
+  // so only its upstreams cost anything.
+  void send_task(Rank holder, std::uint64_t task, const ObjectID& out, std::uint64_t size,
+                 std::uint64_t start, std::vector<msg::Upstream> ups) {
     const Rank me = red_.me;
-    send(me, holder,
-         [=, this] { run_task(holder, me, task, out, input, offset, size, start, ups, up_offset); });
+    send(me, holder, [=, this] { run_task(holder, me, task, out, size, start, ups); });
   }
   void resume_position(std::uint32_t pos, const ObjectID& old_output) {
     scheduler::TreeChain& chain = *red_.chain;
@@ -605,28 +606,20 @@ class World {
   }
 
   // --- reduce: the executor -------------------------------------------------
-  void run_task(Rank holder, Rank coordinator, std::uint64_t id, const ObjectID& out, const ObjectID& input,
-                std::uint64_t offset, std::uint64_t size, std::uint64_t start,
-                const std::vector<std::pair<ObjectID, Rank>>& ups, std::uint64_t up_offset) {
+  void run_task(Rank holder, Rank coordinator, std::uint64_t id, const ObjectID& out, std::uint64_t size,
+                std::uint64_t start, const std::vector<msg::Upstream>& ups) {
     if (cancelled_.count(id)) return;
     Task& t = tasks_[id];
     t.id = id;
     t.holder = holder;
     t.coordinator = coordinator;
     t.output = out;
-    t.input = input;
-    t.input_offset = offset;
     t.size = size;
-    t.start = start;
     t.folded = t.scheduled = start;
     Copy& c = make_copy(holder, out, size);
     c.ready = start;
     publish(holder, out, false);
-    for (const auto& [uid, uholder] : ups) {
-      // A striped chain's first hop reads the leaf's input at the stripe.
-      const std::uint64_t roff = uid == ups.front().first && up_offset ? up_offset : 0;
-      add_upstream(t, uid, uholder, roff + start, size - start, start);
-    }
+    for (const auto& u : ups) add_upstream(t, u.id, u.holder, u.offset + start, size - start, start);
     task_progress(id);
   }
   void add_upstream(Task& t, const ObjectID& uid, Rank uholder, std::uint64_t remote, std::uint64_t len,
@@ -738,17 +731,18 @@ class World {
         const Rank h = holders[st.chain[i].holder];
         return std::make_pair(by_holder[h][st.chain[i].input], h);
       };
-      std::pair<ObjectID, Rank> prev = hop(0);
+      // The first hop reads the leaf's input at the stripe's offset.
+      msg::Upstream prev{hop(0).first, hop(0).second, st.offset};
       for (std::size_t i = 1; i < st.chain.size(); ++i) {
         const bool last = i + 1 == st.chain.size();
-        const auto [input, h] = hop(i);
+        const Rank h = hop(i).second;
         const ObjectID out = last ? part
                                   : ObjectID::from_name(red_.target.hex() + "/stripe/" + std::to_string(j) +
                                                         "/" + std::to_string(i));
         const std::uint64_t task = next_task_++;
         if (last) red_.stripe_tasks.insert(task);
-        send_task(h, task, out, input, st.offset, st.length, 0, {prev}, i == 1 ? st.offset : 0);
-        prev = {out, h};
+        send_task(h, task, out, st.length, 0, {prev});
+        prev = {out, h, 0};
       }
     }
     red_.pending.clear();

@@ -77,6 +77,10 @@ class Collectives {
   // A reduce of call `call`'s input from every rank into `target`.
   ReduceOptions every_input(std::uint64_t call, const ObjectID& target, ReduceOp op, DataType dtype,
                             Timeout timeout) const;
+  // Gather and allgather: every rank puts `in`; the ranks that read (the
+  // root, or all) get every part into `out`, `ring` ordered for allgather.
+  Status gather_parts(std::span<const std::byte> in, std::span<std::byte> out, bool reads, bool ring,
+                      const char* what_out, const char* what_part, Timeout timeout);
   // The barrier that ends a call, then the removal of what this rank put.
   Status finish(Status st, std::span<const ObjectID> mine, Timeout timeout);
 

@@ -30,7 +30,6 @@ Status copy_out(const Result<ObjectView>& v, std::span<std::byte> out, const cha
   return {};
 }
 
-// Waits for every part and copies part r to out[r * part_size, ...).
 // Gets objects `ids` all at once (from as many senders), then copies
 // object r into the r-th run of `out` (counts[r] bytes, runs back to back).
 Status get_parts(Node& node, const std::vector<ObjectID>& ids, std::span<std::byte> out,
@@ -160,37 +159,30 @@ Status Collectives::allreduce(std::span<const std::byte> in, std::span<std::byte
 
 Status Collectives::gather(std::span<const std::byte> in, std::span<std::byte> out, int root,
                            Timeout timeout) {
-  const std::uint64_t call = calls_++;
   HOPLITE_RETURN_IF_ERROR(check_rank(node_, root));
-  const int n = node_.world_size(), me = node_.rank();
-  if (me == root && out.size() != in.size() * static_cast<std::size_t>(n))
-    return wrong_size("gather output", out.size(), in.size() * static_cast<std::size_t>(n));
-  const ObjectID mine = id(call, "part/" + std::to_string(me));
-  Status st = node_.put(mine, in.data(), in.size());
-  if (me == root && st.is_ok()) {
-    std::vector<ObjectID> ids;
-    for (int r = 0; r < n; ++r) ids.push_back(id(call, "part/" + std::to_string(r)));
-    const std::vector<std::uint64_t> counts(static_cast<std::size_t>(n), in.size());
-    st = get_parts(node_, ids, out, counts, "gather part", timeout);
-  }
-  return finish(st, std::span(&mine, 1), timeout);
+  return gather_parts(in, out, node_.rank() == root, false, "gather output", "gather part", timeout);
 }
 
 Status Collectives::allgather(std::span<const std::byte> in, std::span<std::byte> out, Timeout timeout) {
+  return gather_parts(in, out, true, true, "allgather output", "allgather part", timeout);
+}
+
+Status Collectives::gather_parts(std::span<const std::byte> in, std::span<std::byte> out, bool reads,
+                                 bool ring, const char* what_out, const char* what_part, Timeout timeout) {
   const std::uint64_t call = calls_++;
   const int n = node_.world_size(), me = node_.rank();
-  if (out.size() != in.size() * static_cast<std::size_t>(n))
-    return wrong_size("allgather output", out.size(), in.size() * static_cast<std::size_t>(n));
+  if (reads && out.size() != in.size() * static_cast<std::size_t>(n))
+    return wrong_size(what_out, out.size(), in.size() * static_cast<std::size_t>(n));
   const ObjectID mine = id(call, "part/" + std::to_string(me));
   Status st = node_.put(mine, in.data(), in.size());
-  if (st.is_ok()) {
-    // Each part travels the ring: every link carries one stream.
-    GetOptions ring;
-    ring.after = (me + n - 1) % n;
+  if (reads && st.is_ok()) {
+    // Allgather: each part travels the ring, so every link carries one stream.
+    GetOptions opts;
+    if (ring) opts.after = (me + n - 1) % n;
     std::vector<ObjectID> ids;
     for (int r = 0; r < n; ++r) ids.push_back(id(call, "part/" + std::to_string(r)));
     const std::vector<std::uint64_t> counts(static_cast<std::size_t>(n), in.size());
-    st = get_parts(node_, ids, out, counts, "allgather part", timeout, ring);
+    st = get_parts(node_, ids, out, counts, what_part, timeout, opts);
   }
   return finish(st, std::span(&mine, 1), timeout);
 }
