@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "control/messages.h"
-#include "transport/tcp/data_frames.h"
 #include "task/task_messages.h"
+#include "transport/tcp/data_frames.h"
 #include "transport/ucx/am_headers.h"
 
 namespace {
@@ -95,9 +95,9 @@ std::vector<std::pair<std::string, ctl::Message>> messages() {
       {"hello-ack", ctl::HelloAck{41}},
       {"error", ctl::Error{static_cast<std::uint16_t>(StatusCode::kPeerFailure), "wrong cluster token"}},
       {"register", ctl::Register{5, tcp_peer("10.0.0.5", 40123)}},
-      {"table", ctl::Table{{tcp_peer("127.0.0.1", 5000), tcp_peer("127.0.0.1", 5002)}}},
+      {"table", ctl::Table{{tcp_peer("127.0.0.1", 5000), tcp_peer("127.0.0.1", 5002)}, {}, 0}},
       {"table-ucx",
-       ctl::Table{{ucx_peer("node-a", 5000), ucx_peer("node-b", 5000), ucx_peer("node-c", 5000)}}},
+       ctl::Table{{ucx_peer("node-a", 5000), ucx_peer("node-b", 5000), ucx_peer("node-c", 5000)}, {1}, 7}},
       {"barrier", ctl::Barrier{7, 12}},
       {"barrier-done", ctl::BarrierDone{7}},
       {"publish", ctl::Publish{id, 77, 1ULL << 40, 4, ctl::LocationState::kPartial, false, {}}},
@@ -125,6 +125,7 @@ std::vector<std::pair<std::string, ctl::Message>> messages() {
       {"heartbeat", ctl::Heartbeat{6, 1ULL << 40}},
       {"rejoin", ctl::Rejoin{2, tcp_peer("10.78.0.3", 4242)}},
       {"peer-update", ctl::PeerUpdate{2, true, ucx_peer("10.78.0.3", 4242)}},
+      {"rejoin-at", ctl::RejoinAt{1, tcp_peer("10.78.0.2", 4243)}},
       {"reduce-cancel", ctl::ReduceCancel{1ULL << 41, whole}},
       {"reduce-retarget", ctl::ReduceRetarget{77, ObjectID::from_name("old"), 4, task}},
       {"reduce-lost", ctl::ReduceLost{78, 5}},
@@ -141,6 +142,7 @@ void control_seeds() {
     if (std::holds_alternative<ctl::Register>(m)) kind = 1;
     if (std::holds_alternative<ctl::Rejoin>(m)) kind = 2;
     if (std::holds_alternative<ctl::PeerUpdate>(m)) kind = 3;
+    if (std::holds_alternative<ctl::RejoinAt>(m)) kind = 4;
     if (kind != 0xff) put("table", name, kind, payload(f));
   }
   // The pre-hello stream: a hello, then what a member sends right after it.

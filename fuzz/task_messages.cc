@@ -3,8 +3,8 @@
 // with a Status or gives a message that encodes back to the same bytes.
 //
 // Input: the payload as it arrives on the task channel.
-#include "fuzz/fuzz_common.h"
 #include "task/task_messages.h"
+#include "fuzz/fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   auto m = hoplite::task::decode({data, size});

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "hoplite/status.h"
 
@@ -56,8 +57,15 @@ struct NodeOptions {
   // declares it at once). Heartbeats go out every quarter of it.
   std::chrono::milliseconds failure_timeout{800};
   // Join a running cluster under `rank` (a restarted process) instead of
-  // bootstrapping a new one. Rank 0 must be alive.
+  // bootstrapping a new one. The rejoiner asks the bootstrap address (rank
+  // 0's, unless it is rank 0 itself) and then each of rejoin_contacts in
+  // turn; any live member that answers sends it on to the leader (the
+  // lowest live rank), which takes it back.
   bool rejoin = false;
+  // Control addresses (host:port, Node::control_address) of members a
+  // rejoiner may ask when rank 0 is dead, or when it is rank 0 itself
+  // (HOPLITE_REJOIN_CONTACTS=host:port,host:port).
+  std::vector<std::string> rejoin_contacts;
 
   [[nodiscard]] static Result<NodeOptions> from_environment();
   [[nodiscard]] Status validate() const;

@@ -157,6 +157,9 @@ MsgType write(WireWriter& w, const Register& m) {
 MsgType write(WireWriter& w, const Table& m) {
   w.u32(static_cast<std::uint32_t>(m.peers.size()));
   for (const auto& p : m.peers) put_peer(w, p);
+  w.u32(static_cast<std::uint32_t>(m.failed.size()));
+  for (Rank f : m.failed) w.u32(f);
+  w.u64(m.barrier);
   return MsgType::kTable;
 }
 MsgType write(WireWriter& w, const Barrier& m) {
@@ -314,6 +317,11 @@ MsgType write(WireWriter& w, const PeerUpdate& m) {
   put_peer(w, m.info);
   return MsgType::kPeerUpdate;
 }
+MsgType write(WireWriter& w, const RejoinAt& m) {
+  w.u32(m.leader);
+  put_peer(w, m.info);
+  return MsgType::kRejoinAt;
+}
 MsgType write(WireWriter& w, const ReduceDone& m) {
   w.u64(m.task);
   w.u16(m.code);
@@ -447,6 +455,20 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(check_count(r, n, kMinPeerBytes, "table"));
       m.peers.resize(n);
       for (auto& p : m.peers) TRY(get_peer(r, p));
+      std::uint32_t nf;
+      TRY(r.u32(nf));
+      if (nf >= n)
+        return protocol_error("table of " + std::to_string(n) + " lists " + std::to_string(nf) + " failed");
+      TRY(check_count(r, nf, 4, "failed ranks"));
+      m.failed.resize(nf);
+      std::vector<bool> seen(n, false);
+      for (auto& f : m.failed) {
+        TRY(r.u32(f));
+        if (f >= n || seen[f])
+          return protocol_error("table lists failed rank " + std::to_string(f) + " twice or out of range");
+        seen[f] = true;
+      }
+      TRY(r.u64(m.barrier));
       return Message{m};
     }
     case MsgType::kBarrier: {
@@ -624,6 +646,12 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(get_peer(r, m.info));
       return Message{m};
     }
+    case MsgType::kRejoinAt: {
+      RejoinAt m;
+      TRY(r.u32(m.leader));
+      TRY(get_peer(r, m.info));
+      return Message{m};
+    }
     case MsgType::kReduceDone: {
       ReduceDone m;
       TRY(r.u64(m.task));
@@ -697,7 +725,8 @@ const char* type_name(const Message& m) {
                                            "DiagReply",
                                            "AppMessage",
                                            "Where",
-                                           "WhereReply"};
+                                           "WhereReply",
+                                           "RejoinAt"};
   return kNames[m.index()];
 }
 

@@ -28,8 +28,9 @@ inline constexpr std::uint32_t kMaxWorld = 65536;
 // The control messages' layouts, checked in every hello: 2 added
 // Lookup.after, Locate.inline_max and LocateReply's inline bytes; 3 replaced
 // the token in the hello by a challenge-response (auth/handshake.h); 4
-// added AppMessage, Where, WhereReply and Lookup.direct.
-inline constexpr std::uint32_t kControlProtocol = 4;
+// added AppMessage, Where, WhereReply and Lookup.direct; 5 added Table's
+// failed ranks and last barrier, and RejoinAt (any live rank takes rejoins).
+inline constexpr std::uint32_t kControlProtocol = 5;
 
 enum class MsgType : std::uint8_t {
   kHello = 1,
@@ -68,6 +69,7 @@ enum class MsgType : std::uint8_t {
   kAppMessage = 38,
   kWhere = 39,
   kWhereReply = 40,
+  kRejoinAt = 41,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -104,8 +106,13 @@ struct Register {
   Rank rank = kNoRank;
   PeerInfo info;
 };
+// The bootstrap table. At the formation every rank is alive and no
+// barrier has run; a rejoiner's table also says who is dead and which
+// barrier was released last, so it starts from its contact's view.
 struct Table {
   std::vector<PeerInfo> peers;  // index = rank
+  std::vector<Rank> failed;     // ranks < peers.size(), each once
+  std::uint64_t barrier = 0;    // the last barrier released
 };
 struct Barrier {
   std::uint64_t epoch = 0;
@@ -291,12 +298,19 @@ struct Heartbeat {
   Rank rank = kNoRank;
   std::uint64_t epoch = 0;  // the sender's membership epoch, for logs
 };
-// A restarted process asks rank 0 to take its old rank back.
+// A restarted process asks the leader (the lowest live rank) to take its
+// old rank back.
 struct Rejoin {
   Rank rank = kNoRank;
   PeerInfo info;
 };
-// Rank 0 tells every member that `rank` is back (with its new addresses).
+// A member that does not lead answers a Rejoin with where the leader is.
+struct RejoinAt {
+  Rank leader = kNoRank;
+  PeerInfo info;
+};
+// The leader tells every member that `rank` is back (with its new
+// addresses). alive = false is refused: each member detects failures itself.
 struct PeerUpdate {
   Rank rank = kNoRank;
   bool alive = true;
@@ -339,11 +353,12 @@ struct ReduceLost {
   Rank failed = kNoRank;
 };
 
-using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish,
-                             PublishAck, Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch,
-                             Progress, Unwatch, Locate, LocateReply, ReduceTask, ReduceDone, PublishComposite,
-                             Heartbeat, Rejoin, PeerUpdate, ReduceCancel, ReduceRetarget, ReduceLost,
-                             Challenge, Proof, DiagRequest, DiagReply, AppMessage, Where, WhereReply>;
+using Message =
+    std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
+                 Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
+                 LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate,
+                 ReduceCancel, ReduceRetarget, ReduceLost, Challenge, Proof, DiagRequest, DiagReply,
+                 AppMessage, Where, WhereReply, RejoinAt>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

@@ -37,7 +37,8 @@ struct Rule {
   Status operator()(const Watch& m) const { return claims("Watch", "requester", m.requester, from); }
   Status operator()(const Unwatch& m) const { return claims("Unwatch", "requester", m.requester, from); }
   Status operator()(const Table&) const { return only_from("Table", from, roles.bootstrap, "bootstrap"); }
-  Status operator()(const PeerUpdate&) const {
+  Status operator()(const PeerUpdate& m) const {
+    if (!m.alive) return protocol_error("PeerUpdate of a failure: each member detects failures itself");
     return only_from("PeerUpdate", from, roles.bootstrap, "bootstrap");
   }
   Status operator()(const BarrierDone&) const {

@@ -95,6 +95,30 @@ void Barriers::on_peer_failed(Rank f) {
   }
 }
 
+void Barriers::catch_up(std::uint64_t epoch) {
+  (void)book_.close_through(epoch);
+  std::uint64_t cur = epoch_.load();
+  while (cur < epoch && !epoch_.compare_exchange_weak(cur, epoch)) {
+  }
+}
+
+// A rank below the leader came back (rank 0 restarted): it leads now, and
+// has seen none of the open arrivals. A failure moves the lead upwards,
+// which on_peer_failed handles.
+void Barriers::on_shards_moved(const std::vector<bool>& old_alive) {
+  Rank old_leader = ctx_.me;
+  for (Rank r = 0; r < ctx_.world; ++r) {
+    if (r < old_alive.size() && old_alive[r]) {
+      old_leader = r;
+      break;
+    }
+  }
+  const Rank leader = ctx_.leader();
+  if (leader >= old_leader) return;
+  LOG_INFO("barriers: rank " << leader << " rejoined below rank " << old_leader << " and leads them");
+  for (const auto& [epoch, p] : waits_) ctx_.send(leader, msg::Barrier{epoch, ctx_.me});
+}
+
 void Barriers::on_stop() {
   for (auto& [epoch, p] : waits_) p->set_value(Status(StatusCode::kCancelled, "node shut down"));
   waits_.clear();

@@ -7,10 +7,12 @@
 // failure can complete a barrier that waited only for the dead rank. When
 // the leader dies, the next live rank leads: every rank sends it its open
 // arrivals again, and an arrival at a barrier it already saw released is
-// answered with the release. A rejoiner is told the last released barrier,
-// so its next one carries the survivors' number.
+// answered with the release. A rejoiner's table says which barrier was
+// released last, so its next one carries the survivors' number; a rejoiner
+// below the leader (rank 0 restarted) leads from then on, and every rank
+// sends it its open arrivals as after a failure.
 //
-// Owns: the epoch counter, the waiting callers, rank 0's arrivals; Barrier
+// Owns: the epoch counter, the waiting callers, the arrivals sent here; Barrier
 // and BarrierDone.
 // Thread-binding: the progress thread, except wait() (user threads, one
 // barrier at a time per node).
@@ -31,9 +33,12 @@ class Barriers final : public Component {
 
   // User threads: blocks until the barrier is released or `timeout`.
   [[nodiscard]] Status wait(std::chrono::milliseconds timeout);
-  // Rank 0: the last barrier released (for a rejoiner).
+  // The last barrier released (for a rejoiner's table).
   std::uint64_t last_released() const { return book_.last_released(); }
+  // A rejoiner, from its table: barriers up to `epoch` are behind us.
+  void catch_up(std::uint64_t epoch);
 
+  void on_shards_moved(const std::vector<bool>& old_alive) override;
   void on_peer_failed(Rank r) override;
   void on_stop() override;
 

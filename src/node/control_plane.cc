@@ -21,6 +21,7 @@ Status ControlPlane::listen(const std::string& host, std::uint16_t port) {
   auto addr = asio::ip::make_address(host, ec);
   if (ec) return invalid_argument("listen host '" + host + "' is not an IP address");
   tcp::endpoint ep(addr, port);
+  if (acceptor_.is_open()) acceptor_.close(ec);  // a failed earlier attempt
   acceptor_.open(ep.protocol(), ec);
   if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor_.bind(ep, ec);
@@ -118,7 +119,7 @@ void ControlPlane::dial(const ConnPtr& c, Rank r) {
 
 ConnPtr ControlPlane::adopt_outbound(Rank r, tcp::socket s) {
   auto c = make_connection(std::move(s));
-  out_[r] = c;
+  if (r < out_.size()) out_[r] = c;
   c->start();
   dial(c, r);
   return c;
@@ -163,7 +164,8 @@ void ControlPlane::on_message(const ConnPtr& c, msg::Message m) {
   if (ctx_.stopping) return;
   if (c && !c->authenticated) return handshake(c, m);
   if (c) {
-    if (auto st = control::check_sender(m, c->peer, {kBootstrapRank, ctx_.leader()}); !st.is_ok()) {
+    if (auto st = control::check_sender(m, c->peer, {events_ ? events_->bootstrap_rank() : 0, ctx_.leader()});
+        !st.is_ok()) {
       ctx_.refused++;
       LOG_WARN("refused " << msg::type_name(m) << " from " << c->name() << ": " << st.message());
       return;
@@ -188,12 +190,22 @@ void ControlPlane::handshake(const ConnPtr& c, const msg::Message& m) {
       ctx_.protocol_errors++;
       return c->reject(protocol_error("expected a challenge, got " + std::string(msg::type_name(m))));
     }
+    if (c->peer == msg::kNoRank && (ch->rank >= ctx_.world || ch->rank == ctx_.me)) {
+      ctx_.rejected++;
+      return c->reject(
+          invalid_argument("rank " + std::to_string(ch->rank) + " answered, which is not a peer"));
+    }
     auto proof = c->dialer->answer(ch->rank, ch->nonce, ch->mac);
     if (!proof.is_ok()) {
       ctx_.rejected++;
       return c->reject(proof.status());
     }
     c->send_handshake(msg::Proof{proof.value()});
+    if (c->peer == msg::kNoRank) {
+      // A member we knew only by address: now it has proved its rank.
+      c->peer = ch->rank;
+      if (c->peer < out_.size() && !out_[c->peer]) out_[c->peer] = c;
+    }
     c->dialer.reset();
     c->authenticated = true;
     c->open_gate();

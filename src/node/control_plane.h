@@ -34,12 +34,13 @@ class ControlEvents {
   virtual void heard_from(Rank r) = 0;
   // An authenticated member's connection broke (not closed by us).
   virtual void connection_lost(Rank r, const Status& why) = 0;
+  // Who may send the bootstrap's messages (Table, PeerUpdate): the member
+  // we are joining through, then the leader.
+  virtual Rank bootstrap_rank() const = 0;
 };
 
 class ControlPlane final : public Messenger {
  public:
-  // Bootstrap and barriers run here (until they move: issue 13's failover).
-  static constexpr Rank kBootstrapRank = 0;
   static constexpr std::chrono::milliseconds kHelloTimeout{5000};
   static constexpr std::size_t kMaxInbound = 4096;
   static constexpr std::size_t kMaxPendingHandshakes = 256;
@@ -66,7 +67,9 @@ class ControlPlane final : public Messenger {
   msg::PeerInfo self_info() const;
 
   // A connected socket to `r` (the bootstrap dial): becomes its outbound
-  // connection, and our hello goes first.
+  // connection, and our hello goes first. With r = kNoRank (a rejoiner
+  // asking a member it knows only by address) any member may answer, and
+  // the connection becomes that member's once it has proved who it is.
   ConnPtr adopt_outbound(Rank r, boost::asio::ip::tcp::socket s);
   // `r` failed: its outbound connection closes; `silent` also cuts its
   // inbound ones (it may be stopped, not dead).

@@ -1,5 +1,7 @@
 #include "node/membership.h"
 
+#include <algorithm>
+
 #include "common/host_port.h"
 #include "node/barriers.h"
 
@@ -21,6 +23,7 @@ Membership::Membership(NodeContext& ctx, ControlPlane& ctrl, Barriers& barriers)
   d.on<msg::Table>([this](const ConnPtr&, const msg::Table& t) { install_table(t); });
   d.on<msg::Heartbeat>([](const ConnPtr&, const msg::Heartbeat&) {});
   d.on<msg::Rejoin>([this](const ConnPtr& c, const msg::Rejoin& r) { on_rejoin(c, r); });
+  d.on<msg::RejoinAt>([this](const ConnPtr& c, const msg::RejoinAt& a) { on_rejoin_at(c, a); });
   d.on<msg::PeerUpdate>([this](const ConnPtr&, const msg::PeerUpdate& u) {
     // A rejoiner's table is installed first; updates follow it. Before
     // that, the view and the address book it would index are empty.
@@ -55,7 +58,16 @@ void Membership::fail_join(Status st) {
 }
 
 void Membership::start_bootstrap(std::chrono::steady_clock::time_point deadline) {
-  if (ctx_.me != 0) return bootstrap_connect(deadline);
+  deadline_ = deadline;
+  // Rank 0's own address is the bootstrap address: a restarted rank 0 asks
+  // the others.
+  if (ctx_.me != 0) contacts_.push_back(ctx_.opts.bootstrap_address);
+  if (ctx_.opts.rejoin) {
+    for (const auto& c : ctx_.opts.rejoin_contacts) {
+      if (std::find(contacts_.begin(), contacts_.end(), c) == contacts_.end()) contacts_.push_back(c);
+    }
+  }
+  if (!contacts_.empty()) return bootstrap_connect(deadline);
   if (ctx_.world == 1) {
     msg::Table t;
     t.peers.push_back(ctrl_.self_info());
@@ -63,8 +75,18 @@ void Membership::start_bootstrap(std::chrono::steady_clock::time_point deadline)
   }
 }
 
+void Membership::retry_join(std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds delay) {
+  if (std::chrono::steady_clock::now() > deadline) return;
+  ctx_.after(delay, [this, deadline] {
+    if (!joined_set_) bootstrap_connect(deadline);
+  });
+}
+
 void Membership::bootstrap_connect(std::chrono::steady_clock::time_point deadline) {
-  auto boot = split_host_port(ctx_.opts.bootstrap_address).value();
+  const std::string& contact = contacts_[next_contact_ % contacts_.size()];
+  auto parsed = split_host_port(contact);
+  if (!parsed.is_ok()) return fail_join(parsed.status());
+  auto boot = parsed.value();
   auto sock = std::make_shared<tcp::socket>(ctx_.io);
   error_code ec;
   auto addr = asio::ip::make_address(boot.first, ec);
@@ -79,18 +101,59 @@ void Membership::bootstrap_connect(std::chrono::steady_clock::time_point deadlin
   sock->async_connect(ep, [this, sock, deadline](error_code ec2) {
     if (ctx_.stopping || joined_set_) return;
     if (ec2) {
-      // Rank 0 may simply not be up yet: retry until the deadline.
-      if (std::chrono::steady_clock::now() > deadline) return;
-      ctx_.after(std::chrono::milliseconds(50), [this, deadline] { bootstrap_connect(deadline); });
+      // Rank 0 may simply not be up yet, or this contact is dead: retry
+      // (the next contact, for a rejoiner) until the deadline.
+      next_contact_++;
+      return retry_join(deadline, std::chrono::milliseconds(50));
+    }
+    if (!ctx_.opts.rejoin) {
+      join_ = ctrl_.adopt_outbound(0, std::move(*sock));
+      join_->send(msg::Register{ctx_.me, ctrl_.self_info()});
       return;
     }
-    auto c = ctrl_.adopt_outbound(0, std::move(*sock));
-    if (ctx_.opts.rejoin) {
-      c->send(msg::Rejoin{ctx_.me, ctrl_.self_info()});
-    } else {
-      c->send(msg::Register{ctx_.me, ctrl_.self_info()});
-    }
+    // A contact is known by address only; whoever answers proves its rank.
+    join_ = ctrl_.adopt_outbound(msg::kNoRank, std::move(*sock));
+    join_->send(msg::Rejoin{ctx_.me, ctrl_.self_info()});
+    watch_join(deadline, join_);
   });
+}
+
+// A contact that dies, refuses the handshake or closes before our table
+// came leaves nothing to wait for: the next contact is asked.
+void Membership::watch_join(std::chrono::steady_clock::time_point deadline, const ConnPtr& c) {
+  ctx_.after(std::chrono::milliseconds(100), [this, deadline, c] {
+    if (joined_set_ || join_ != c) return;
+    if (c->open()) return watch_join(deadline, c);
+    join_.reset();
+    next_contact_++;
+    retry_join(deadline, std::chrono::milliseconds(50));
+  });
+}
+
+// The member we asked does not lead: ask the leader it names.
+void Membership::on_rejoin_at(const ConnPtr& c, const msg::RejoinAt& a) {
+  if (joined_set_ || !c || c != join_) {
+    return ctx_.refuse(ctx_.sender(c), "RejoinAt", "this node is not rejoining through that connection");
+  }
+  const std::string addr = a.info.host + ":" + std::to_string(a.info.control_port);
+  LOG_INFO("rank " << c->peer << " does not lead; rejoining through rank " << a.leader << " at " << addr);
+  auto it = std::find(contacts_.begin(), contacts_.end(), addr);
+  if (it == contacts_.end()) {
+    // Bounded: a member that keeps naming new addresses runs out of them.
+    if (contacts_.size() >= 2 * ctx_.world + 8) {
+      return fail_join(protocol_error("rejoin: sent on to too many addresses"));
+    }
+    it = contacts_.insert(contacts_.end(), addr);
+  }
+  next_contact_ = static_cast<std::size_t>(it - contacts_.begin());
+  join_.reset();
+  c->close(Status(StatusCode::kCancelled, "sent on to the leader"));
+  bootstrap_connect(deadline_);
+}
+
+Rank Membership::bootstrap_rank() const {
+  if (joined_set_) return ctx_.leader();
+  return join_ && join_->peer != msg::kNoRank ? join_->peer : 0;
 }
 
 void Membership::on_register(const ConnPtr& c, const msg::Register& r) {
@@ -114,12 +177,26 @@ void Membership::install_table(const msg::Table& t) {
     return fail_join(protocol_error("bootstrap table lists " + std::to_string(t.peers.size()) +
                                     " ranks, this node was started for " + std::to_string(ctx_.world)));
   }
+  std::vector<bool> dead(ctx_.world, false);
+  for (Rank f : t.failed) {
+    if (f < ctx_.world) dead[f] = true;
+  }
   for (Rank r = 0; r < ctx_.world; ++r) {
-    if (r == ctx_.me) continue;
+    // A dead rank's old address may not even be reachable (UCX refuses the
+    // endpoint); it is added when it rejoins.
+    if (r == ctx_.me || dead[r]) continue;
     Status st = ctx_.transport->add_peer(r, t.peers[r].transport_address, t.peers[r].remote_key);
     if (!st.is_ok()) return fail_join(Status(st.code(), "rank " + std::to_string(r) + ": " + st.message()));
   }
-  if (ctx_.opts.rejoin) start_heartbeats();
+  if (ctx_.opts.rejoin) {
+    // Our contact's view: who is dead, and where the barriers are.
+    start_heartbeats();
+    for (Rank r = 0; r < ctx_.world; ++r) {
+      if (dead[r] && r != ctx_.me) ctx_.alive[r] = false;
+    }
+    barriers_.catch_up(t.barrier);
+    join_.reset();
+  }
   joined_set_ = true;
   joined_.set_value(Status::ok());
   // Messages held for the table go out now.
@@ -128,11 +205,11 @@ void Membership::install_table(const msg::Table& t) {
 
 void Membership::on_error(const ConnPtr& c, const msg::Error& e) {
   LOG_WARN("peer " << (c ? c->name() : "self") << " reported: " << e.message);
-  if (!joined_set_ && c && c->peer == 0) {
+  if (!joined_set_ && c && c == join_) {
     fail_join(Status(e.code <= static_cast<std::uint16_t>(StatusCode::kInternal)
                          ? static_cast<StatusCode>(e.code)
                          : StatusCode::kPeerFailure,
-                     "rank 0 refused to let us join: " + e.message));
+                     "rank " + std::to_string(c->peer) + " refused to let us join: " + e.message));
   }
   if (c) c->close(peer_failure(e.message));
 }
@@ -214,61 +291,48 @@ void Membership::reroute(const std::vector<bool>& old_alive) {
 
 // ------------------------------------------------------------------ rejoin
 
-// Rank 0: a restarted process wants its rank back.
+// The leader: a restarted process wants its rank back. Any other member
+// sends it on to the leader, so that one rank orders the rejoins.
 void Membership::on_rejoin(const ConnPtr& c, const msg::Rejoin& r) {
-  if (ctx_.me != 0 || r.rank == 0 || r.rank >= ctx_.world) {
-    if (c) c->reject(invalid_argument("cannot rejoin as rank " + std::to_string(r.rank)));
-    return;
-  }
-  // Before rank 0 has joined, its view and address book are empty (the
+  if (!c) return;
+  if (r.rank >= ctx_.world)
+    return c->reject(invalid_argument("cannot rejoin as rank " + std::to_string(r.rank)));
+  // Before this node has joined, its view and address book are empty (the
   // cluster is still forming): nothing to rejoin yet.
   if (ctx_.alive.empty() || !ctrl_.has_table()) {
-    if (c) {
-      c->reject(Status(StatusCode::kPeerFailure, "cannot rejoin as rank " + std::to_string(r.rank) +
-                                                     ": the cluster has not formed yet"));
-    }
-    return;
+    return c->reject(Status(StatusCode::kPeerFailure, "cannot rejoin as rank " + std::to_string(r.rank) +
+                                                          ": the cluster has not formed yet"));
   }
+  const Rank leader = ctx_.leader();
+  if (leader != ctx_.me) return c->send(msg::RejoinAt{leader, ctrl_.peer(leader)});
   // A process that comes back under a live rank replaces it: the old one
   // is gone (the new one could not have bound its identity otherwise).
   if (ctx_.alive[r.rank]) {
     // The old process's connections are cut, but this one, which carries
     // the same rank in its hello, is the new process's: it must stay open
     // for the table.
-    if (c) c->peer = msg::kNoRank;
+    c->peer = msg::kNoRank;
     declare_failed(r.rank, "replaced by a rejoining process", true);
   }
   msg::Table t;
   t.peers = ctrl_.peers();
   t.peers[r.rank] = r.info;
-  // The rejoiner learns who else is dead through PeerUpdates after the table.
-  if (c) {
-    c->peer = r.rank;
-    c->send(t);
-    c->send(msg::BarrierDone{barriers_.last_released()});
-    for (Rank x = 0; x < ctx_.world; ++x) {
-      if (!ctx_.alive[x] && x != r.rank) c->send(msg::PeerUpdate{x, false, ctrl_.peer(x)});
-    }
+  for (Rank x = 0; x < ctx_.world; ++x) {
+    if (!ctx_.alive[x] && x != r.rank) t.failed.push_back(x);
   }
-  for (Rank x = 1; x < ctx_.world; ++x) {
-    if (ctx_.alive[x] && x != r.rank) ctx_.send(x, msg::PeerUpdate{r.rank, true, r.info});
+  t.barrier = barriers_.last_released();
+  c->peer = r.rank;
+  c->send(t);
+  for (Rank x = 0; x < ctx_.world; ++x) {
+    if (ctx_.alive[x] && x != r.rank && x != ctx_.me) ctx_.send(x, msg::PeerUpdate{r.rank, true, r.info});
   }
   on_peer_update(msg::PeerUpdate{r.rank, true, r.info});
 }
 
 void Membership::on_peer_update(const msg::PeerUpdate& u) {
-  if (u.rank >= ctx_.world || u.rank == ctx_.me) return;
-  if (!u.alive) {
-    // Only the rejoiner gets these, right after its table.
-    if (ctx_.alive[u.rank]) {
-      auto old_alive = ctx_.alive;
-      ctx_.alive[u.rank] = false;
-      epoch_++;
-      reroute(old_alive);
-      publish_view(nullptr);
-    }
-    return;
-  }
+  // Failures are not announced (the sender rules refuse them): each member
+  // detects them itself.
+  if (u.rank >= ctx_.world || u.rank == ctx_.me || !u.alive) return;
   // Rank 0 let a new process replace one we still count alive (it hung,
   // or we have not noticed its death yet): the old process fails first,
   // so what is tied to it (its copies, chains, tasks, reads from it) goes

@@ -2,8 +2,12 @@
 //
 // Bootstrap: every rank dials rank 0 and registers its control and data
 // addresses; rank 0 hands out the table once all have. A restarted process
-// rejoins through rank 0 under its old rank instead; the others learn it
-// from a PeerUpdate. Failure detection: heartbeats every failure_timeout/4
+// rejoins under its old rank instead, through the leader (the lowest live
+// rank, as for barriers): it asks rank 0's address or any contact it was
+// given, a member that does not lead answers with the leader's address
+// (RejoinAt), and the leader sends it a table with the current view and
+// tells the others in a PeerUpdate. So rank 0 may die and come back like
+// any rank. Failure detection: heartbeats every failure_timeout/4
 // and a FailureDetector over the silence, short-cut by a broken control
 // connection. A failure is announced to every component in three phases
 // (see Component in context.h): drop what is tied to the rank, re-route
@@ -12,8 +16,9 @@
 // own for every change.
 //
 // Owns: the membership view (ctx.alive), the epoch, the detector and its
-// timer, rank 0's registrations, the join promise, the callback thread;
-// Register, Table, Heartbeat, Rejoin, PeerUpdate and Error.
+// timer, rank 0's registrations, the join contacts and connection, the join
+// promise, the callback thread; Register, Table, Heartbeat, Rejoin,
+// RejoinAt, PeerUpdate and Error.
 // Thread-binding: the progress thread, except failed_ranks(), epoch() and
 // add_callback() (any thread, under a mutex).
 #pragma once
@@ -51,6 +56,7 @@ class Membership final : public ControlEvents {
   // ControlEvents.
   void heard_from(Rank r) override;
   void connection_lost(Rank r, const Status& why) override;
+  Rank bootstrap_rank() const override;
   // The data plane saw its endpoint to `r` fail (a UCX peer error): as
   // good a sign as a broken control connection.
   void data_plane_lost(Rank r, const Status& why);
@@ -64,6 +70,10 @@ class Membership final : public ControlEvents {
 
  private:
   void bootstrap_connect(std::chrono::steady_clock::time_point deadline);
+  // The next join attempt, at contacts_[next_contact_], after `delay`.
+  void retry_join(std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds delay);
+  void watch_join(std::chrono::steady_clock::time_point deadline, const ConnPtr& c);
+  void on_rejoin_at(const ConnPtr& c, const msg::RejoinAt& a);
   void install_table(const msg::Table& t);
   void on_register(const ConnPtr& c, const msg::Register& r);
   void on_error(const ConnPtr& c, const msg::Error& e);
@@ -84,6 +94,13 @@ class Membership final : public ControlEvents {
   std::promise<Status> joined_;
   bool joined_set_ = false;
   std::map<Rank, std::pair<msg::PeerInfo, ConnPtr>> registrations_;  // rank 0
+  // Where a joining node dials: rank 0's address, then the rejoin contacts
+  // (a RejoinAt puts the leader's first). join_ is the connection that
+  // carries our Register or Rejoin; its rank sends our table.
+  std::vector<std::string> contacts_;
+  std::size_t next_contact_ = 0;
+  std::chrono::steady_clock::time_point deadline_{};
+  ConnPtr join_;
 
   mutable std::mutex mu_;  // guards the copies below, read by user threads
   std::vector<int> failed_copy_;

@@ -70,8 +70,17 @@ Status Node::Impl::start() {
   const std::string host = ctx.opts.listen_host.empty() ? route_to(boot->first) : ctx.opts.listen_host;
 
   build_components();
-  // Rank 0's control port is the bootstrap port everyone dials.
-  HOPLITE_RETURN_IF_ERROR(ctrl->listen(host, ctx.me == 0 ? boot->second : 0));
+  // Rank 0's control port is the bootstrap port everyone dials. A restarted
+  // rank 0 takes it back when its old process has let go of it (later
+  // rejoiners dial it there), else any port: its table entry says which.
+  if (ctx.me == 0 && ctx.opts.rejoin) {
+    if (!ctrl->listen(host, boot->second).is_ok()) {
+      LOG_WARN("rank 0 rejoining: bootstrap port " << boot->second << " is taken, listening elsewhere");
+      HOPLITE_RETURN_IF_ERROR(ctrl->listen(host, 0));
+    }
+  } else {
+    HOPLITE_RETURN_IF_ERROR(ctrl->listen(host, ctx.me == 0 ? boot->second : 0));
+  }
 
   transport::TransportOptions to;
   to.rank = ctx.me;
@@ -289,7 +298,8 @@ ObjectFuture Node::get(const ObjectID& id, GetOptions opts) {
   }
   asio::post(impl_->ctx.io, [impl = impl_.get(), st, opts] {
     impl->fetcher->start_get(st, opts.must_exist,
-                             opts.after >= 0 ? static_cast<node::Rank>(opts.after) : msg::kNoRank, opts.direct);
+                             opts.after >= 0 ? static_cast<node::Rank>(opts.after) : msg::kNoRank,
+                             opts.direct);
   });
   return ObjectFuture(st);
 }

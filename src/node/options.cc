@@ -139,6 +139,15 @@ Result<NodeOptions> NodeOptions::from_environment() {
     o.failure_timeout = std::chrono::milliseconds(d.value());
   }
   if (const char* v = env("HOPLITE_REJOIN")) o.rejoin = std::string(v) == "1";
+  if (const char* v = env("HOPLITE_REJOIN_CONTACTS")) {
+    std::string list = v;
+    for (std::size_t at = 0; at <= list.size();) {
+      std::size_t end = list.find(',', at);
+      if (end == std::string::npos) end = list.size();
+      if (end > at) o.rejoin_contacts.push_back(list.substr(at, end - at));
+      at = end + 1;
+    }
+  }
   if (const char* v = env("HOPLITE_BOOTSTRAP_TIMEOUT_MS")) {
     auto d = parse_int("HOPLITE_BOOTSTRAP_TIMEOUT_MS", v);
     if (!d.is_ok()) return d.status();
@@ -172,7 +181,15 @@ Status NodeOptions::validate() const {
   if (pipeline_depth < 1 || pipeline_depth > 256)
     return invalid_argument("pipeline depth must be in [1, 256]");
   if (failure_timeout.count() < 20) return invalid_argument("failure timeout must be at least 20 ms");
-  if (rejoin && rank == 0) return invalid_argument("rank 0 cannot rejoin: it runs the bootstrap");
+  for (const auto& c : rejoin_contacts) {
+    if (c.rfind(':') == std::string::npos)
+      return invalid_argument("rejoin contact '" + c + "' is not host:port");
+  }
+  if (rejoin && rank == 0 && rejoin_contacts.empty()) {
+    return invalid_argument(
+        "rank 0 rejoins through another member: give their control addresses in rejoin_contacts "
+        "(HOPLITE_REJOIN_CONTACTS=host:port,...)");
+  }
   if (store_capacity < (1u << 20)) return invalid_argument("store capacity must be at least 1 MiB");
   auto built = transport::available_transports();
   if (transport != "auto" && std::find(built.begin(), built.end(), transport) == built.end()) {

@@ -45,6 +45,8 @@ constexpr std::chrono::microseconds kPoll{100};
       ::_exit(itest::kExitCreateFailed);
     }
     std::unique_ptr<Node> node = std::move(created).value();
+    const std::string addr = node->control_address(rank);
+    board.control_port[rank] = std::stoll(addr.substr(addr.rfind(':') + 1));
     code = body(*node, board);
     node.reset();
   } catch (const std::exception& e) {
@@ -79,13 +81,21 @@ int supervise(const FaultPlan& plan, Board& board, const FaultBody& body, int ra
               const std::string& bootstrap) {
   const FaultBody* current = &body;
   bool rejoining = false;
+  int rejoins = 0;
+  auto as_rejoiner = [&](NodeOptions& options) {
+    options.rejoin = true;
+    // First: the hook may wait for the cluster to reach a state.
+    if (plan.rejoin_options) plan.rejoin_options(options);
+    options.rejoin_contacts.clear();
+    for (int r = plan.n - 1; r >= 0; --r) {
+      if (r != rank && board.control_port[r] > 0)
+        options.rejoin_contacts.push_back("127.0.0.1:" + std::to_string(board.control_port[r].load()));
+    }
+  };
   for (;;) {
     NodeOptions options = itest::make_options(rank, plan.n, bootstrap, plan.cluster);
     options.failure_timeout = plan.failure_timeout;
-    if (rejoining) {
-      options.rejoin = true;
-      if (plan.rejoin_options) plan.rejoin_options(options);
-    }
+    if (rejoining) as_rejoiner(options);
     std::fflush(nullptr);
     const pid_t supervisor = ::getpid();
     const pid_t pid = ::fork();
@@ -103,8 +113,7 @@ int supervise(const FaultPlan& plan, Board& board, const FaultBody& body, int ra
       // sockets, so the others may still count the rank alive when it
       // rejoins. The stopped one is killed once the replacement is done.
       current = &plan.rejoin.at(rank);
-      options.rejoin = true;
-      if (plan.rejoin_options) plan.rejoin_options(options);
+      as_rejoiner(options);
       std::fflush(nullptr);
       const pid_t again = ::fork();
       if (again < 0) {
@@ -130,8 +139,9 @@ int supervise(const FaultPlan& plan, Board& board, const FaultBody& body, int ra
     if (killed) {
       board.died_ns[rank] = now_ns();
       board.gone[rank] = true;
+      board.control_port[rank] = 0;
     }
-    if (!killed || !plan.victims.count(rank) || rejoining) {
+    if (!killed || !plan.victims.count(rank) || (rejoining && rejoins >= plan.max_rejoins)) {
       report_failure(__FILE__, __LINE__,
                      std::string(rejoining ? "rejoined " : "") + "node process ended by " + describe(status) +
                          " (not a planned victim)");
@@ -141,6 +151,7 @@ int supervise(const FaultPlan& plan, Board& board, const FaultBody& body, int ra
     if (again == plan.rejoin.end()) return 0;
     current = &again->second;
     rejoining = true;
+    rejoins++;
   }
 }
 

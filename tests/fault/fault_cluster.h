@@ -63,6 +63,9 @@ struct Board {
   std::atomic<std::int64_t> stopped_ns[kMaxRanks];
   // local_progress of the object a test watches, mirrored by each rank.
   std::atomic<std::uint64_t> progress[kMaxRanks];
+  // The control port of each rank's latest incarnation (loopback), set by
+  // the node process once it has joined: a rejoiner asks these members.
+  std::atomic<std::int64_t> control_port[kMaxRanks];
   // Test-specific phase flags and counters.
   std::atomic<std::int64_t> flag[kFlags];
 };
@@ -90,8 +93,13 @@ struct FaultPlan {
   std::set<int> victims;
   // Ranks that come back, as a new process with rejoin set, after their
   // first node process died of SIGKILL; the replacement runs this body and
-  // must exit 0.
+  // must exit 0 (or, within max_rejoins, die of SIGKILL and come back
+  // again). A rejoiner asks the bootstrap address (unless it is rank 0) and
+  // then every other rank's latest control address, highest rank first, so
+  // that it usually reaches a member that does not lead first.
   std::map<int, FaultBody> rejoin;
+  // How many times each rank of `rejoin` may come back.
+  int max_rejoins = 1;
   // Ranks of `rejoin` whose replacement starts as soon as their first node
   // process is stopped (SIGSTOP), not once it is dead: the stopped process
   // keeps its sockets open, so the others may still count it alive when the

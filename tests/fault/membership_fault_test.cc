@@ -291,6 +291,113 @@ TEST(RejoinTest, DefaultOptionsJoinPromptly) {
   EXPECT_EQ(board->flag[kRejoined], 1) << "rank 3 never rejoined";
 }
 
+// ------------------------------------- 8a. rank 0 dies and comes back
+
+// Board flags of the rank-0 rejoin test.
+constexpr int kThreeBack = 5;  // rank 3 rejoined while rank 0 was dead
+constexpr int kZeroBack = 6;   // rank 0 rejoined
+constexpr int kAllDone = 7;    // ranks that have checked everything
+
+ObjectID zero_object(const std::string& name) {
+  return ObjectID::from_name("fault/rank0-rejoin/" + name);
+}
+
+// Every rank but rank 0, and any rank once rank 0 is back: the objects and
+// the reduce of the reborn cluster. Rank 0 leads the barriers again.
+int zero_rejoin_finish(Node& node, Board& b) {
+  const int me = node.rank();
+  CHECK_TRUE(itest::wait_until([&] { return b.flag[kZeroBack] == 1; }, kGetWait));
+  CHECK_TRUE(wait_failed(node, 0, milliseconds(5000), /*listed=*/false));
+  CHECK_TRUE(itest::wait_until([&] { return node.failed_ranks().empty(); }, milliseconds(5000)));
+  CHECK_OK(node.barrier(milliseconds(10000)));
+  std::vector<float> in(kMiB / sizeof(float), static_cast<float>(me + 1));
+  CHECK_OK(node.put(zero_object("in/" + std::to_string(me)), in.data(), kMiB));
+  if (me == 0) CHECK_OK(node.put(zero_object("from0"), itest::make_pattern(kRejoinSize, 810)));
+  if (me == 2) CHECK_OK(node.put(zero_object("from2"), itest::make_pattern(kRejoinSize, 812)));
+  CHECK_OK(node.barrier(milliseconds(10000)));
+  ASSIGN_OR_FAIL(ObjectView a, node.get(zero_object("from0")).wait(kGetWait));
+  CHECK_PATTERN(a.bytes(), kRejoinSize, 810);
+  ASSIGN_OR_FAIL(ObjectView c, node.get(zero_object("from2")).wait(kGetWait));
+  CHECK_PATTERN(c.bytes(), kRejoinSize, 812);
+  if (me == 0) {
+    ReduceOptions o;
+    for (int r = 0; r < kRejoinN; ++r) o.inputs.push_back(zero_object("in/" + std::to_string(r)));
+    o.target = zero_object("sum");
+    o.timeout = kGetWait;
+    ASSIGN_OR_FAIL(ReduceResult res, node.reduce(o));
+    CHECK_EQ(res.used.size(), static_cast<std::size_t>(kRejoinN));
+  }
+  ASSIGN_OR_FAIL(ObjectView sum, node.get(zero_object("sum")).wait(kGetWait));
+  CHECK_EQ(sum.size(), kMiB);
+  for (std::size_t i = 0; i < kMiB / sizeof(float); ++i) {
+    float f;
+    std::memcpy(&f, sum.data() + i * sizeof f, sizeof f);
+    if (f != 10.0f) FAIL_BODY("sum element " + std::to_string(i) + " is " + std::to_string(f));
+  }
+  CHECK_OK(node.barrier(milliseconds(10000)));
+  CHECK_TRUE(node.failed_ranks().empty());
+  b.flag[kAllDone]++;
+  CHECK_TRUE(itest::wait_until([&] { return b.flag[kAllDone] == kRejoinN; }, kGetWait));
+  return 0;
+}
+
+// Rank 0 (the bootstrap and barrier leader) is SIGKILLed; rank 1 leads a
+// barrier of the survivors; rank 3 dies too and rejoins while rank 0 is
+// still dead (rank 0's address refuses it, rank 2 sends it on to rank 1);
+// then rank 0 restarts, takes its bootstrap port back, rejoins through
+// rank 3 (sent on to rank 1), and leads the barriers of all four again:
+// objects cross both ways and rank 0 coordinates a reduce over everyone.
+// Before: rank 0 could not rejoin (NodeOptions::validate refused it), and
+// a rank rejoined only through rank 0.
+TEST(RejoinTest, RankZeroRestartsAndLeadsAgain) {
+  SharedBoard board;
+  Board* b = &*board;
+  FaultPlan plan;
+  plan.n = kRejoinN;
+  plan.victims = {0, kRejoiner};
+  plan.cluster = fault_cluster_options();
+  plan.rejoin_options = [b](NodeOptions& o) {
+    skip_link_probe(o);
+    // Rank 0's replacement waits until rank 3 rejoined without it.
+    if (o.rank == 0) itest::wait_until([b] { return b->flag[kThreeBack] == 1; }, kGetWait);
+  };
+  plan.rejoin[0] = [](Node& node, Board& bd) -> int {
+    CHECK_EQ(node.rank(), 0);
+    // The table came from rank 1 and says nobody is dead now.
+    CHECK_TRUE(node.failed_ranks().empty());
+    CHECK_EQ(node.control_address(0).substr(node.control_address(0).rfind(':') + 1),
+             std::to_string(bd.flag[kFlags - 1].load()));
+    bd.flag[kZeroBack] = 1;
+    return zero_rejoin_finish(node, bd);
+  };
+  plan.rejoin[kRejoiner] = [](Node& node, Board& bd) -> int {
+    CHECK_TRUE(lists(node.failed_ranks(), 0));
+    CHECK_EQ(node.failed_ranks().size(), 1u);
+    bd.flag[kThreeBack] = 1;
+    return zero_rejoin_finish(node, bd);
+  };
+  int rc = run_fault_cluster(plan, *board, [](Node& node, Board& bd) -> int {
+    const int me = node.rank();
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    if (me == 0) {
+      const std::string addr = node.control_address(0);
+      bd.flag[kFlags - 1] = std::stoll(addr.substr(addr.rfind(':') + 1));
+      ::raise(SIGKILL);
+    }
+    CHECK_TRUE(wait_failed(node, 0, milliseconds(5000)));
+    CHECK_OK(node.barrier(milliseconds(10000)));  // rank 1 leads it
+    if (me == kRejoiner) ::raise(SIGKILL);
+    CHECK_TRUE(wait_failed(node, kRejoiner, milliseconds(5000)));
+    CHECK_TRUE(itest::wait_until([&] { return bd.flag[kThreeBack] == 1; }, kGetWait));
+    CHECK_TRUE(wait_failed(node, kRejoiner, milliseconds(5000), /*listed=*/false));
+    return zero_rejoin_finish(node, bd);
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(board->flag[kThreeBack], 1) << "rank 3 never rejoined";
+  EXPECT_EQ(board->flag[kZeroBack], 1) << "rank 0 never rejoined";
+  EXPECT_EQ(board->flag[kAllDone], kRejoinN);
+}
+
 // ----------------------------------------------- 8b. barrier after a death
 
 // Rank 3 reaches a barrier and dies inside it; ranks 1 and 2 arrive after

@@ -46,7 +46,8 @@ inline constexpr std::uint8_t kControlHelloAck = 2;
 inline constexpr std::uint8_t kControlError = 3;
 inline constexpr std::uint8_t kControlChallenge = 34;
 inline constexpr std::uint8_t kControlProof = 35;
-inline constexpr std::uint32_t kControlProtocol = 4;
+inline constexpr std::uint32_t kControlProtocol =
+    5;  // written out: the client speaks the documented wire format
 inline constexpr std::uint8_t kDataHello = 0x40;
 inline constexpr std::uint8_t kDataHelloAck = 0x41;
 inline constexpr std::uint8_t kDataGetRequest = 0x42;

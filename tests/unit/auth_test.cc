@@ -168,6 +168,19 @@ TEST(SenderRules, BarrierReleasesFollowTheLeaderNotTheBootstrap) {
   EXPECT_EQ(ctl::check_sender(ctl::Table{}, 1, roles).code(), StatusCode::kProtocol);
 }
 
+TEST(SenderRules, TheBootstrapRoleMovesWithTheLeaderAndNeverAnnouncesDeaths) {
+  // Rank 0 died: rank 1 takes the rejoins and tells the others.
+  const ctl::Roles roles{1, 1};
+  EXPECT_TRUE(ctl::check_sender(ctl::PeerUpdate{3, true, {}}, 1, roles).is_ok());
+  EXPECT_TRUE(ctl::check_sender(ctl::Table{}, 1, roles).is_ok());
+  EXPECT_EQ(ctl::check_sender(ctl::PeerUpdate{3, true, {}}, 0, roles).code(), StatusCode::kProtocol);
+  // Each member detects failures itself: not even the leader says who died.
+  EXPECT_EQ(ctl::check_sender(ctl::PeerUpdate{2, false, {}}, 1, roles).code(), StatusCode::kProtocol);
+  // Any member may say where the leader is; a tool may not.
+  EXPECT_TRUE(ctl::check_sender(ctl::RejoinAt{1, {}}, 2, roles).is_ok());
+  EXPECT_EQ(ctl::check_sender(ctl::RejoinAt{1, {}}, ctl::kNoRank, roles).code(), StatusCode::kProtocol);
+}
+
 TEST(SenderRules, ToolsMayNotChangeAnything) {
   const ObjectID id = ObjectID::from_name("x");
   for (const ctl::Message& m :

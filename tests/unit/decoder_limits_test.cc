@@ -82,8 +82,9 @@ TEST(DecoderLimits, TableCountLargerThanItsBytesIsRejected) {
   auto r = ctl::decode(static_cast<std::uint8_t>(ctl::MsgType::kTable), p);
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kProtocol);
-  // And with the third peer it decodes.
-  p.resize(p.size() + 14, 0);
+  // And with the third peer (and an empty failed list and barrier 0) it
+  // decodes.
+  p.resize(p.size() + 14 + 4 + 8, 0);
   auto ok = ctl::decode(static_cast<std::uint8_t>(ctl::MsgType::kTable), p);
   ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
   EXPECT_EQ(std::get<ctl::Table>(ok.value()).peers.size(), 3u);

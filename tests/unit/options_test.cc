@@ -32,7 +32,8 @@ constexpr const char* kVariables[] = {
     // Our own
     "HOPLITE_RANK", "HOPLITE_WORLD_SIZE", "HOPLITE_BOOTSTRAP", "HOPLITE_LISTEN_HOST", "HOPLITE_TOKEN",
     "HOPLITE_TRANSPORT", "HOPLITE_STORE_CAPACITY", "HOPLITE_CHUNK_SIZE", "HOPLITE_INLINE_THRESHOLD",
-    "HOPLITE_PIPELINE_DEPTH", "HOPLITE_BOOTSTRAP_TIMEOUT_MS", "HOPLITE_TOKEN_FILE", "HOPLITE_INSECURE"};
+    "HOPLITE_PIPELINE_DEPTH", "HOPLITE_BOOTSTRAP_TIMEOUT_MS", "HOPLITE_TOKEN_FILE", "HOPLITE_INSECURE",
+    "HOPLITE_REJOIN", "HOPLITE_REJOIN_CONTACTS"};
 
 class FromEnvironment : public ::testing::Test {
  protected:
@@ -425,6 +426,23 @@ TEST_F(FromEnvironment, LauncherCreatesAPrivateTokenFileOnce) {
 }
 
 // ------------------------------------------------------------- validate
+
+// A restarted rank 0 cannot ask its own address: it needs the others'.
+TEST_F(FromEnvironment, RejoinContactsAreAListAndRankZeroNeedsThem) {
+  Set("RANK", "0");
+  Set("WORLD_SIZE", "4");
+  Set("MASTER_ADDR", "10.0.0.1");
+  Set("MASTER_PORT", "29500");
+  Set("HOPLITE_REJOIN", "1");
+  ExpectInvalid("rank 0 rejoining with no contacts");
+  Set("HOPLITE_REJOIN_CONTACTS", "10.0.0.2:4000,,10.0.0.3:4001");
+  auto o = NodeOptions::from_environment();
+  ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+  EXPECT_TRUE(o->rejoin);
+  EXPECT_EQ(o->rejoin_contacts, (std::vector<std::string>{"10.0.0.2:4000", "10.0.0.3:4001"}));
+  Set("HOPLITE_REJOIN_CONTACTS", "10.0.0.2");
+  ExpectInvalid("a contact without a port");
+}
 
 NodeOptions Valid() {
   NodeOptions o;

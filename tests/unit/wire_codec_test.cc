@@ -135,6 +135,10 @@ void ExpectSame(const ctl::Rejoin& a, const ctl::Rejoin& b) {
   EXPECT_EQ(a.rank, b.rank);
   EXPECT_EQ(Fields(a.info), Fields(b.info));
 }
+void ExpectSame(const ctl::RejoinAt& a, const ctl::RejoinAt& b) {
+  EXPECT_EQ(a.leader, b.leader);
+  EXPECT_EQ(Fields(a.info), Fields(b.info));
+}
 void ExpectSame(const ctl::PeerUpdate& a, const ctl::PeerUpdate& b) {
   EXPECT_EQ(std::tie(a.rank, a.alive), std::tie(b.rank, b.alive));
   EXPECT_EQ(Fields(a.info), Fields(b.info));
@@ -185,6 +189,7 @@ void ExpectSame(const ctl::Register& a, const ctl::Register& b) {
   EXPECT_EQ(Fields(a.info), Fields(b.info));
 }
 void ExpectSame(const ctl::Table& a, const ctl::Table& b) {
+  EXPECT_EQ(std::tie(a.failed, a.barrier), std::tie(b.failed, b.barrier));
   ASSERT_EQ(a.peers.size(), b.peers.size());
   for (std::size_t i = 0; i < a.peers.size(); ++i) {
     EXPECT_EQ(Fields(a.peers[i]), Fields(b.peers[i])) << "peer " << i;
@@ -260,8 +265,14 @@ std::vector<Sample> Samples() {
   s.push_back({"Table", MsgType::kTable,
                ctl::Table{{Peer("node-a", 5000, "tcp://a:5001", Iota(16, 0)), Peer("", 5002, "", {}),
                            Peer("node-c.example.org", 65535, std::string(300, 'x'), Iota(4096, 3)),
-                           Peer("node-d", 1, "ucx:blob", Iota(1, 250))}}});
-  s.push_back({"TableOnePeer", MsgType::kTable, ctl::Table{{Peer("solo", 80, "a", {9})}}});
+                           Peer("node-d", 1, "ucx:blob", Iota(1, 250))},
+                          {},
+                          0}});
+  s.push_back({"TableOnePeer", MsgType::kTable, ctl::Table{{Peer("solo", 80, "a", {9})}, {}, 0}});
+  s.push_back({"TableForARejoiner", MsgType::kTable,
+               ctl::Table{{Peer("a", 1, "x", {1}), Peer("b", 2, "y", {2}), Peer("c", 3, "z", {3})},
+                          {2, 0},
+                          0x0000123456789abcULL}});
   s.push_back({"Barrier", MsgType::kBarrier, ctl::Barrier{0x0123456789abcdefULL, 12}});
   s.push_back({"BarrierDone", MsgType::kBarrierDone, ctl::BarrierDone{0xfedcba9876543210ULL}});
 
@@ -353,6 +364,7 @@ std::vector<Sample> Samples() {
   s.push_back({"Rejoin", MsgType::kRejoin, ctl::Rejoin{2, back}});
   s.push_back({"PeerUpdate", MsgType::kPeerUpdate, ctl::PeerUpdate{2, true, back}});
   s.push_back({"PeerUpdateDead", MsgType::kPeerUpdate, ctl::PeerUpdate{5, false, {}}});
+  s.push_back({"RejoinAt", MsgType::kRejoinAt, ctl::RejoinAt{1, back}});
   s.push_back({"ReduceCancel", MsgType::kReduceCancel, ctl::ReduceCancel{1ULL << 41, whole}});
   s.push_back({"ReduceRetarget", MsgType::kReduceRetarget,
                ctl::ReduceRetarget{77, ObjectID::from_name("old"), 4, task}});
@@ -402,6 +414,7 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kAppMessage,
     MsgType::kWhere,
     MsgType::kWhereReply,
+    MsgType::kRejoinAt,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
@@ -571,7 +584,7 @@ TEST(ControlCodec, RejectsUnknownTypes) {
   // Any sample's payload: the type alone must make it unacceptable.
   Bytes frame = ctl::encode(ctl::Delete{ObjectID::from_name("d")});
   Bytes payload = PayloadCopy(frame);
-  for (std::uint8_t t : {0, 8, 9, 18, 19, 41, 99, 255}) {
+  for (std::uint8_t t : {0, 8, 9, 18, 19, 42, 99, 255}) {
     ASSERT_EQ(known.count(t), 0u);
     ExpectProtocolError(t, payload, "type " + std::to_string(t));
     ExpectProtocolError(t, {}, "empty payload of type " + std::to_string(t));
@@ -747,6 +760,31 @@ TEST(ControlCodec, RejectsProgressBeyondSize) {
 TEST(ControlCodec, RejectsTableWithoutPeers) {
   Bytes frame = ctl::encode(ctl::Table{});
   ExpectProtocolError(Byte(MsgType::kTable), PayloadOf(frame), "0 peers");
+}
+
+// A rejoiner's table may list each other rank as failed once; a list as
+// long as the table, a rank twice or one out of range is a forgery.
+TEST(ControlCodec, RejectsTableFailedListsThatCannotBe) {
+  auto frame = [](std::vector<std::uint32_t> failed) {
+    wire::WireWriter w;
+    w.u32(3);
+    for (int i = 0; i < 3; ++i) {
+      w.str("h");
+      w.u16(1);
+      w.str("a");
+      w.bytes(std::vector<std::uint8_t>{});
+    }
+    w.u32(static_cast<std::uint32_t>(failed.size()));
+    for (auto f : failed) w.u32(f);
+    w.u64(0);
+    return w.buffer();
+  };
+  auto ok = ctl::decode(Byte(MsgType::kTable), frame({2}));
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ(std::get<ctl::Table>(ok.value()).failed, std::vector<ctl::Rank>{2});
+  ExpectProtocolError(Byte(MsgType::kTable), frame({0, 1, 2}), "every rank failed");
+  ExpectProtocolError(Byte(MsgType::kTable), frame({1, 1}), "a rank twice");
+  ExpectProtocolError(Byte(MsgType::kTable), frame({3}), "a rank out of range");
 }
 
 TEST(ControlCodec, RejectsTableLargerThanTheWorldCap) {
