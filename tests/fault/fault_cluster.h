@@ -68,6 +68,8 @@ struct Board {
   std::atomic<std::int64_t> control_port[kMaxRanks];
   // Test-specific phase flags and counters.
   std::atomic<std::int64_t> flag[kFlags];
+  // Test-specific timestamps (the chaos soak's kills).
+  std::atomic<std::int64_t> events[64];
 };
 
 // A Board in shared memory for one run; unmapped on destruction.
