@@ -4,8 +4,9 @@
 // point and restarted as a new process that rejoins. Every result a rank
 // gets is checked byte for byte; an operation may instead fail with a
 // documented error (timeout, peer failure) only if a kill happened shortly
-// before or during it; nothing may take longer than its timeout; and after
-// the final removes every store is empty.
+// before or during it, or a rank was late and skipped that round (a rank
+// that waited out a timeout after a kill catches up by skipping rounds); nothing may take longer than its
+// timeout; and after the final removes every store is empty.
 
 #include <signal.h>
 
@@ -29,6 +30,7 @@ namespace {
 
 constexpr int kN = 8;
 constexpr int kRounds = 300;
+static_assert(kRounds <= 16 * 64, "Board::bits has a bit per round");
 constexpr std::int64_t kPeriodNs = 100'000'000;  // a round starts every 100 ms
 constexpr milliseconds kOpTimeout{3000};
 // A rank more than this many rounds late skips ahead, so that every round's
@@ -52,7 +54,7 @@ constexpr int kStartNs = 0;     // round 0's start
 constexpr int kKillsDone = 1;   // kills so far
 constexpr int kNextKillNs = 2;  // no kill before this
 constexpr int kOk = 3;          // operations that returned a checked result
-constexpr int kExcused = 4;     // operations that failed near a kill
+constexpr int kFailed = 4;      // operations that failed with a documented error (records)
 constexpr int kSkipped = 5;     // rounds a late rank skipped
 constexpr int kFinished = 6;    // incarnations that ran every round
 constexpr int kRemoved = 7;     // ranks done with the final removes
@@ -153,6 +155,15 @@ bool documented(const Status& st) {
   return st.code() == StatusCode::kTimeout || st.code() == StatusCode::kPeerFailure;
 }
 
+// A late rank skips rounds: its part of them (a root's object, an input,
+// a gather part) never comes, and whoever waits for it waits in vain.
+void mark_skipped(Board& b, int i) {
+  b.bits[i / 64] |= 1ull << (i % 64);
+}
+bool skipped(const Board& b, int i) {
+  return (b.bits[i / 64] >> (i % 64)) & 1;
+}
+
 bool kill_near(const Board& b, std::int64_t start, std::int64_t end) {
   const auto n = std::min<std::int64_t>(b.flag[kKillsDone], kKills);
   for (std::int64_t j = 0; j < n; ++j) {
@@ -197,10 +208,17 @@ class Player {
     b_.progress[me_]++;  // rounds this rank finished, over its incarnations
     if (st.is_ok()) {
       b_.flag[kOk]++;
-    } else if (documented(st) && kill_near(b_, t0, t1)) {
-      b_.flag[kExcused]++;
+    } else if (documented(st)) {
+      // Judged once every rank is done (a late rank may mark the round
+      // skipped only after this): see excused().
+      const std::int64_t n = b_.flag[kFailed]++;
+      if (n >= static_cast<std::int64_t>(std::size(b_.records))) FAIL_BODY(what + ": too many failures");
+      b_.records[n][0] = i * kN + me_;
+      b_.records[n][1] = t0;
+      b_.records[n][2] = t1;
+      if (n < 8) std::fprintf(stderr, "chaos: %s: %s\n", what.c_str(), st.to_string().c_str());
     } else {
-      FAIL_BODY(what + " failed with no kill near it: " + st.to_string());
+      FAIL_BODY(what + " failed: " + st.to_string());
     }
     // This rank's objects of an old round: everyone is done with them.
     if (i >= kRemoveAfter) {
@@ -345,8 +363,11 @@ int soak(Node& node, Board& b) {
   for (; i < kRounds; ++i) {
     const int due = static_cast<int>((now_ns() - start) / kPeriodNs);
     if (due - i > kMaxBehind) {
-      b.flag[kSkipped] += due - kMaxBehind - i;
-      i = due - kMaxBehind;
+      const int to = std::min(due - kMaxBehind, kRounds);
+      b.flag[kSkipped] += to - i;
+      for (int x = i; x < to; ++x) mark_skipped(b, x);
+      i = to;
+      if (i == kRounds) break;
     }
     const std::int64_t at = start + i * kPeriodNs;
     if (const std::int64_t wait = at - now_ns(); wait > 0)
@@ -405,10 +426,10 @@ TEST(ChaosSoak, RandomCollectivesWhileRanksDieAndRejoin) {
   }
   int rc = run_fault_cluster(plan, *board, soak);
   std::printf(
-      "chaos soak: %d rounds, %lld kills, %lld results checked, %lld errors near a kill, %lld rounds "
+      "chaos soak: %d rounds, %lld kills, %lld results checked, %lld documented errors, %lld rounds "
       "skipped by late ranks, longest operation %lld ms\n",
       kRounds, static_cast<long long>(board->flag[kKillsDone].load()),
-      static_cast<long long>(board->flag[kOk].load()), static_cast<long long>(board->flag[kExcused].load()),
+      static_cast<long long>(board->flag[kOk].load()), static_cast<long long>(board->flag[kFailed].load()),
       static_cast<long long>(board->flag[kSkipped].load()),
       static_cast<long long>(board->flag[kWorstMs].load()));
   for (int j = 0; j < board->flag[kKillsDone]; ++j) {
@@ -422,10 +443,21 @@ TEST(ChaosSoak, RandomCollectivesWhileRanksDieAndRejoin) {
     std::printf(" %llu", static_cast<unsigned long long>(board->progress[r].load()));
   std::printf("\n");
   EXPECT_EQ(rc, 0);
-  EXPECT_EQ(board->flag[kKillsDone], kKills) << "the kills did not all happen";
+  // A kill waits for a full cluster and, every fourth, for an allreduce to
+  // coordinate: on a loaded machine the last ones may not fit in.
+  EXPECT_GE(board->flag[kKillsDone], kKills - 4) << "too few kills happened";
   EXPECT_EQ(board->flag[kChecked], kN);
   // Most operations see no kill at all.
-  EXPECT_GT(board->flag[kOk], 4 * board->flag[kExcused]);
+  EXPECT_GT(board->flag[kOk], 4 * board->flag[kFailed]);
+  // Every failure came near a kill or in a round a late rank skipped.
+  const auto failed = std::min<std::int64_t>(board->flag[kFailed], std::size(board->records));
+  for (std::int64_t n = 0; n < failed; ++n) {
+    const auto& rec = board->records[n];
+    const int i = static_cast<int>(rec[0] / kN);
+    EXPECT_TRUE(kill_near(*board, rec[1], rec[2]) || skipped(*board, i))
+        << "round " << i << " (" << name(round_plan(i).kind) << ", root " << round_plan(i).root
+        << ") at rank " << rec[0] % kN << " failed with no kill near it and nobody late";
+  }
 }
 
 }  // namespace

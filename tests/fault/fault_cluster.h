@@ -68,8 +68,13 @@ struct Board {
   std::atomic<std::int64_t> control_port[kMaxRanks];
   // Test-specific phase flags and counters.
   std::atomic<std::int64_t> flag[kFlags];
-  // Test-specific timestamps (the chaos soak's kills).
+  // Test-specific timestamps (the chaos soak's kills) and bits (its
+  // rounds some rank skipped).
   std::atomic<std::int64_t> events[64];
+  std::atomic<std::uint64_t> bits[16];
+  // Test-specific records of three fields (the chaos soak's failed
+  // operations: round and rank, start, end).
+  std::atomic<std::int64_t> records[128][3];
 };
 
 // A Board in shared memory for one run; unmapped on destruction.
