@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "control/messages.h"
-#include "transport/tcp/data_frames.h"
 #include "task/task_messages.h"
+#include "transport/tcp/data_frames.h"
 #include "transport/ucx/am_headers.h"
 
 namespace {
@@ -128,6 +128,7 @@ std::vector<std::pair<std::string, ctl::Message>> messages() {
       {"reduce-cancel", ctl::ReduceCancel{1ULL << 41, whole}},
       {"reduce-retarget", ctl::ReduceRetarget{77, ObjectID::from_name("old"), 4, task}},
       {"reduce-lost", ctl::ReduceLost{78, 5}},
+      {"reduce-release", ctl::ReduceRelease{whole}},
   };
 }
 

@@ -277,6 +277,7 @@ MsgType write(WireWriter& w, const ReduceTask& m) {
     w.u32(u.holder);
     w.u64(u.offset);
   }
+  w.id(m.target);
   return MsgType::kReduceTask;
 }
 MsgType write(WireWriter& w, const ReduceRetarget& m) {
@@ -320,6 +321,10 @@ MsgType write(WireWriter& w, const ReduceDone& m) {
   w.str(m.message);
   return MsgType::kReduceDone;
 }
+MsgType write(WireWriter& w, const ReduceRelease& m) {
+  w.id(m.target);
+  return MsgType::kReduceRelease;
+}
 MsgType write(WireWriter& w, const ReduceCancel& m) {
   w.u64(m.task);
   w.id(m.output);
@@ -348,6 +353,7 @@ Status read_task(WireReader& r, ReduceTask& m) {
     TRY(r.u32(u.holder));
     TRY(r.u64(u.offset));
   }
+  TRY(r.id(m.target));
   return Status();
 }
 
@@ -637,6 +643,11 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.id(m.output));
       return Message{m};
     }
+    case MsgType::kReduceRelease: {
+      ReduceRelease m;
+      TRY(r.id(m.target));
+      return Message{m};
+    }
   }
   return protocol_error("unknown control message type " + std::to_string(static_cast<int>(type)));
 }
@@ -697,7 +708,8 @@ const char* type_name(const Message& m) {
                                            "DiagReply",
                                            "AppMessage",
                                            "Where",
-                                           "WhereReply"};
+                                           "WhereReply",
+                                           "ReduceRelease"};
   return kNames[m.index()];
 }
 

@@ -28,8 +28,9 @@ inline constexpr std::uint32_t kMaxWorld = 65536;
 // The control messages' layouts, checked in every hello: 2 added
 // Lookup.after, Locate.inline_max and LocateReply's inline bytes; 3 replaced
 // the token in the hello by a challenge-response (auth/handshake.h); 4
-// added AppMessage, Where, WhereReply and Lookup.direct.
-inline constexpr std::uint32_t kControlProtocol = 4;
+// added AppMessage, Where, WhereReply and Lookup.direct; 5 added
+// ReduceTask.target and ReduceRelease.
+inline constexpr std::uint32_t kControlProtocol = 5;
 
 enum class MsgType : std::uint8_t {
   kHello = 1,
@@ -68,6 +69,7 @@ enum class MsgType : std::uint8_t {
   kAppMessage = 38,
   kWhere = 39,
   kWhereReply = 40,
+  kReduceRelease = 41,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -245,6 +247,9 @@ struct ReduceTask {
   std::uint8_t op = 0;     // a ReduceOp
   std::uint8_t dtype = 0;  // a DataType
   std::vector<Upstream> upstreams;
+  // The reduce's target: if the coordinator dies before it releases the
+  // reduce, the node fails its gets of the target (docs/architecture.md).
+  ObjectID target;
 };
 // Read-only diagnostics, the one thing a rank-less (tool) connection may
 // ask for; answered on the same connection.
@@ -338,12 +343,19 @@ struct ReduceLost {
   std::uint64_t task = 0;
   Rank failed = kNoRank;
 };
+// From a coordinator to the ranks that ran its tasks: the reduce into
+// `target` is complete, so what its tasks left here (the target's copy, the
+// stripes) is a result now and outlives the coordinator.
+struct ReduceRelease {
+  ObjectID target;
+};
 
-using Message = std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish,
-                             PublishAck, Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch,
-                             Progress, Unwatch, Locate, LocateReply, ReduceTask, ReduceDone, PublishComposite,
-                             Heartbeat, Rejoin, PeerUpdate, ReduceCancel, ReduceRetarget, ReduceLost,
-                             Challenge, Proof, DiagRequest, DiagReply, AppMessage, Where, WhereReply>;
+using Message =
+    std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
+                 Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
+                 LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate,
+                 ReduceCancel, ReduceRetarget, ReduceLost, Challenge, Proof, DiagRequest, DiagReply,
+                 AppMessage, Where, WhereReply, ReduceRelease>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

@@ -117,6 +117,7 @@ void ReduceCoordinator::restart_reduce(std::uint64_t rid, const std::string& why
   if (c.striped) ctx_.send(ctx_.shard_of(c.opts.target), msg::Remove{c.opts.target, 0, ctx_.me});
   ReduceOptions opts_copy = c.opts;
   auto done = c.done;
+  auto ran = std::move(c.ran);
   int attempt = c.attempt + 1;
   const auto c_deadline = c.deadline;
   if (c.deadline_timer) c.deadline_timer->cancel();
@@ -126,6 +127,7 @@ void ReduceCoordinator::restart_reduce(std::uint64_t rid, const std::string& why
   reduces_.erase(it);
   std::uint64_t nrid = start(std::move(opts_copy), std::move(done), c_deadline);
   reduces_.at(nrid).attempt = attempt;
+  reduces_.at(nrid).ran = std::move(ran);
 }
 
 // Stops the tasks of an attempt that is given up, so that they neither
@@ -372,11 +374,13 @@ msg::ReduceTask ReduceCoordinator::make_task(std::uint64_t rid, std::uint32_t po
   t.size = c.size;
   t.op = static_cast<std::uint8_t>(c.opts.op);
   t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
+  t.target = c.opts.target;
   for (auto kid : chain.shape().children[pos])
     t.upstreams.push_back({chain.output(kid), chain.holder(kid), 0});
   chain.assign(pos, t.task, out, partial);
   task_to_reduce_[t.task] = rid;
   c.task_where[t.task] = {chain.holder(pos), out};
+  c.ran.insert(chain.holder(pos));
   LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": position " << pos << " (" << t.input.short_hex()
                       << ") runs on rank " << chain.holder(pos) << ", output " << out.short_hex());
   return t;
@@ -500,8 +504,10 @@ void ReduceCoordinator::run_striped(std::uint64_t rid) {
       t.op = static_cast<std::uint8_t>(c.opts.op);
       t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
       t.upstreams.push_back(prev);
+      t.target = c.opts.target;
       task_to_reduce_[t.task] = rid;
       c.task_where[t.task] = {holder, out};
+      c.ran.insert(holder);
       if (last) c.stripe_tasks.insert(t.task);
       ctx_.send(holder, t);
       prev = msg::Upstream{out, holder, 0};
@@ -640,6 +646,13 @@ void ReduceCoordinator::finish_reduce(std::uint64_t rid, Result<ReduceResult> r)
   cancel_open_tasks(c);  // a failed reduce leaves nothing running
   // The target is complete, so the partial results are garbage now.
   for (const auto& id : c.intermediates) ctx_.send(ctx_.shard_of(id), msg::Remove{id, 0, ctx_.me});
+  // ...and what the tasks left is the result: it outlives us. Sent before
+  // the caller hears, so that our death after the return cannot beat it.
+  if (r.is_ok()) {
+    for (Rank h : c.ran) {
+      if (ctx_.alive_rank(h)) ctx_.send(h, msg::ReduceRelease{c.opts.target});
+    }
+  }
   c.done->set_value(std::move(r));
   std::erase_if(locate_to_reduce_, [rid](const auto& kv) { return kv.second == rid; });
   std::erase_if(task_to_reduce_, [rid](const auto& kv) { return kv.second == rid; });

@@ -80,6 +80,9 @@ class ReduceCoordinator final : public Component {
     std::vector<ObjectID> intermediates;
     // Every task issued and not yet done, for cancelling.
     std::unordered_map<std::uint64_t, std::pair<Rank, ObjectID>> task_where;
+    // Every rank sent a task of this reduce (any attempt): told when it is
+    // complete (ReduceRelease), so that they keep its result if we die.
+    std::unordered_set<Rank> ran;
     int repairs = 0;
     // The caller stops waiting at the deadline; the coordinator then fails
     // the reduce too, which cancels its tasks (a lost input that is never

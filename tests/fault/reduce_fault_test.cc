@@ -589,6 +589,122 @@ TEST_P(ReduceKillAt, AllreduceSurvivorsGetTheSumAfterARePut) {
   EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
 }
 
+// ------------------------------------------------- 8. coordinator death
+
+constexpr int kLeftFlag = 8;  // flag[kLeftFlag]: survivors that checked their stores
+
+// Waits until this node's store holds `objects` objects (the user's own),
+// so that nothing a dead coordinator's reduce made is left.
+int expect_only_user_objects(Node& node, std::uint64_t objects) {
+  if (!itest::wait_until([&] { return node.stats().objects == objects; }, milliseconds(10000))) {
+    FAIL_BODY("rank " + std::to_string(node.rank()) + " holds " + std::to_string(node.stats().objects) +
+              " objects, " + std::to_string(objects) + " of them the user's");
+  }
+  return 0;
+}
+
+// A get that ends in an error, and soon: the coordinator's death is told,
+// not left to the get's own timeout.
+int expect_told(ObjectFuture& got, milliseconds within) {
+  const auto t0 = Clock::now();
+  auto v = got.wait(kGetWait);
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  if (v.is_ok()) FAIL_BODY("the get of the target succeeded, of " + std::to_string(v->size()) + " bytes");
+  if (ms > within.count()) {
+    FAIL_BODY("the get of the target failed only after " + std::to_string(ms) +
+              " ms: " + v.status().to_string());
+  }
+  return 0;
+}
+
+// Survivors leave together (the barrier's leader may be the dead one).
+int leave_together(Board& b, int survivors) {
+  b.flag[kLeftFlag]++;
+  CHECK_TRUE(itest::wait_until([&] { return b.flag[kLeftFlag] == survivors; }, kGetWait));
+  return 0;
+}
+
+// Rank 5 reduces inputs 0-4 (it holds none) along one chain, asked for in
+// rank order on rank 0's shard: 0 (leaf) -> 1 -> 2 -> 3 -> 4 (root). Input 4
+// is never put, so the root never starts, while positions 1, 2 and 3 run to
+// completion: finished intermediates on three nodes. Rank 5 dies once they
+// are all done. Rank 2 is waiting on the target. Afterwards no survivor's
+// store holds anything but its input, and rank 2's get fails within a few
+// failure timeouts, not at its own.
+TEST(ReduceCoordinatorKillTest, FinishedIntermediatesAreWithdrawn) {
+  constexpr int kN = 6;
+  constexpr int kCoordinator = 5;
+  constexpr int kReader = 2;
+  static_assert(kN == kShardWorld);
+  const std::string tag = "shard0/reduce-coordinator";
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kCoordinator);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    const bool has_input = me < 4;
+    if (has_input) CHECK_OK(put_input(node, tag, me));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    const std::uint64_t base = node.stats().bytes_received;
+    std::unique_ptr<Trigger> done;
+    if (me >= 1 && me <= 3) {
+      // Its position folded the whole of its upstream: its task is done.
+      done = std::make_unique<Trigger>([&node, base] { return node.stats().bytes_received - base >= kSize; },
+                                       [&b] { b.flag[kTasksFlag]++; });
+    }
+    if (me == kCoordinator) {
+      ReduceOptions o = sum_of(tag, ranks_from(0, 5));
+      o.depth = 0;
+      auto reduce = node.reduce_async(o);
+      auto suicide = die_when([&b] { return b.flag[kTasksFlag].load() == 3; });
+      return await_death(b);
+    }
+    std::optional<ObjectFuture> got;
+    if (me == kReader) got = node.get(target_id(tag));
+    CHECK_TRUE(wait_failed(node, kCoordinator, milliseconds(20000)));
+    CHECK_TRUE(b.flag[kTasksFlag] == 3);
+    if (got) {
+      if (int r = expect_told(*got, milliseconds(5000))) return r;
+    }
+    if (int r = expect_only_user_objects(node, has_input ? 1 : 0)) return r;
+    return leave_together(b, kN - 1);
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kCoordinator], 0) << "the coordinator was never killed";
+}
+
+// Rank 3 runs a striped allreduce of all four inputs (its own among them,
+// as rank 0 does in Collectives::allreduce) while every rank gets the
+// target, and dies half way. Every survivor's get fails soon, and no store
+// keeps a stripe, an intermediate or a piece of the target.
+TEST(ReduceCoordinatorKillTest, StripedAllreduceCoordinatorDies) {
+  constexpr int kN = 4;
+  constexpr int kCoordinator = 3;
+  const std::string tag = "allreduce-coordinator";
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kCoordinator);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    CHECK_OK(put_input(node, tag, me));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    std::unique_ptr<Trigger> suicide;
+    std::future<Result<ReduceResult>> reduce;
+    if (me == kCoordinator) {
+      suicide = die_after_receiving(node, kSize / 2);
+      ReduceOptions o = sum_of(tag, ranks_from(0, kN));
+      o.allow_stripes = true;
+      reduce = node.reduce_async(o);
+    }
+    ObjectFuture got = node.get(target_id(tag));
+    if (me == kCoordinator) return await_death(b);
+    CHECK_TRUE(wait_failed(node, kCoordinator, milliseconds(20000)));
+    if (int r = expect_told(got, milliseconds(5000))) return r;
+    if (int r = expect_only_user_objects(node, 1)) return r;
+    return leave_together(b, kN - 1);
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kCoordinator], 0) << "the coordinator was never killed";
+}
+
 INSTANTIATE_TEST_SUITE_P(Thresholds, ReduceKillAt, ::testing::Values(10, 50, 90), percent_name);
 
 }  // namespace

@@ -179,6 +179,9 @@ auto Fields(const ctl::ReduceCancel& m) {
 auto Fields(const ctl::ReduceLost& m) {
   return std::tie(m.task, m.failed);
 }
+auto Fields(const ctl::ReduceRelease& m) {
+  return std::tie(m.target);
+}
 
 void ExpectSame(const ctl::Register& a, const ctl::Register& b) {
   EXPECT_EQ(a.rank, b.rank);
@@ -203,6 +206,7 @@ void ExpectSame(const ctl::ReduceTask& a, const ctl::ReduceTask& b) {
   for (std::size_t i = 0; i < a.upstreams.size(); ++i) {
     EXPECT_EQ(Fields(a.upstreams[i]), Fields(b.upstreams[i])) << "upstream " << i;
   }
+  EXPECT_EQ(a.target, b.target);
 }
 template <typename T>
 void ExpectSame(const T& a, const T& b) {
@@ -325,6 +329,7 @@ std::vector<Sample> Samples() {
   task.upstreams = {{ObjectID::from_name("grad-1"), 1, 0},
                     {ObjectID::from_name("partial-2"), 5, 1 << 19},
                     {ObjectID::from_name("grad-7"), 7, 64}};
+  task.target = ObjectID::from_name("sum-target");
   s.push_back({"ReduceTask", MsgType::kReduceTask, task});
   ctl::ReduceTask leaf = task;
   leaf.upstreams.clear();  // the first position of a chain reduces nothing in
@@ -357,6 +362,7 @@ std::vector<Sample> Samples() {
   s.push_back({"ReduceRetarget", MsgType::kReduceRetarget,
                ctl::ReduceRetarget{77, ObjectID::from_name("old"), 4, task}});
   s.push_back({"ReduceLost", MsgType::kReduceLost, ctl::ReduceLost{78, 5}});
+  s.push_back({"ReduceRelease", MsgType::kReduceRelease, ctl::ReduceRelease{whole}});
   return s;
 }
 
@@ -402,6 +408,7 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kAppMessage,
     MsgType::kWhere,
     MsgType::kWhereReply,
+    MsgType::kReduceRelease,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
