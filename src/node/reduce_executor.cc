@@ -289,6 +289,7 @@ void ReduceExecutor::complete(std::uint64_t task) {
   publish_complete(*ex.output, ex.task);
   fetcher_.on_local_sealed(ex.output);
   leave(ex.task, ex.output);
+  LOG_DEBUG("reduce task " << ex.task.task << " done: " << ex.task.output.short_hex());
   ctx_.send(ex.task.coordinator, msg::ReduceDone{ex.task.task, 0, {}});
 }
 

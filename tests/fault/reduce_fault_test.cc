@@ -532,6 +532,22 @@ TEST_P(ReduceKillAt, KOfNRefillsAStoppedRanksPosition) {
 
 // ---------------------------------------------------------- 7. allreduce
 
+// A reader of an allreduce of inputs 0-3 checks the sum, then leaves with
+// the other `readers`.
+int read_sum_of_four_and_leave(Node& node, Board& b, ObjectFuture& got, int readers) {
+  auto t0 = Clock::now();
+  auto view = got.wait(kGetWait);
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  if (!view.is_ok()) {
+    FAIL_BODY("get of the target after " + std::to_string(ms) + " ms: " + view.status().to_string());
+  }
+  CHECK_SUM(view->bytes(), (std::vector<int>{0, 1, 2, 3}));
+  b.flag[kReadersDone]++;
+  CHECK_TRUE(itest::wait_until([&] { return b.flag[kReadersDone] == readers; }, kGetWait));
+  CHECK_OK(node.barrier(milliseconds(20000)));
+  return 0;
+}
+
 // Rank 0 runs a striped allreduce of four inputs while every rank gets the
 // target. Rank 2 dies once it has received the kill point's share of an
 // object's worth of bytes (its stripe work and its reads of the target); rank 3 re-puts its input. The reduce
@@ -573,17 +589,7 @@ TEST_P(ReduceKillAt, AllreduceSurvivorsGetTheSumAfterARePut) {
       CHECK_EQ(ranks_of(tag, kN, res.used).size(), static_cast<std::size_t>(kN));
       b.flag[kReduceDone] = 1;
     }
-    auto t0 = Clock::now();
-    auto view = got.wait(kGetWait);
-    const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
-    if (!view.is_ok()) {
-      FAIL_BODY("get of the target after " + std::to_string(ms) + " ms: " + view.status().to_string());
-    }
-    CHECK_SUM(view->bytes(), (std::vector<int>{0, 1, 2, 3}));
-    b.flag[kReadersDone]++;
-    CHECK_TRUE(itest::wait_until([&] { return b.flag[kReadersDone] == kN - 1; }, kGetWait));
-    CHECK_OK(node.barrier(milliseconds(20000)));
-    return 0;
+    return read_sum_of_four_and_leave(node, b, got, kN - 1);
   });
   EXPECT_EQ(rc, 0);
   EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
@@ -643,8 +649,10 @@ TEST(ReduceCoordinatorKillTest, FinishedIntermediatesAreWithdrawn) {
     const int me = node.rank();
     const bool has_input = me < 4;
     if (has_input) CHECK_OK(put_input(node, tag, me));
-    CHECK_OK(node.barrier(milliseconds(20000)));
+    // Before the barrier: the reduce starts right after it, so a later
+    // reading could miss its first chunks.
     const std::uint64_t base = node.stats().bytes_received;
+    CHECK_OK(node.barrier(milliseconds(20000)));
     std::unique_ptr<Trigger> done;
     if (me >= 1 && me <= 3) {
       // Its position folded the whole of its upstream: its task is done.
@@ -703,6 +711,82 @@ TEST(ReduceCoordinatorKillTest, StripedAllreduceCoordinatorDies) {
   });
   EXPECT_EQ(rc, 0);
   EXPECT_NE(board->died_ns[kCoordinator], 0) << "the coordinator was never killed";
+}
+
+// ------------------------------------------------ 9. stripe repair
+
+// Stripe j of the first striped reduce a node coordinates: the runtime's
+// name for it (ReduceCoordinator::run_striped), which only this test
+// relies on, to pace a kill on its transfer.
+ObjectID first_stripe_part(const ObjectID& target, int j) {
+  return ObjectID::from_name(target.hex() + "/stripe/1/" + std::to_string(j));
+}
+
+// Rank 4 (which holds no input) runs a striped allreduce of inputs 0-3
+// while ranks 0-3 get the target. Its own get of the target starts only
+// when every stripe reported done (it lands the result before it
+// returns); rank 2 dies once rank 4 has half of rank 2's stripe. The other
+// three stripes are done on live holders and are kept; only rank 2's is
+// computed again, over the survivors and the re-put of input 2 (on rank
+// 3). The survivors' reduce-task counts show it: three each for the first
+// plan and three for the redone stripe (a chain through four inputs), not
+// twelve more for a restart. Every reader gets the byte-exact sum.
+TEST(ReduceStripeRepairTest, OnlyTheLostStripesAreRedone) {
+  constexpr int kN = 5;
+  constexpr int kHolders = 4;
+  constexpr int kVictim = 2;
+  constexpr int kRePutter = 3;
+  constexpr int kCoordinator = 4;
+  const std::string tag = "allreduce-repair";
+  const ObjectID target = target_id(tag);
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kVictim);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    if (me < kHolders) CHECK_OK(put_input(node, tag, me));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    std::unique_ptr<ProgressMirror> mirror;
+    if (me == kCoordinator) {
+      mirror = std::make_unique<ProgressMirror>(node, first_stripe_part(target, kVictim), &b.progress[me]);
+    }
+    std::unique_ptr<Trigger> suicide;
+    if (me == kVictim) {
+      const std::uint64_t half = kSize / kHolders / 2;
+      suicide = die_when([&b, half, at = kCoordinator] { return b.progress[at].load() >= half; });
+    }
+    std::future<Result<ReduceResult>> reduce;
+    std::optional<ObjectFuture> got;
+    if (me == kCoordinator) {
+      ReduceOptions o = sum_of(tag, ranks_from(0, kHolders));
+      o.allow_stripes = true;
+      reduce = node.reduce_async(o);
+    } else {
+      got = node.get(target);
+    }
+    if (me == kVictim) return await_death(b);
+    if (me == kRePutter) {
+      if (int r = put_after_failure(node, tag, kVictim, kVictim)) return r;
+    }
+    if (me == kCoordinator) {
+      if (reduce.wait_for(kReduceTimeout) != std::future_status::ready) FAIL_BODY("reduce hangs");
+      ASSIGN_OR_FAIL(ReduceResult res, reduce.get());
+      CHECK_TRUE(res.striped);
+      CHECK_EQ(ranks_of(tag, kN, res.used).size(), static_cast<std::size_t>(kHolders));
+      CHECK_EQ(res.restarts, 0u);
+      CHECK_EQ(res.stripes_kept, 3u);
+      CHECK_EQ(res.stripes_redone, 1u);
+      got = node.get(target);
+      b.flag[kReduceDone] = 1;
+    }
+    const int r = read_sum_of_four_and_leave(node, b, *got, kN - 1);
+    b.flag[kTasksFlag + me] = static_cast<std::int64_t>(node.stats().reduce_tasks);
+    return r;
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
+  std::int64_t tasks = 0;
+  for (int r : {0, 1, 3}) tasks += board->flag[kTasksFlag + r];
+  EXPECT_EQ(tasks, 9 + 3) << "survivors' reduce tasks: the first plan's, and one stripe's again";
 }
 
 INSTANTIATE_TEST_SUITE_P(Thresholds, ReduceKillAt, ::testing::Values(10, 50, 90), percent_name);
