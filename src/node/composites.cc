@@ -17,6 +17,11 @@ Composites::Composites(NodeContext& ctx, Fetcher& fetcher, ObjectServer& server,
 // allreduce its ring-like 2(N-1)/N cost.
 void Composites::start(const msg::LookupReply& r) {
   auto e = ctx_.store->create_object(r.id, r.size);
+  if (!e.is_ok() && salvage_.erase(r.id) > 0) {
+    // The failed assembly's extent may be what is in the way: give up its
+    // parts (they are read again) rather than the get.
+    e = ctx_.store->create_object(r.id, r.size);
+  }
   if (!e.is_ok())
     return fetcher_.fulfill_waiters(
         r.id, Status(e.status().code(), "get of " + r.id.short_hex() + ": " + e.status().message()));

@@ -60,12 +60,13 @@ void ReduceExecutor::leave(const msg::ReduceTask& t, const std::shared_ptr<store
   left_.push_back(Left{t.coordinator, t.target, t.output, output});
 }
 
-void ReduceExecutor::withdraw(const ObjectID& id, const std::shared_ptr<store::ObjectEntry>& entry,
+bool ReduceExecutor::withdraw(const ObjectID& id, const std::shared_ptr<store::ObjectEntry>& entry,
                               bool withdrawn) {
-  if (!entry || ctx_.store->find(id) != entry) return;
+  if (!entry || ctx_.store->find(id) != entry) return false;
   ctx_.store->erase(id);
   server_.drop(id, withdrawn);
   ctx_.send(ctx_.shard_of(id), msg::Unpublish{id, ctx_.me});
+  return true;
 }
 
 void ReduceExecutor::publish_complete(const store::ObjectEntry& output, const msg::ReduceTask& t) {
@@ -462,8 +463,10 @@ void ReduceExecutor::on_peer_lost(Rank f) {
   for (auto task : orphans) drop(task, true);
   std::erase_if(left_, [&](const Left& l) {
     if (l.coordinator != f) return false;
-    withdraw(l.output, l.entry.lock(), true);
-    abandoned.insert(l.target);
+    // Only what is still here: the outputs of a reduce that ended (failed,
+    // or restarted) were removed already, and its target may be the
+    // user's by now.
+    if (withdraw(l.output, l.entry.lock(), true)) abandoned.insert(l.target);
     return true;
   });
   for (const auto& target : abandoned) abandon_target(target, f);

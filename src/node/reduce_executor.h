@@ -91,8 +91,9 @@ class ReduceExecutor final : public Component {
   void publish_complete(const store::ObjectEntry& output, const msg::ReduceTask& t);
   // A finished task's output, kept until its coordinator releases the reduce.
   void leave(const msg::ReduceTask& t, const std::shared_ptr<store::ObjectEntry>& output);
-  // Erases `id` here and from the directory if it is still `entry`.
-  void withdraw(const ObjectID& id, const std::shared_ptr<store::ObjectEntry>& entry, bool withdrawn);
+  // Erases `id` here and from the directory if it is still `entry`; false
+  // if it was not.
+  bool withdraw(const ObjectID& id, const std::shared_ptr<store::ObjectEntry>& entry, bool withdrawn);
   // The coordinator of the reduce into `target` died before releasing it.
   void abandon_target(const ObjectID& target, Rank coordinator);
 
