@@ -6,7 +6,8 @@
 // and receives (m-1)/m of the object, and the readers pull each stripe from
 // the holder that ends its chain while it is still being reduced. This
 // header says when that form is taken (the window in which inputs count as
-// "at once", the size rule) and what the stripes and their chains are; the
+// "at once", the size rule), what the stripes and their chains are, and
+// which stripes a plan that lost holders keeps or redoes, and how; the
 // reduce coordinator carries it out and the simulator (sim/) drives it.
 //
 // Pure; unit-tested. Thread-safety: value types and free functions.
