@@ -129,6 +129,7 @@ std::vector<std::pair<std::string, ctl::Message>> messages() {
       {"reduce-cancel", ctl::ReduceCancel{1ULL << 41, whole}},
       {"reduce-retarget", ctl::ReduceRetarget{77, ObjectID::from_name("old"), 4, task}},
       {"reduce-lost", ctl::ReduceLost{78, 5}},
+      {"reduce-release", ctl::ReduceRelease{whole}},
   };
 }
 

@@ -65,9 +65,13 @@ struct ReduceResult {
   // What failures cost: tree-chain tasks issued again because a participant
   // below them died (0 without failures, or when a dead participant's part
   // was already folded into a complete result), and whole restarts (a
-  // striped allreduce starts over).
+  // striped attempt that cannot be repaired starts over).
   std::uint32_t recomputed = 0;
   std::uint32_t restarts = 0;
+  // Striped only, over every repair: stripes kept as they were when a
+  // holder died (done on a live holder), and stripes computed again.
+  std::uint32_t stripes_kept = 0;
+  std::uint32_t stripes_redone = 0;
 };
 
 }  // namespace hoplite

@@ -280,6 +280,7 @@ MsgType write(WireWriter& w, const ReduceTask& m) {
     w.u32(u.holder);
     w.u64(u.offset);
   }
+  w.id(m.target);
   return MsgType::kReduceTask;
 }
 MsgType write(WireWriter& w, const ReduceRetarget& m) {
@@ -328,6 +329,10 @@ MsgType write(WireWriter& w, const ReduceDone& m) {
   w.str(m.message);
   return MsgType::kReduceDone;
 }
+MsgType write(WireWriter& w, const ReduceRelease& m) {
+  w.id(m.target);
+  return MsgType::kReduceRelease;
+}
 MsgType write(WireWriter& w, const ReduceCancel& m) {
   w.u64(m.task);
   w.id(m.output);
@@ -356,6 +361,7 @@ Status read_task(WireReader& r, ReduceTask& m) {
     TRY(r.u32(u.holder));
     TRY(r.u64(u.offset));
   }
+  TRY(r.id(m.target));
   return Status();
 }
 
@@ -665,6 +671,11 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.id(m.output));
       return Message{m};
     }
+    case MsgType::kReduceRelease: {
+      ReduceRelease m;
+      TRY(r.id(m.target));
+      return Message{m};
+    }
   }
   return protocol_error("unknown control message type " + std::to_string(static_cast<int>(type)));
 }
@@ -726,7 +737,8 @@ const char* type_name(const Message& m) {
                                            "AppMessage",
                                            "Where",
                                            "WhereReply",
-                                           "RejoinAt"};
+                                           "RejoinAt",
+                                           "ReduceRelease"};
   return kNames[m.index()];
 }
 

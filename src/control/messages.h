@@ -29,7 +29,8 @@ inline constexpr std::uint32_t kMaxWorld = 65536;
 // Lookup.after, Locate.inline_max and LocateReply's inline bytes; 3 replaced
 // the token in the hello by a challenge-response (auth/handshake.h); 4
 // added AppMessage, Where, WhereReply and Lookup.direct; 5 added Table's
-// failed ranks and last barrier, and RejoinAt (any live rank takes rejoins).
+// failed ranks and last barrier, RejoinAt (any live rank takes rejoins),
+// ReduceTask.target and ReduceRelease.
 inline constexpr std::uint32_t kControlProtocol = 5;
 
 enum class MsgType : std::uint8_t {
@@ -70,6 +71,7 @@ enum class MsgType : std::uint8_t {
   kWhere = 39,
   kWhereReply = 40,
   kRejoinAt = 41,
+  kReduceRelease = 42,
 };
 
 enum class Channel : std::uint8_t { kControl = 0, kData = 1 };
@@ -252,6 +254,9 @@ struct ReduceTask {
   std::uint8_t op = 0;     // a ReduceOp
   std::uint8_t dtype = 0;  // a DataType
   std::vector<Upstream> upstreams;
+  // The reduce's target: if the coordinator dies before it releases the
+  // reduce, the node fails its gets of the target (docs/architecture.md).
+  ObjectID target;
 };
 // Read-only diagnostics, the one thing a rank-less (tool) connection may
 // ask for; answered on the same connection.
@@ -352,13 +357,19 @@ struct ReduceLost {
   std::uint64_t task = 0;
   Rank failed = kNoRank;
 };
+// From a coordinator to the ranks that ran its tasks: the reduce into
+// `target` is complete, so what its tasks left here (the target's copy, the
+// stripes) is a result now and outlives the coordinator.
+struct ReduceRelease {
+  ObjectID target;
+};
 
 using Message =
     std::variant<Hello, HelloAck, Error, Register, Table, Barrier, BarrierDone, Publish, PublishAck,
                  Unpublish, Lookup, LookupReply, Remove, RemoveAck, Delete, Watch, Progress, Unwatch, Locate,
                  LocateReply, ReduceTask, ReduceDone, PublishComposite, Heartbeat, Rejoin, PeerUpdate,
                  ReduceCancel, ReduceRetarget, ReduceLost, Challenge, Proof, DiagRequest, DiagReply,
-                 AppMessage, Where, WhereReply, RejoinAt>;
+                 AppMessage, Where, WhereReply, RejoinAt, ReduceRelease>;
 
 // A complete frame: header + payload.
 std::vector<std::uint8_t> encode(const Message& m);

@@ -1,5 +1,7 @@
 #include "node/composites.h"
 
+#include <algorithm>
+#include <cstring>
 #include <optional>
 
 #include "node/directory_client.h"
@@ -15,6 +17,11 @@ Composites::Composites(NodeContext& ctx, Fetcher& fetcher, ObjectServer& server,
 // allreduce its ring-like 2(N-1)/N cost.
 void Composites::start(const msg::LookupReply& r) {
   auto e = ctx_.store->create_object(r.id, r.size);
+  if (!e.is_ok() && salvage_.erase(r.id) > 0) {
+    // The failed assembly's extent may be what is in the way: give up its
+    // parts (they are read again) rather than the get.
+    e = ctx_.store->create_object(r.id, r.size);
+  }
   if (!e.is_ok())
     return fetcher_.fulfill_waiters(
         r.id, Status(e.status().code(), "get of " + r.id.short_hex() + ": " + e.status().message()));
@@ -26,17 +33,25 @@ void Composites::start(const msg::LookupReply& r) {
     }
   }
   // Holders read every part from their predecessor in the ring of holders;
-  // other readers read from the producers.
-  std::optional<std::size_t> my_index;
-  for (std::size_t j = 0; j < r.parts.size(); ++j) {
-    if (r.parts[j].holder == ctx_.me) my_index = j;
+  // other readers read from the producers. The ring is over distinct
+  // holders: a repaired allreduce may end two stripes at one.
+  std::vector<Rank> ring;
+  std::unordered_set<Rank> seen;
+  for (const auto& part : r.parts) {
+    if (seen.insert(part.holder).second) ring.push_back(part.holder);
   }
-  const std::size_t m = r.parts.size();
+  std::optional<Rank> predecessor;
+  if (auto at = std::find(ring.begin(), ring.end(), ctx_.me); at != ring.end()) {
+    predecessor = ring[(static_cast<std::size_t>(at - ring.begin()) + ring.size() - 1) % ring.size()];
+  }
+  std::optional<Salvage> old;
+  if (auto sv = salvage_.extract(r.id); sv && sv.mapped().entry->size == r.size) old = std::move(sv.mapped());
   Assembly& a = gets_[r.id];
   a.entry = e.value();
-  a.remaining = m;
+  a.remaining = r.parts.size();
+  a.parts = r.parts;
   for (const auto& part : r.parts) {
-    a.parts.push_back(part.id);
+    if (take_salvaged(old ? &*old : nullptr, part, a)) continue;
     PartTransfer t;
     t.id = part.id;
     t.composite = r.id;
@@ -52,7 +67,7 @@ void Composites::start(const msg::LookupReply& r) {
         t.entry = view.value();
         t.serves = true;
         a.views.push_back(part.id);
-        if (my_index) t.sender = r.parts[(*my_index + m - 1) % m].holder;
+        if (predecessor) t.sender = *predecessor;
       } else {
         t.entry = a.entry;  // the id is taken locally: read, don't serve
       }
@@ -61,13 +76,44 @@ void Composites::start(const msg::LookupReply& r) {
   }
   // Watches go out after every part is registered: a zero-size part
   // completes at once and may complete the whole object.
-  for (const auto& part : r.parts) fetcher_.start_part(part.id);
+  if (a.remaining == 0) return finish(gets_.find(r.id));
+  std::vector<ObjectID> to_start;
+  for (const auto& part : r.parts) {
+    if (!a.done.count(part.id)) to_start.push_back(part.id);
+  }
+  for (const auto& id : to_start) fetcher_.start_part(id);
 }
 
-void Composites::part_done(const ObjectID& composite, const ObjectID&) {
+// A part kept by the new declaration is copied from the failed assembly's
+// extent (a local copy, not a transfer), and served on like a read one.
+bool Composites::take_salvaged(const Salvage* old, const msg::Part& p, Assembly& a) {
+  if (!old) return false;
+  auto same = [&](const msg::Part& q) { return q.id == p.id && q.offset == p.offset && q.size == p.size; };
+  if (std::none_of(old->parts.begin(), old->parts.end(), same)) return false;
+  if (p.size) std::memcpy(a.entry->data + p.offset, old->entry->data + p.offset, p.size);
+  a.done.insert(p.id);
+  a.remaining--;
+  if (p.holder != ctx_.me) {
+    auto view = ctx_.store->create_view(p.id, a.entry, p.offset, p.size);
+    if (view.is_ok()) {
+      view.value()->seal();
+      a.views.push_back(p.id);
+      server_.notify(p.id);
+    }
+  }
+  return true;
+}
+
+void Composites::part_done(const ObjectID& composite, const ObjectID& part) {
   auto it = gets_.find(composite);
   if (it == gets_.end()) return;
+  it->second.done.insert(part);
   if (--it->second.remaining > 0) return;
+  finish(it);
+}
+
+void Composites::finish(std::unordered_map<ObjectID, Assembly>::iterator it) {
+  const ObjectID composite = it->first;
   auto entry = it->second.entry;
   if (!it->second.views.empty()) views_[composite] = std::move(it->second.views);
   gets_.erase(it);
@@ -81,6 +127,10 @@ void Composites::fail(ObjectID composite, const Status& why) {
   auto it = gets_.find(composite);
   if (it == gets_.end()) return;
   const auto entry = it->second.entry;
+  Salvage kept{entry, {}};
+  for (const auto& p : it->second.parts) {
+    if (it->second.done.count(p.id)) kept.parts.push_back(p);
+  }
   dismantle(it);
   // Only our own half-assembled copy: a restarted reduce may already have
   // put a new object under this id here.
@@ -91,13 +141,20 @@ void Composites::fail(ObjectID composite, const Status& why) {
   // up again (a few times) instead of failing the readers.
   const bool retryable = why.code() == StatusCode::kPeerFailure || why.code() == StatusCode::kNotFound;
   if (retryable && ++retries_[composite] <= 3 && fetcher_.has_waiters(composite)) {
+    if (!kept.parts.empty()) salvage_[composite] = std::move(kept);
     ctx_.after(ctx_.opts.failure_timeout, [this, composite] {
       if (fetcher_.has_waiters(composite) && !fetcher_.lookup_pending(composite))
         fetcher_.start_lookup(composite, false);
     });
+    // Not looked up again in time (or answered otherwise): let it go.
+    ctx_.after(ctx_.opts.failure_timeout * 8, [this, composite, e = std::weak_ptr(entry)] {
+      auto sv = salvage_.find(composite);
+      if (sv != salvage_.end() && sv->second.entry == e.lock()) salvage_.erase(sv);
+    });
     return;
   }
   retries_.erase(composite);
+  salvage_.erase(composite);
   fetcher_.fulfill_waiters(composite, why);
 }
 
@@ -107,7 +164,9 @@ void Composites::dismantle(std::unordered_map<ObjectID, Assembly>::iterator it) 
   const ObjectID id = it->first;
   const Assembly a = std::move(it->second);
   gets_.erase(it);
-  for (const auto& part : a.parts) fetcher_.end_part(part, id);
+  for (const auto& part : a.parts) {
+    if (!a.done.count(part.id)) fetcher_.end_part(part.id, id);
+  }
   for (const auto& v : a.views) {
     ctx_.store->erase(v);
     server_.drop(v, true);

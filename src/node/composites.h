@@ -8,14 +8,19 @@
 // receives from one peer and sends to one, as in a ring allgather. When the
 // last part lands the composite is sealed and published like any copy. A
 // producer that dies fails the assembly; the waiting gets then look the
-// object up again (the allreduce republishes it) a few times.
+// object up again (the allreduce repairs its stripes and declares it again)
+// a few times. The parts that were complete are kept meanwhile, and a new
+// declaration that keeps them (same part id, same place) takes them from
+// here instead of reading them again.
 //
 // Owns: assemblies in progress, the part views kept after assembly (ring
-// successors still read them), the retry counts.
+// successors still read them), the retry counts, the complete parts of
+// failed assemblies until they are looked up again.
 // Thread-binding: the progress thread.
 #pragma once
 
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "node/context.h"
@@ -46,12 +51,23 @@ class Composites final : public Component {
  private:
   struct Assembly {
     std::shared_ptr<store::ObjectEntry> entry;
-    std::vector<ObjectID> parts;
-    std::vector<ObjectID> views;  // parts registered as views of `entry`
+    std::vector<msg::Part> parts;
+    std::unordered_set<ObjectID> done;  // parts complete in `entry`
+    std::vector<ObjectID> views;        // parts registered as views of `entry`
     std::size_t remaining = 0;
+  };
+  // A failed assembly's complete parts (its extent, out of the store's
+  // index but pinned here). One per composite; dropped at the next lookup's
+  // start, at the final failure, or after a few failure timeouts.
+  struct Salvage {
+    std::shared_ptr<store::ObjectEntry> entry;
+    std::vector<msg::Part> parts;
   };
 
   void dismantle(std::unordered_map<ObjectID, Assembly>::iterator it);
+  void finish(std::unordered_map<ObjectID, Assembly>::iterator it);
+  // Copies part `p` from a salvaged assembly into `a`, if it has it.
+  bool take_salvaged(const Salvage* old, const msg::Part& p, Assembly& a);
 
   NodeContext& ctx_;
   Fetcher& fetcher_;
@@ -60,6 +76,7 @@ class Composites final : public Component {
   std::unordered_map<ObjectID, Assembly> gets_;
   std::unordered_map<ObjectID, std::vector<ObjectID>> views_;
   std::unordered_map<ObjectID, int> retries_;
+  std::unordered_map<ObjectID, Salvage> salvage_;
 };
 
 }  // namespace hoplite::node

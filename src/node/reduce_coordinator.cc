@@ -86,20 +86,22 @@ std::uint64_t ReduceCoordinator::start(ReduceOptions o,
     c.decide_timer = std::make_shared<asio::steady_timer>(ctx_.io);
     arm_decision(rid);
   }
-  for (const auto& id : c.opts.inputs) {
-    std::uint64_t req = ctx_.next_request();
-    locate_to_reduce_[req] = rid;
-    locate_ids_[req] = id;
-    ctx_.send(ctx_.shard_of(id), locate_msg(req, id));
-  }
+  for (const auto& id : c.opts.inputs) locate(rid, id);
   return rid;
 }
 
-// A striped allreduce lost a participant (or the plan was not made yet):
-// cancel this attempt and plan again from the inputs' surviving copies
-// (inputs lost with the node wait for their re-put). Every stripe chain
-// passes through every holder, so no part of a striped attempt survives a
-// failure; tree-chains are repaired instead (repair_reduce).
+void ReduceCoordinator::locate(std::uint64_t rid, const ObjectID& id) {
+  std::uint64_t req = ctx_.next_request();
+  locate_to_reduce_[req] = rid;
+  locate_ids_[req] = id;
+  ctx_.send(ctx_.shard_of(id), locate_msg(req, id));
+}
+
+// An attempt that cannot be repaired (a participant died before the plan
+// was made, or a striped task lost an upstream for another reason than a
+// death): cancel it and plan again from the inputs' surviving copies
+// (inputs lost with the node wait for their re-put). Deaths during a plan
+// are repaired instead (repair_reduce, repair_stripes).
 void ReduceCoordinator::restart_reduce(std::uint64_t rid, const std::string& why) {
   auto it = reduces_.find(rid);
   if (it == reduces_.end() || it->second.finished) return;
@@ -117,6 +119,7 @@ void ReduceCoordinator::restart_reduce(std::uint64_t rid, const std::string& why
   if (c.striped) ctx_.send(ctx_.shard_of(c.opts.target), msg::Remove{c.opts.target, 0, ctx_.me});
   ReduceOptions opts_copy = c.opts;
   auto done = c.done;
+  auto ran = std::move(c.ran);
   int attempt = c.attempt + 1;
   const auto c_deadline = c.deadline;
   if (c.deadline_timer) c.deadline_timer->cancel();
@@ -126,6 +129,7 @@ void ReduceCoordinator::restart_reduce(std::uint64_t rid, const std::string& why
   reduces_.erase(it);
   std::uint64_t nrid = start(std::move(opts_copy), std::move(done), c_deadline);
   reduces_.at(nrid).attempt = attempt;
+  reduces_.at(nrid).ran = std::move(ran);
 }
 
 // Stops the tasks of an attempt that is given up, so that they neither
@@ -166,6 +170,7 @@ void ReduceCoordinator::on_locate_reply(const msg::LocateReply& r) {
   auto it = reduces_.find(rid);
   if (it == reduces_.end()) return;
   Reduction& c = it->second;
+  if (c.striped) return stripe_input_back(rid, r);
   if (c.deciding) {
     c.pending.push_back(r);
     if (c.pending.size() == 1) {
@@ -347,10 +352,7 @@ void ReduceCoordinator::locate_unused(std::uint64_t rid) {
   for (const auto& id : c.opts.inputs) {
     if (asking.count(id) || c.chain->has_input(id)) continue;
     if (c.reserved && c.reserved->id == id) continue;
-    std::uint64_t req = ctx_.next_request();
-    locate_to_reduce_[req] = rid;
-    locate_ids_[req] = id;
-    ctx_.send(ctx_.shard_of(id), locate_msg(req, id));
+    locate(rid, id);
   }
 }
 
@@ -372,11 +374,13 @@ msg::ReduceTask ReduceCoordinator::make_task(std::uint64_t rid, std::uint32_t po
   t.size = c.size;
   t.op = static_cast<std::uint8_t>(c.opts.op);
   t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
+  t.target = c.opts.target;
   for (auto kid : chain.shape().children[pos])
     t.upstreams.push_back({chain.output(kid), chain.holder(kid), 0});
   chain.assign(pos, t.task, out, partial);
   task_to_reduce_[t.task] = rid;
   c.task_where[t.task] = {chain.holder(pos), out};
+  c.ran.insert(chain.holder(pos));
   LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": position " << pos << " (" << t.input.short_hex()
                       << ") runs on rank " << chain.holder(pos) << ", output " << out.short_hex());
   return t;
@@ -419,7 +423,8 @@ void ReduceCoordinator::repair_reduce(std::uint64_t rid, const std::string& why)
   auto it = reduces_.find(rid);
   if (it == reduces_.end() || it->second.finished) return;
   Reduction& c = it->second;
-  if (c.striped || !c.chain) return restart_reduce(rid, why);
+  if (c.striped) return repair_stripes(rid, why);
+  if (!c.chain) return restart_reduce(rid, why);
   if (++c.repairs > static_cast<int>(4 * ctx_.world)) {
     return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + " lost " +
                                            std::to_string(c.repairs) + " participants; last: " + why));
@@ -468,48 +473,171 @@ void ReduceCoordinator::run_striped(std::uint64_t rid) {
   c.size = size;
   c.striped_holders.insert(holders.begin(), holders.end());
   for (const auto& r : c.pending) c.striped_used.push_back(r.id);
-  msg::PublishComposite comp;
-  comp.id = c.opts.target;
-  comp.size = size;
+  c.pending.clear();
+  c.stripe_inputs = std::move(by_holder);
   const std::vector<scheduler::Stripe> stripes = scheduler::plan_stripes(counts, size);
+  c.stripes.resize(stripes.size());
   for (std::size_t j = 0; j < stripes.size(); ++j) {
     const scheduler::Stripe& s = stripes[j];
-    ObjectID part_id =
+    auto& run = c.stripes[j];
+    run.end = holders[j];
+    run.offset = s.offset;
+    run.length = s.length;
+    run.part =
         ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(rid) + "/" + std::to_string(j));
-    comp.parts.push_back({part_id, holders[j], s.offset, s.length});
-    if (s.length == 0) continue;
-    auto hop = [&](std::size_t i) {
-      const Rank holder = holders[s.chain[i].holder];
-      return std::make_pair(by_holder[holder][s.chain[i].input], holder);
-    };
-    msg::Upstream prev{hop(0).first, hop(0).second, s.offset};
-    for (std::size_t i = 1; i < s.chain.size(); ++i) {
-      const bool last = i + 1 == s.chain.size();
-      const auto [input, holder] = hop(i);
-      ObjectID out = last ? part_id
-                          : ObjectID::from_name(c.opts.target.hex() + "/stripe/" + std::to_string(rid) + "/" +
-                                                std::to_string(j) + "/" + std::to_string(i));
-      if (!last) c.intermediates.push_back(out);
-      msg::ReduceTask t;
-      t.task = (static_cast<std::uint64_t>(ctx_.me) << 40) | ctx_.next_request();
-      t.coordinator = ctx_.me;
-      t.output = out;
-      t.input = input;
-      t.input_offset = s.offset;
-      t.size = s.length;
-      t.op = static_cast<std::uint8_t>(c.opts.op);
-      t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
-      t.upstreams.push_back(prev);
-      task_to_reduce_[t.task] = rid;
-      c.task_where[t.task] = {holder, out};
-      if (last) c.stripe_tasks.insert(t.task);
-      ctx_.send(holder, t);
-      prev = msg::Upstream{out, holder, 0};
+    run.done = s.length == 0;
+    if (run.done) continue;
+    std::vector<std::pair<ObjectID, Rank>> hops;
+    for (const auto& hop : s.chain) {
+      const Rank holder = holders[hop.holder];
+      hops.emplace_back(c.stripe_inputs[holder][hop.input], holder);
     }
+    issue_stripe(rid, j, hops);
   }
-  c.pending.clear();
   LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": striped over " << holders.size() << " holders");
+  publish_stripes(rid);
+}
+
+void ReduceCoordinator::issue_stripe(std::uint64_t rid, std::size_t j,
+                                     const std::vector<std::pair<ObjectID, Rank>>& hops) {
+  Reduction& c = reduces_.at(rid);
+  auto& run = c.stripes[j];
+  // A redone stripe's names are new: readers must not take the old
+  // attempt's partial part for it.
+  std::string name = c.opts.target.hex() + "/stripe/" + std::to_string(rid) + "/" + std::to_string(j);
+  if (c.repairs > 0) {
+    name += "/r" + std::to_string(c.repairs);
+    run.part = ObjectID::from_name(name);
+  }
+  msg::Upstream prev{hops[0].first, hops[0].second, run.offset};
+  for (std::size_t i = 1; i < hops.size(); ++i) {
+    const bool last = i + 1 == hops.size();
+    const auto& [input, holder] = hops[i];
+    ObjectID out = last ? run.part : ObjectID::from_name(name + "/" + std::to_string(i));
+    if (!last) c.intermediates.push_back(out);
+    msg::ReduceTask t;
+    t.task = (static_cast<std::uint64_t>(ctx_.me) << 40) | ctx_.next_request();
+    t.coordinator = ctx_.me;
+    t.output = out;
+    t.input = input;
+    t.input_offset = run.offset;
+    t.size = run.length;
+    t.op = static_cast<std::uint8_t>(c.opts.op);
+    t.dtype = static_cast<std::uint8_t>(c.opts.dtype);
+    t.upstreams.push_back(prev);
+    t.target = c.opts.target;
+    task_to_reduce_[t.task] = rid;
+    c.task_where[t.task] = {holder, out};
+    c.ran.insert(holder);
+    if (last) run.task = t.task;
+    LOG_DEBUG("reduce " << c.opts.target.short_hex() << ": stripe " << j << " hop " << i << " on rank "
+                        << holder << " task " << t.task << " output " << out.short_hex());
+    ctx_.send(holder, t);
+    prev = msg::Upstream{out, holder, 0};
+  }
+}
+
+// The target as the composite of the stripes (a second declaration
+// replaces the first: kept parts keep their ids and holders).
+void ReduceCoordinator::publish_stripes(std::uint64_t rid) {
+  Reduction& c = reduces_.at(rid);
+  msg::PublishComposite comp;
+  comp.id = c.opts.target;
+  comp.size = c.size;
+  for (const auto& run : c.stripes) comp.parts.push_back({run.part, run.end, run.offset, run.length});
   ctx_.send(ctx_.shard_of(c.opts.target), comp);
+}
+
+// A holder of a striped attempt died. Stripes done on live holders are
+// results already; every task still running belongs to a stripe that is
+// computed again, so all are stopped, and every intermediate is garbage.
+// The dead holders' inputs are located again: their re-puts (or other
+// copies) answer, and the redo waits for them, as the dynamic form does.
+void ReduceCoordinator::repair_stripes(std::uint64_t rid, const std::string& why) {
+  auto it = reduces_.find(rid);
+  if (it == reduces_.end() || it->second.finished) return;
+  Reduction& c = it->second;
+  if (++c.repairs > static_cast<int>(4 * ctx_.world)) {
+    return finish_reduce(rid, peer_failure("reduce into " + c.opts.target.short_hex() + " lost " +
+                                           std::to_string(c.repairs) + " participants; last: " + why));
+  }
+  LOG_WARN("reduce into " << c.opts.target.short_hex() << " repairs its stripes: " << why);
+  // Landing: our get of the target fails on the lost part and looks the
+  // composite up again; we land once more when the redone stripes are done.
+  c.landing.reset();
+  c.land.reset();
+  cancel_open_tasks(c);
+  for (const auto& id : c.intermediates) ctx_.send(ctx_.shard_of(id), msg::Remove{id, 0, ctx_.me});
+  c.intermediates.clear();
+  for (auto h = c.stripe_inputs.begin(); h != c.stripe_inputs.end();) {
+    if (ctx_.alive_rank(h->first)) {
+      ++h;
+      continue;
+    }
+    for (const auto& id : h->second) {
+      if (c.awaiting.insert(id).second) locate(rid, id);
+    }
+    h = c.stripe_inputs.erase(h);
+  }
+  if (c.awaiting.empty()) apply_stripe_repair(rid);
+}
+
+void ReduceCoordinator::stripe_input_back(std::uint64_t rid, const msg::LocateReply& r) {
+  Reduction& c = reduces_.at(rid);
+  if (!c.awaiting.erase(r.id)) return;
+  if (r.size != c.size) {
+    return finish_reduce(rid,
+                         invalid_argument("reduce input " + r.id.short_hex() + " came back with " +
+                                          std::to_string(r.size) + " bytes, not " + std::to_string(c.size)));
+  }
+  c.stripe_inputs[r.holder].push_back(r.id);
+  if (c.awaiting.empty()) apply_stripe_repair(rid);
+}
+
+// Every input is placed again: apply scheduler::plan_stripe_repair.
+void ReduceCoordinator::apply_stripe_repair(std::uint64_t rid) {
+  Reduction& c = reduces_.at(rid);
+  std::vector<Rank> holders;
+  std::vector<std::size_t> counts;
+  for (const auto& [h, ids] : c.stripe_inputs) {
+    holders.push_back(h);
+    counts.push_back(ids.size());
+  }
+  std::vector<scheduler::StripeState> state;
+  for (const auto& run : c.stripes) {
+    scheduler::StripeState st;
+    st.length = run.length;
+    st.done = run.done;
+    auto at = std::find(holders.begin(), holders.end(), run.end);
+    if (at != holders.end() && ctx_.alive_rank(run.end))
+      st.end = static_cast<std::size_t>(at - holders.begin());
+    state.push_back(st);
+  }
+  const auto fixes = scheduler::plan_stripe_repair(state, counts);
+  std::uint32_t kept = 0, redone = 0;
+  for (std::size_t j = 0; j < fixes.size(); ++j) {
+    auto& run = c.stripes[j];
+    run.end = holders[fixes[j].end];
+    if (!fixes[j].redo) {
+      if (run.length > 0) kept++;
+      continue;
+    }
+    redone++;
+    run.done = false;
+    std::vector<std::pair<ObjectID, Rank>> hops;
+    for (const auto& hop : fixes[j].chain) {
+      const Rank holder = holders[hop.holder];
+      hops.emplace_back(c.stripe_inputs[holder][hop.input], holder);
+    }
+    issue_stripe(rid, j, hops);
+  }
+  c.stripes_kept += kept;
+  c.stripes_redone += redone;
+  c.striped_holders = {holders.begin(), holders.end()};
+  LOG_WARN("reduce into " << c.opts.target.short_hex() << ": kept " << kept << " stripes, redoing " << redone
+                          << " over " << holders.size() << " holders");
+  publish_stripes(rid);
+  if (redone == 0) stripes_done(rid);
 }
 
 std::optional<Rank> ReduceCoordinator::task_rank(std::uint64_t task) const {
@@ -548,22 +676,44 @@ void ReduceCoordinator::on_reduce_done(const msg::ReduceDone& d) {
                                      "reduce into " + c.opts.target.short_hex() + ": " + d.message));
   }
   if (c.striped) {
-    c.stripe_tasks.erase(d.task);
-    if (!c.stripe_tasks.empty()) return;
-  } else if (!c.chain || !c.chain->task_done(d.task)) {
-    return;
+    for (auto& run : c.stripes) {
+      if (run.task != d.task) continue;
+      run.done = true;
+      run.task = 0;
+    }
+    return stripes_done(rid);
   }
+  if (!c.chain || !c.chain->task_done(d.task)) return;
   ReduceResult res;
   res.used = used(c);
   res.depth = c.chain ? c.chain->shape().depth : 0;
   res.striped = c.striped;
   res.recomputed = c.chain ? c.chain->recomputed() : 0;
   res.restarts = static_cast<std::uint32_t>(c.attempt);
+  res.stripes_kept = c.stripes_kept;
+  res.stripes_redone = c.stripes_redone;
   // A striped target is a composite of stripes held everywhere: it too is
   // not safe until assembled here.
   const Rank root_holder = c.chain && !c.striped ? c.chain->holder(c.chain->root()) : ctx_.me;
   if (c.striped || root_holder != ctx_.me) return land(rid, std::move(res), root_holder);
   finish_reduce(rid, std::move(res));
+}
+
+// A stripe reported done: once all are (and no repair waits for inputs),
+// the striped target is assembled here.
+void ReduceCoordinator::stripes_done(std::uint64_t rid) {
+  Reduction& c = reduces_.at(rid);
+  if (!c.awaiting.empty() || c.landing) return;
+  for (const auto& run : c.stripes) {
+    if (!run.done) return;
+  }
+  ReduceResult res;
+  res.used = c.striped_used;
+  res.striped = true;
+  res.restarts = static_cast<std::uint32_t>(c.attempt);
+  res.stripes_kept = c.stripes_kept;
+  res.stripes_redone = c.stripes_redone;
+  land(rid, std::move(res), ctx_.me);
 }
 
 // The root ran on another node: the reduce is not over until the target is
@@ -576,7 +726,7 @@ void ReduceCoordinator::land(std::uint64_t rid, ReduceResult res, Rank root_hold
   c.landing = std::move(res);
   c.root_holder = root_holder;
   for (Rank r : c.striped_holders) {
-    if (!ctx_.alive_rank(r)) return relaunch(rid, "rank " + std::to_string(r) + " failed");
+    if (!ctx_.alive_rank(r)) return repair_stripes(rid, "rank " + std::to_string(r) + " failed");
   }
   if (!ctx_.alive_rank(root_holder)) return relaunch(rid, "rank " + std::to_string(root_holder) + " failed");
   auto st = std::make_shared<detail::GetState>();
@@ -640,6 +790,13 @@ void ReduceCoordinator::finish_reduce(std::uint64_t rid, Result<ReduceResult> r)
   cancel_open_tasks(c);  // a failed reduce leaves nothing running
   // The target is complete, so the partial results are garbage now.
   for (const auto& id : c.intermediates) ctx_.send(ctx_.shard_of(id), msg::Remove{id, 0, ctx_.me});
+  // ...and what the tasks left is the result: it outlives us. Sent before
+  // the caller hears, so that our death after the return cannot beat it.
+  if (r.is_ok()) {
+    for (Rank h : c.ran) {
+      if (ctx_.alive_rank(h)) ctx_.send(h, msg::ReduceRelease{c.opts.target});
+    }
+  }
   c.done->set_value(std::move(r));
   std::erase_if(locate_to_reduce_, [rid](const auto& kv) { return kv.second == rid; });
   std::erase_if(task_to_reduce_, [rid](const auto& kv) { return kv.second == rid; });
@@ -656,16 +813,19 @@ void ReduceCoordinator::on_shards_moved(const std::vector<bool>& old_alive) {
 }
 
 // Reduces whose plan used the dead node: a tree-chain recomputes the path
-// above the lost positions, a striped allreduce starts over.
+// above the lost positions, a striped allreduce the stripes it lost.
 void ReduceCoordinator::on_peer_failed(Rank f) {
-  std::vector<std::uint64_t> repair, restart;
+  std::vector<std::uint64_t> repair, restart, stripes;
   std::vector<std::uint64_t> relaunches;
   for (auto& [rid, c] : reduces_) {
     if (c.relaunching || c.finished) continue;
+    if (c.striped) {
+      if (c.striped_holders.count(f)) stripes.push_back(rid);
+      continue;
+    }
     if (c.landing) {
-      // Done but for the target's trip here: only the root's holder (or a
-      // stripe's) matters.
-      if (c.root_holder == f || c.striped_holders.count(f)) relaunches.push_back(rid);
+      // Done but for the target's trip here: only the root's holder matters.
+      if (c.root_holder == f) relaunches.push_back(rid);
       continue;
     }
     // A root being written on f may already be streaming to readers: for
@@ -681,7 +841,7 @@ void ReduceCoordinator::on_peer_failed(Rank f) {
     bool pending_hit = c.reserved && c.reserved->holder == f;
     // (An answer that brought the bytes does not need its holder.)
     for (const auto& r : c.pending) pending_hit = pending_hit || (r.holder == f && !r.has_inline);
-    if (pending_hit || c.striped_holders.count(f)) {
+    if (pending_hit) {
       restart.push_back(rid);
     } else if (hit) {
       repair.push_back(rid);
@@ -691,6 +851,7 @@ void ReduceCoordinator::on_peer_failed(Rank f) {
   for (auto rid : relaunches) relaunch(rid, lost);
   for (auto rid : restart) restart_reduce(rid, lost);
   for (auto rid : repair) repair_reduce(rid, lost);
+  for (auto rid : stripes) repair_stripes(rid, lost);
 }
 
 void ReduceCoordinator::on_stop() {

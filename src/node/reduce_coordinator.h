@@ -18,8 +18,11 @@
 // bytes) resumes: the parent keeps what it folded and the lost position is
 // computed again only from there (ReduceRetarget). Another input
 // recomputes the path above the position (ReduceCancel, then fresh tasks);
-// everything below and beside it keeps running. A striped allreduce has no
-// such structure and restarts.
+// everything below and beside it keeps running. A striped allreduce keeps
+// the stripes that are done on live holders and computes only the others
+// again, over the survivors and the lost inputs' re-puts
+// (scheduler::plan_stripe_repair); the target's composite record is
+// declared again with the kept parts unchanged.
 //
 // Small inputs skip all of that: Locate asks for the bytes of inputs the
 // directory holds inline (up to a size for which the coordinator's link
@@ -33,6 +36,7 @@
 #pragma once
 
 #include <future>
+#include <map>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
@@ -80,6 +84,9 @@ class ReduceCoordinator final : public Component {
     std::vector<ObjectID> intermediates;
     // Every task issued and not yet done, for cancelling.
     std::unordered_map<std::uint64_t, std::pair<Rank, ObjectID>> task_where;
+    // Every rank sent a task of this reduce (any attempt): told when it is
+    // complete (ReduceRelease), so that they keep its result if we die.
+    std::unordered_set<Rank> ran;
     int repairs = 0;
     // The caller stops waiting at the deadline; the coordinator then fails
     // the reduce too, which cancels its tasks (a lost input that is never
@@ -94,7 +101,19 @@ class ReduceCoordinator final : public Component {
     std::chrono::steady_clock::time_point started, decide_by;
     std::shared_ptr<asio::steady_timer> decide_timer;
     std::vector<msg::LocateReply> pending;
-    std::unordered_set<std::uint64_t> stripe_tasks;
+    // One per stripe of a striped attempt: its part, where it ends, and
+    // its last task until that reports done.
+    struct StripeRun {
+      ObjectID part;
+      Rank end = 0;
+      std::uint64_t offset = 0, length = 0;
+      std::uint64_t task = 0;
+      bool done = false;
+    };
+    std::vector<StripeRun> stripes;
+    std::map<Rank, std::vector<ObjectID>> stripe_inputs;  // by holder, as the plan uses them
+    std::unordered_set<ObjectID> awaiting;                // lost inputs located again for a repair
+    std::uint32_t stripes_kept = 0, stripes_redone = 0;
     std::unordered_set<Rank> striped_holders;
     int attempt = 0;
     Done done;
@@ -115,6 +134,16 @@ class ReduceCoordinator final : public Component {
   void fold_here(std::uint64_t rid, const msg::LocateReply& r);
   void arm_decision(std::uint64_t rid);
   void run_striped(std::uint64_t rid);
+  // Sends the tasks of stripe j along `hops` (input, holder), in order.
+  void issue_stripe(std::uint64_t rid, std::size_t j, const std::vector<std::pair<ObjectID, Rank>>& hops);
+  void publish_stripes(std::uint64_t rid);
+  // A striped attempt lost holders: keep what is done, locate the lost
+  // inputs again, then redo the rest (apply_stripe_repair).
+  void repair_stripes(std::uint64_t rid, const std::string& why);
+  void stripe_input_back(std::uint64_t rid, const msg::LocateReply& r);
+  void apply_stripe_repair(std::uint64_t rid);
+  void stripes_done(std::uint64_t rid);
+  void locate(std::uint64_t rid, const ObjectID& id);
   void restart_reduce(std::uint64_t rid, const std::string& why);
   void repair_reduce(std::uint64_t rid, const std::string& why);
   void locate_unused(std::uint64_t rid);

@@ -41,6 +41,32 @@ ReduceExecutor::ReduceExecutor(NodeContext& ctx, Fetcher& fetcher, ObjectServer&
     }
     on_retarget(m);
   });
+  d.on<msg::ReduceRelease>([this](const ConnPtr& c, const msg::ReduceRelease& m) {
+    // Only the coordinator's own reduces: a release names no sender.
+    const Rank from = ctx_.sender(c);
+    std::erase_if(left_, [&](const Left& l) { return l.coordinator == from && l.target == m.target; });
+  });
+}
+
+void ReduceExecutor::leave(const msg::ReduceTask& t, const std::shared_ptr<store::ObjectEntry>& output) {
+  if (left_.size() >= prune_at_) {
+    auto& store = *ctx_.store;
+    std::erase_if(left_, [&](const Left& l) {
+      auto e = l.entry.lock();
+      return !e || store.find(l.output) != e;
+    });
+    prune_at_ = std::max<std::size_t>(64, 2 * left_.size());
+  }
+  left_.push_back(Left{t.coordinator, t.target, t.output, output});
+}
+
+bool ReduceExecutor::withdraw(const ObjectID& id, const std::shared_ptr<store::ObjectEntry>& entry,
+                              bool withdrawn) {
+  if (!entry || ctx_.store->find(id) != entry) return false;
+  ctx_.store->erase(id);
+  server_.drop(id, withdrawn);
+  ctx_.send(ctx_.shard_of(id), msg::Unpublish{id, ctx_.me});
+  return true;
 }
 
 void ReduceExecutor::publish_complete(const store::ObjectEntry& output, const msg::ReduceTask& t) {
@@ -49,6 +75,8 @@ void ReduceExecutor::publish_complete(const store::ObjectEntry& output, const ms
 
 void ReduceExecutor::on_task(const msg::ReduceTask& t) {
   if (cancelled_.erase(t.task)) return;  // its cancel overtook it
+  // Sent before its coordinator died: nobody would use or remove its output.
+  if (!ctx_.alive_rank(t.coordinator)) return;
   auto reply_error = [&](const Status& st) {
     ctx_.send(t.coordinator, msg::ReduceDone{t.task, static_cast<std::uint16_t>(st.code()), st.message()});
   };
@@ -110,6 +138,7 @@ void ReduceExecutor::on_task(const msg::ReduceTask& t) {
     for (const auto& u : ex.ups) pulls_.erase(u.stream);
     publish_complete(*ex.output, t);
     fetcher_.on_local_sealed(ex.output);
+    leave(t, ex.output);
     ctx_.send(t.coordinator, msg::ReduceDone{t.task, 0, {}});
     return;
   }
@@ -260,6 +289,8 @@ void ReduceExecutor::complete(std::uint64_t task) {
   ex.output->seal();
   publish_complete(*ex.output, ex.task);
   fetcher_.on_local_sealed(ex.output);
+  leave(ex.task, ex.output);
+  LOG_DEBUG("reduce task " << ex.task.task << " done: " << ex.task.output.short_hex());
   ctx_.send(ex.task.coordinator, msg::ReduceDone{ex.task.task, 0, {}});
 }
 
@@ -356,11 +387,7 @@ void ReduceExecutor::drop(std::uint64_t task, bool withdrawn) {
         ctx_.send(u.holder, msg::Unwatch{u.id, ctx_.me, u.stream});
     }
   }
-  if (ctx_.store->find(ex.task.output) == ex.output) {
-    ctx_.store->erase(ex.task.output);
-    server_.drop(ex.task.output, withdrawn);
-    ctx_.send(ctx_.shard_of(ex.task.output), msg::Unpublish{ex.task.output, ctx_.me});
-  }
+  withdraw(ex.task.output, ex.output, withdrawn);
 }
 
 void ReduceExecutor::fail(std::uint64_t task, const Status& why) {
@@ -378,9 +405,7 @@ void ReduceExecutor::on_cancel(const msg::ReduceCancel& m) {
     drop(m.task, true);
   } else if (auto e = ctx_.store->find(m.output)) {
     // Finished just before the cancel: the coordinator recomputes it.
-    ctx_.store->erase(m.output);
-    server_.drop(m.output, true);
-    ctx_.send(ctx_.shard_of(m.output), msg::Unpublish{m.output, ctx_.me});
+    withdraw(m.output, e, true);
   } else {
     // Not here yet (a resumed task travels through its parent's node, the
     // cancel straight here): it must not start when it comes.
@@ -401,15 +426,34 @@ void ReduceExecutor::on_cancel(const msg::ReduceCancel& m) {
   fetcher_.relookup_if_waiting(m.output);
 }
 
+// The reduce into `target` lost its coordinator: nobody will finish it,
+// release it or remove it. Local gets of the target fail now (a reader
+// here need not wait for its timeout), and the target is removed from the
+// directory, a striped one's composite record and stripes with it.
+// Duplicates from the other nodes that ran its tasks are harmless.
+void ReduceExecutor::abandon_target(const ObjectID& target, Rank coordinator) {
+  const Status why =
+      peer_failure("rank " + std::to_string(coordinator) + ", the coordinator of the reduce into " +
+                   target.short_hex() + ", failed before it was complete");
+  LOG_WARN(why.message());
+  fetcher_.fulfill_waiters(target, why);
+  // (No waiters left, so the assembly ends instead of looking again.)
+  if (composites_.assembling(target)) composites_.fail(target, why);
+  ctx_.send(ctx_.shard_of(target), msg::Remove{target, 0, ctx_.me});
+}
+
 // Tasks reading from the dead node keep what they folded and wait for
-// their coordinator's retarget or cancel. Tasks the dead node coordinated:
-// nobody will use their output.
+// their coordinator's retarget or cancel. Reduces the dead node
+// coordinated and had not released: nobody will use or remove what their
+// tasks made, running or finished.
 void ReduceExecutor::on_peer_lost(Rank f) {
   std::vector<std::uint64_t> orphans;
   std::vector<std::pair<std::uint64_t, std::size_t>> stuck;
+  std::unordered_set<ObjectID> abandoned;
   for (const auto& [task, ex] : execs_) {
     if (ex.task.coordinator == f) {
       orphans.push_back(task);
+      abandoned.insert(ex.task.target);
       continue;
     }
     for (std::size_t ui = 0; ui < ex.ups.size(); ++ui) {
@@ -417,6 +461,15 @@ void ReduceExecutor::on_peer_lost(Rank f) {
     }
   }
   for (auto task : orphans) drop(task, true);
+  std::erase_if(left_, [&](const Left& l) {
+    if (l.coordinator != f) return false;
+    // Only what is still here: the outputs of a reduce that ended (failed,
+    // or restarted) were removed already, and its target may be the
+    // user's by now.
+    if (withdraw(l.output, l.entry.lock(), true)) abandoned.insert(l.target);
+    return true;
+  });
+  for (const auto& target : abandoned) abandon_target(target, f);
   for (auto [task, ui] : stuck) orphan_upstream(task, ui, f);
 }
 

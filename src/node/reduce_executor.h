@@ -12,8 +12,15 @@
 // (ReduceLost) and waits for a retarget (the same computation moved: read
 // only the chunks not yet folded) or a cancel.
 //
+// A coordinator that dies takes its reduces with it: its running tasks
+// stop, and what its finished tasks left here (intermediates, stripes, the
+// root's copy of the target) is withdrawn unless the coordinator released
+// the reduce as complete (ReduceRelease). Gets of such a reduce's target on
+// this node fail, and the target is removed from the directory.
+//
 // Owns: running tasks, their upstream streams, retargets and cancels that
-// overtook their task; ReduceTask, ReduceCancel, ReduceRetarget and
+// overtook their task, the outputs finished tasks left until their reduce
+// is released; ReduceTask, ReduceCancel, ReduceRetarget, ReduceRelease and
 // Progress on its own streams.
 // Thread-binding: the progress thread.
 #pragma once
@@ -82,6 +89,13 @@ class ReduceExecutor final : public Component {
   void drop(std::uint64_t task, bool withdrawn);
   void fail(std::uint64_t task, const Status& why);
   void publish_complete(const store::ObjectEntry& output, const msg::ReduceTask& t);
+  // A finished task's output, kept until its coordinator releases the reduce.
+  void leave(const msg::ReduceTask& t, const std::shared_ptr<store::ObjectEntry>& output);
+  // Erases `id` here and from the directory if it is still `entry`; false
+  // if it was not.
+  bool withdraw(const ObjectID& id, const std::shared_ptr<store::ObjectEntry>& entry, bool withdrawn);
+  // The coordinator of the reduce into `target` died before releasing it.
+  void abandon_target(const ObjectID& target, Rank coordinator);
 
   NodeContext& ctx_;
   Fetcher& fetcher_;
@@ -98,6 +112,17 @@ class ReduceExecutor final : public Component {
   std::unordered_map<std::uint64_t, msg::ReduceRetarget> pending_retargets_;
   std::unordered_set<std::uint64_t> cancelled_;
   std::deque<std::uint64_t> cancel_order_;  // cancelled_, oldest first
+  // Outputs of finished tasks whose reduce is not released yet. An entry
+  // whose object went another way (removed when its reduce completed,
+  // replaced by a restart) is dead weight: they are pruned whenever the
+  // list doubles, so it stays within twice what the store holds.
+  struct Left {
+    Rank coordinator = 0;
+    ObjectID target, output;
+    std::weak_ptr<store::ObjectEntry> entry;
+  };
+  std::vector<Left> left_;
+  std::size_t prune_at_ = 64;
 };
 
 }  // namespace hoplite::node

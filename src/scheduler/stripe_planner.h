@@ -6,7 +6,8 @@
 // and receives (m-1)/m of the object, and the readers pull each stripe from
 // the holder that ends its chain while it is still being reduced. This
 // header says when that form is taken (the window in which inputs count as
-// "at once", the size rule) and what the stripes and their chains are; the
+// "at once", the size rule), what the stripes and their chains are, and
+// which stripes a plan that lost holders keeps or redoes, and how; the
 // reduce coordinator carries it out and the simulator (sim/) drives it.
 //
 // Pure; unit-tested. Thread-safety: value types and free functions.
@@ -62,5 +63,29 @@ struct Stripe {
 // inputs_per_holder[h]: how many inputs holder h has (h = 0..m-1, each >= 1).
 // Stripe lengths are a multiple of 64 bytes except the last.
 std::vector<Stripe> plan_stripes(const std::vector<std::size_t>& inputs_per_holder, std::uint64_t size);
+
+// Repair of a striped attempt that lost holders. A stripe whose last task
+// reported done and whose result's holder lives is a correct result, even
+// when a dead holder's input was folded into it: it is kept, with its part
+// id and holder, so readers keep what they read of it. Every other stripe
+// (still in flight, since its chain passes through every holder, or done on
+// a holder that died) is computed again over the inputs as they are now
+// (the survivors' and the lost ones re-put), ending at its old holder if
+// that lives, or else at the live holder ending the fewest stripes so far.
+struct StripeState {
+  std::uint64_t length = 0;
+  bool done = false;  // its last task reported done
+  // Its result's holder as an index into the new holders; npos: it died.
+  std::size_t end = kLost;
+  static constexpr std::size_t kLost = ~std::size_t{0};
+};
+struct StripeFix {
+  bool redo = false;
+  std::size_t end = 0;           // index into the new holders
+  std::vector<StripeHop> chain;  // redo only; empty for a zero-length stripe
+};
+// inputs_per_holder: the new holders' inputs (each >= 1). One fix per stripe.
+std::vector<StripeFix> plan_stripe_repair(const std::vector<StripeState>& stripes,
+                                          const std::vector<std::size_t>& inputs_per_holder);
 
 }  // namespace hoplite::scheduler

@@ -532,6 +532,22 @@ TEST_P(ReduceKillAt, KOfNRefillsAStoppedRanksPosition) {
 
 // ---------------------------------------------------------- 7. allreduce
 
+// A reader of an allreduce of inputs 0-3 checks the sum, then leaves with
+// the other `readers`.
+int read_sum_of_four_and_leave(Node& node, Board& b, ObjectFuture& got, int readers) {
+  auto t0 = Clock::now();
+  auto view = got.wait(kGetWait);
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  if (!view.is_ok()) {
+    FAIL_BODY("get of the target after " + std::to_string(ms) + " ms: " + view.status().to_string());
+  }
+  CHECK_SUM(view->bytes(), (std::vector<int>{0, 1, 2, 3}));
+  b.flag[kReadersDone]++;
+  CHECK_TRUE(itest::wait_until([&] { return b.flag[kReadersDone] == readers; }, kGetWait));
+  CHECK_OK(node.barrier(milliseconds(20000)));
+  return 0;
+}
+
 // Rank 0 runs a striped allreduce of four inputs while every rank gets the
 // target. Rank 2 dies once it has received the kill point's share of an
 // object's worth of bytes (its stripe work and its reads of the target); rank 3 re-puts its input. The reduce
@@ -573,20 +589,204 @@ TEST_P(ReduceKillAt, AllreduceSurvivorsGetTheSumAfterARePut) {
       CHECK_EQ(ranks_of(tag, kN, res.used).size(), static_cast<std::size_t>(kN));
       b.flag[kReduceDone] = 1;
     }
-    auto t0 = Clock::now();
-    auto view = got.wait(kGetWait);
-    const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
-    if (!view.is_ok()) {
-      FAIL_BODY("get of the target after " + std::to_string(ms) + " ms: " + view.status().to_string());
-    }
-    CHECK_SUM(view->bytes(), (std::vector<int>{0, 1, 2, 3}));
-    b.flag[kReadersDone]++;
-    CHECK_TRUE(itest::wait_until([&] { return b.flag[kReadersDone] == kN - 1; }, kGetWait));
-    CHECK_OK(node.barrier(milliseconds(20000)));
-    return 0;
+    return read_sum_of_four_and_leave(node, b, got, kN - 1);
   });
   EXPECT_EQ(rc, 0);
   EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
+}
+
+// ------------------------------------------------- 8. coordinator death
+
+constexpr int kLeftFlag = 8;  // flag[kLeftFlag]: survivors that checked their stores
+
+// Waits until this node's store holds `objects` objects (the user's own),
+// so that nothing a dead coordinator's reduce made is left.
+int expect_only_user_objects(Node& node, std::uint64_t objects) {
+  if (!itest::wait_until([&] { return node.stats().objects == objects; }, milliseconds(10000))) {
+    FAIL_BODY("rank " + std::to_string(node.rank()) + " holds " + std::to_string(node.stats().objects) +
+              " objects, " + std::to_string(objects) + " of them the user's");
+  }
+  return 0;
+}
+
+// A get that ends in an error, and soon: the coordinator's death is told,
+// not left to the get's own timeout.
+int expect_told(ObjectFuture& got, milliseconds within) {
+  const auto t0 = Clock::now();
+  auto v = got.wait(kGetWait);
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  if (v.is_ok()) FAIL_BODY("the get of the target succeeded, of " + std::to_string(v->size()) + " bytes");
+  if (ms > within.count()) {
+    FAIL_BODY("the get of the target failed only after " + std::to_string(ms) +
+              " ms: " + v.status().to_string());
+  }
+  return 0;
+}
+
+// Survivors leave together (the barrier's leader may be the dead one).
+int leave_together(Board& b, int survivors) {
+  b.flag[kLeftFlag]++;
+  CHECK_TRUE(itest::wait_until([&] { return b.flag[kLeftFlag] == survivors; }, kGetWait));
+  return 0;
+}
+
+// Rank 5 reduces inputs 0-4 (it holds none) along one chain, asked for in
+// rank order on rank 0's shard: 0 (leaf) -> 1 -> 2 -> 3 -> 4 (root). Input 4
+// is never put, so the root never starts, while positions 1, 2 and 3 run to
+// completion: finished intermediates on three nodes. Rank 5 dies once they
+// are all done. Rank 2 is waiting on the target. Afterwards no survivor's
+// store holds anything but its input, and rank 2's get fails within a few
+// failure timeouts, not at its own.
+TEST(ReduceCoordinatorKillTest, FinishedIntermediatesAreWithdrawn) {
+  constexpr int kN = 6;
+  constexpr int kCoordinator = 5;
+  constexpr int kReader = 2;
+  static_assert(kN == kShardWorld);
+  const std::string tag = "shard0/reduce-coordinator";
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kCoordinator);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    const bool has_input = me < 4;
+    if (has_input) CHECK_OK(put_input(node, tag, me));
+    // Before the barrier: the reduce starts right after it, so a later
+    // reading could miss its first chunks.
+    const std::uint64_t base = node.stats().bytes_received;
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    std::unique_ptr<Trigger> done;
+    if (me >= 1 && me <= 3) {
+      // Its position folded the whole of its upstream: its task is done.
+      done = std::make_unique<Trigger>([&node, base] { return node.stats().bytes_received - base >= kSize; },
+                                       [&b] { b.flag[kTasksFlag]++; });
+    }
+    if (me == kCoordinator) {
+      ReduceOptions o = sum_of(tag, ranks_from(0, 5));
+      o.depth = 0;
+      auto reduce = node.reduce_async(o);
+      auto suicide = die_when([&b] { return b.flag[kTasksFlag].load() == 3; });
+      return await_death(b);
+    }
+    std::optional<ObjectFuture> got;
+    if (me == kReader) got = node.get(target_id(tag));
+    CHECK_TRUE(wait_failed(node, kCoordinator, milliseconds(20000)));
+    CHECK_TRUE(b.flag[kTasksFlag] == 3);
+    if (got) {
+      if (int r = expect_told(*got, milliseconds(5000))) return r;
+    }
+    if (int r = expect_only_user_objects(node, has_input ? 1 : 0)) return r;
+    return leave_together(b, kN - 1);
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kCoordinator], 0) << "the coordinator was never killed";
+}
+
+// Rank 3 runs a striped allreduce of all four inputs (its own among them,
+// as rank 0 does in Collectives::allreduce) while every rank gets the
+// target, and dies half way. Every survivor's get fails soon, and no store
+// keeps a stripe, an intermediate or a piece of the target.
+TEST(ReduceCoordinatorKillTest, StripedAllreduceCoordinatorDies) {
+  constexpr int kN = 4;
+  constexpr int kCoordinator = 3;
+  const std::string tag = "allreduce-coordinator";
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kCoordinator);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    CHECK_OK(put_input(node, tag, me));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    std::unique_ptr<Trigger> suicide;
+    std::future<Result<ReduceResult>> reduce;
+    if (me == kCoordinator) {
+      suicide = die_after_receiving(node, kSize / 2);
+      ReduceOptions o = sum_of(tag, ranks_from(0, kN));
+      o.allow_stripes = true;
+      reduce = node.reduce_async(o);
+    }
+    ObjectFuture got = node.get(target_id(tag));
+    if (me == kCoordinator) return await_death(b);
+    CHECK_TRUE(wait_failed(node, kCoordinator, milliseconds(20000)));
+    if (int r = expect_told(got, milliseconds(5000))) return r;
+    if (int r = expect_only_user_objects(node, 1)) return r;
+    return leave_together(b, kN - 1);
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kCoordinator], 0) << "the coordinator was never killed";
+}
+
+// ------------------------------------------------ 9. stripe repair
+
+// Stripe j of the first striped reduce a node coordinates: the runtime's
+// name for it (ReduceCoordinator::run_striped), which only this test
+// relies on, to pace a kill on its transfer.
+ObjectID first_stripe_part(const ObjectID& target, int j) {
+  return ObjectID::from_name(target.hex() + "/stripe/1/" + std::to_string(j));
+}
+
+// Rank 4 (which holds no input) runs a striped allreduce of inputs 0-3
+// while ranks 0-3 get the target. Its own get of the target starts only
+// when every stripe reported done (it lands the result before it
+// returns); rank 2 dies once rank 4 has the first bytes of rank 2's
+// stripe (the rest of it keeps rank 4's landing from finishing). The other
+// three stripes are done on live holders and are kept; only rank 2's is
+// computed again, over the survivors and the re-put of input 2 (on rank
+// 3). The survivors' reduce-task counts show it: three each for the first
+// plan and three for the redone stripe (a chain through four inputs), not
+// twelve more for a restart. Every reader gets the byte-exact sum.
+TEST(ReduceStripeRepairTest, OnlyTheLostStripesAreRedone) {
+  constexpr int kN = 5;
+  constexpr int kHolders = 4;
+  constexpr int kVictim = 2;
+  constexpr int kRePutter = 3;
+  constexpr int kCoordinator = 4;
+  const std::string tag = "allreduce-repair";
+  const ObjectID target = target_id(tag);
+  SharedBoard board;
+  FaultPlan plan = one_victim(kN, kVictim);
+  int rc = run_fault_cluster(plan, *board, [&](Node& node, Board& b) -> int {
+    const int me = node.rank();
+    if (me < kHolders) CHECK_OK(put_input(node, tag, me));
+    CHECK_OK(node.barrier(milliseconds(20000)));
+    std::unique_ptr<ProgressMirror> mirror;
+    if (me == kCoordinator) {
+      mirror = std::make_unique<ProgressMirror>(node, first_stripe_part(target, kVictim), &b.progress[me]);
+    }
+    std::unique_ptr<Trigger> suicide;
+    if (me == kVictim) {
+      suicide = die_when([&b, at = kCoordinator] { return b.progress[at].load() > 0; });
+    }
+    std::future<Result<ReduceResult>> reduce;
+    std::optional<ObjectFuture> got;
+    if (me == kCoordinator) {
+      ReduceOptions o = sum_of(tag, ranks_from(0, kHolders));
+      o.allow_stripes = true;
+      reduce = node.reduce_async(o);
+    } else {
+      got = node.get(target);
+    }
+    if (me == kVictim) return await_death(b);
+    if (me == kRePutter) {
+      if (int r = put_after_failure(node, tag, kVictim, kVictim)) return r;
+    }
+    if (me == kCoordinator) {
+      if (reduce.wait_for(kReduceTimeout) != std::future_status::ready) FAIL_BODY("reduce hangs");
+      ASSIGN_OR_FAIL(ReduceResult res, reduce.get());
+      CHECK_TRUE(res.striped);
+      CHECK_EQ(ranks_of(tag, kN, res.used).size(), static_cast<std::size_t>(kHolders));
+      CHECK_EQ(res.restarts, 0u);
+      CHECK_EQ(res.stripes_kept, 3u);
+      CHECK_EQ(res.stripes_redone, 1u);
+      got = node.get(target);
+      b.flag[kReduceDone] = 1;
+    }
+    const int r = read_sum_of_four_and_leave(node, b, *got, kN - 1);
+    b.flag[kTasksFlag + me] = static_cast<std::int64_t>(node.stats().reduce_tasks);
+    return r;
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(board->died_ns[kVictim], 0) << "the victim was never killed";
+  std::int64_t tasks = 0;
+  for (int r : {0, 1, 3}) tasks += board->flag[kTasksFlag + r];
+  EXPECT_EQ(tasks, 9 + 3) << "survivors' reduce tasks: the first plan's, and one stripe's again";
 }
 
 INSTANTIATE_TEST_SUITE_P(Thresholds, ReduceKillAt, ::testing::Values(10, 50, 90), percent_name);

@@ -66,5 +66,76 @@ TEST(StripePlannerTest, WindowIsAFewRoundTripsPlusOnePercentCappedAt50Ms) {
   EXPECT_DOUBLE_EQ(stripe_window(0, 1.25e8, 100e-6).base, 4e-3);
 }
 
+// The holders as they are after a repair: inputs_per_holder of the new
+// layout; the chain must visit every input exactly once and end at `end`.
+void ExpectWholeChain(const StripeFix& f, const std::vector<std::size_t>& inputs) {
+  std::size_t total = 0;
+  for (auto n : inputs) total += n;
+  ASSERT_EQ(f.chain.size(), total);
+  std::vector<std::vector<int>> seen(inputs.size());
+  for (std::size_t h = 0; h < inputs.size(); ++h) seen[h].assign(inputs[h], 0);
+  for (const auto& hop : f.chain) seen.at(hop.holder).at(hop.input)++;
+  for (const auto& per : seen) {
+    for (int n : per) EXPECT_EQ(n, 1);
+  }
+  EXPECT_EQ(f.chain.back().holder, f.end);
+}
+
+TEST(StripeRepairTest, KeepsDoneStripesOnLiveHoldersAndRedoesTheRest) {
+  // Four holders, rank 2 (old index 2) died; its input was re-put on old
+  // holder 3. New holders: old 0, 1, 3 -> 0, 1, 2, with 1, 1, 2 inputs.
+  const std::vector<std::size_t> inputs = {1, 1, 2};
+  std::vector<StripeState> st(4);
+  for (auto& s : st) s.length = 1024;
+  st[0] = {1024, true, 0};                   // done, holder lives: kept
+  st[1] = {1024, false, 1};                  // in flight: redone, same holder
+  st[2] = {1024, true, StripeState::kLost};  // done on the dead holder: redone
+  st[3] = {1024, true, 2};                   // done: kept
+  const auto fix = plan_stripe_repair(st, inputs);
+  ASSERT_EQ(fix.size(), 4u);
+  EXPECT_FALSE(fix[0].redo);
+  EXPECT_EQ(fix[0].end, 0u);
+  EXPECT_TRUE(fix[0].chain.empty());
+  EXPECT_TRUE(fix[1].redo);
+  EXPECT_EQ(fix[1].end, 1u);
+  ExpectWholeChain(fix[1], inputs);
+  EXPECT_TRUE(fix[2].redo);
+  ExpectWholeChain(fix[2], inputs);
+  EXPECT_FALSE(fix[3].redo);
+  EXPECT_EQ(fix[3].end, 2u);
+}
+
+TEST(StripeRepairTest, HomelessStripesGoToTheHoldersEndingFewest) {
+  // Three new holders; stripes 0 and 1 end at holder 0, stripes 2 and 3
+  // lost theirs: they go to holders 1 and 2, one each.
+  const std::vector<std::size_t> inputs = {1, 1, 1};
+  std::vector<StripeState> st = {
+      {64, true, 0}, {64, true, 0}, {64, true, StripeState::kLost}, {64, false, StripeState::kLost}};
+  const auto fix = plan_stripe_repair(st, inputs);
+  EXPECT_FALSE(fix[0].redo);
+  EXPECT_FALSE(fix[1].redo);
+  EXPECT_TRUE(fix[2].redo);
+  EXPECT_TRUE(fix[3].redo);
+  EXPECT_NE(fix[2].end, fix[3].end);
+  EXPECT_NE(fix[2].end, 0u);
+  EXPECT_NE(fix[3].end, 0u);
+  ExpectWholeChain(fix[2], inputs);
+  ExpectWholeChain(fix[3], inputs);
+}
+
+TEST(StripeRepairTest, NothingDoneRedoesEverythingAndEmptyStripesNeedNoWork) {
+  const std::vector<std::size_t> inputs = {2, 1};
+  std::vector<StripeState> st = {{512, false, 0}, {488, false, 1}, {0, false, StripeState::kLost}};
+  const auto fix = plan_stripe_repair(st, inputs);
+  EXPECT_TRUE(fix[0].redo);
+  EXPECT_TRUE(fix[1].redo);
+  ExpectWholeChain(fix[0], inputs);
+  ExpectWholeChain(fix[1], inputs);
+  // A zero-length stripe has nothing to compute, only a live holder to name.
+  EXPECT_FALSE(fix[2].redo);
+  EXPECT_TRUE(fix[2].chain.empty());
+  EXPECT_LT(fix[2].end, inputs.size());
+}
+
 }  // namespace
 }  // namespace hoplite::scheduler

@@ -183,6 +183,9 @@ auto Fields(const ctl::ReduceCancel& m) {
 auto Fields(const ctl::ReduceLost& m) {
   return std::tie(m.task, m.failed);
 }
+auto Fields(const ctl::ReduceRelease& m) {
+  return std::tie(m.target);
+}
 
 void ExpectSame(const ctl::Register& a, const ctl::Register& b) {
   EXPECT_EQ(a.rank, b.rank);
@@ -208,6 +211,7 @@ void ExpectSame(const ctl::ReduceTask& a, const ctl::ReduceTask& b) {
   for (std::size_t i = 0; i < a.upstreams.size(); ++i) {
     EXPECT_EQ(Fields(a.upstreams[i]), Fields(b.upstreams[i])) << "upstream " << i;
   }
+  EXPECT_EQ(a.target, b.target);
 }
 template <typename T>
 void ExpectSame(const T& a, const T& b) {
@@ -336,6 +340,7 @@ std::vector<Sample> Samples() {
   task.upstreams = {{ObjectID::from_name("grad-1"), 1, 0},
                     {ObjectID::from_name("partial-2"), 5, 1 << 19},
                     {ObjectID::from_name("grad-7"), 7, 64}};
+  task.target = ObjectID::from_name("sum-target");
   s.push_back({"ReduceTask", MsgType::kReduceTask, task});
   ctl::ReduceTask leaf = task;
   leaf.upstreams.clear();  // the first position of a chain reduces nothing in
@@ -369,6 +374,7 @@ std::vector<Sample> Samples() {
   s.push_back({"ReduceRetarget", MsgType::kReduceRetarget,
                ctl::ReduceRetarget{77, ObjectID::from_name("old"), 4, task}});
   s.push_back({"ReduceLost", MsgType::kReduceLost, ctl::ReduceLost{78, 5}});
+  s.push_back({"ReduceRelease", MsgType::kReduceRelease, ctl::ReduceRelease{whole}});
   return s;
 }
 
@@ -415,6 +421,7 @@ constexpr MsgType kAllTypes[] = {
     MsgType::kWhere,
     MsgType::kWhereReply,
     MsgType::kRejoinAt,
+    MsgType::kReduceRelease,
 };
 // A message added to the variant must be added here too, or the unknown-type
 // and fuzz tests silently stop covering it.
@@ -584,7 +591,7 @@ TEST(ControlCodec, RejectsUnknownTypes) {
   // Any sample's payload: the type alone must make it unacceptable.
   Bytes frame = ctl::encode(ctl::Delete{ObjectID::from_name("d")});
   Bytes payload = PayloadCopy(frame);
-  for (std::uint8_t t : {0, 8, 9, 18, 19, 42, 99, 255}) {
+  for (std::uint8_t t : {0, 8, 9, 18, 19, 43, 99, 255}) {
     ASSERT_EQ(known.count(t), 0u);
     ExpectProtocolError(t, payload, "type " + std::to_string(t));
     ExpectProtocolError(t, {}, "empty payload of type " + std::to_string(t));
