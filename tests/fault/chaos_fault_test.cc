@@ -1,7 +1,8 @@
 // Chaos soak: eight ranks run a few hundred collectives of random kind and
 // size (broadcast, reduce and allreduce of any 4 of 8, gather), paced by the
 // clock, while one rank at a time, rank 0 included, is SIGKILLed at a random
-// point and restarted as a new process that rejoins. Every result a rank
+// point and restarted as a new process that rejoins and re-runs the round
+// its predecessor died in. Every result a rank
 // gets is checked byte for byte; an operation may instead fail with a
 // documented error (timeout, peer failure) only if a kill happened shortly
 // before or during it, or a rank was late and skipped that round (a rank
@@ -48,6 +49,10 @@ constexpr int kVictims[kKills] = {3, 0, 5, 1, 6, 2, 7, 4, 0, 3, 5, 1};
 // or while it ran.
 constexpr std::int64_t kExcuseNs = 2 * 3'000'000'000LL;
 constexpr std::uint64_t kSizes[] = {4u << 10, 64u << 10, 256u << 10, 1u << 20};
+
+// Board::events: kill j's time at j, its round and victim at 32 + j, and
+// the round each rank is playing at kPlayingAt + rank.
+constexpr int kPlayingAt = 48;
 
 // Board flags.
 constexpr int kStartNs = 0;     // round 0's start
@@ -180,10 +185,34 @@ class Player {
   Player(Node& node, Board& b) : node_(node), b_(b), me_(node.rank()) {}
 
   // 0, or the body's failure code (a wrong result, an unexcused error).
+  // A late rank's part of a round it skips: only what others wait for (the
+  // root's object, its input, its gather part), so that skipping does not
+  // make others late in turn; no gets, no reduce.
+  void produce(int i) {
+    const Round r = round_plan(i);
+    b_.events[kPlayingAt + me_] = i;
+    switch (r.kind) {
+      case Kind::kBroadcast:
+        if (me_ == r.root) (void)node_.put(bcast(i), itest::make_pattern(r.size, mix(i)));
+        break;
+      case Kind::kReduce:
+      case Kind::kAllreduce: {
+        auto in = reduce_input(r.size, me_);
+        (void)node_.put(input(i, me_), in.data(), r.size);
+        break;
+      }
+      case Kind::kGather:
+        if (me_ != r.root) (void)node_.put(part(i, me_), itest::make_pattern(r.size, mix(i) + me_));
+        break;
+    }
+    remove_old(i);
+  }
+
   int play(int i) {
     const Round r = round_plan(i);
     const std::int64_t t0 = now_ns();
     g_playing = i;
+    b_.events[kPlayingAt + me_] = i;
     Status st;
     std::string wrong;
     switch (r.kind) {
@@ -220,10 +249,7 @@ class Player {
     } else {
       FAIL_BODY(what + " failed: " + st.to_string());
     }
-    // This rank's objects of an old round: everyone is done with them.
-    if (i >= kRemoveAfter) {
-      for (const auto& id : owned(i - kRemoveAfter, me_)) (void)node_.remove(id);
-    }
+    remove_old(i);
     return 0;
   }
 
@@ -282,6 +308,12 @@ class Player {
       if (!w.empty() && wrong.empty()) wrong = "part of rank " + std::to_string(x) + ": " + w;
     }
     return first;
+  }
+
+  // This rank's objects of an old round: everyone is done with them.
+  void remove_old(int i) {
+    if (i < kRemoveAfter) return;
+    for (const auto& id : owned(i - kRemoveAfter, me_)) (void)node_.remove(id);
   }
 
   Node& node_;
@@ -360,12 +392,19 @@ int soak(Node& node, Board& b) {
   Player player(node, b);
   const std::int64_t start = b.flag[kStartNs];
   int i = static_cast<int>(std::max<std::int64_t>(0, (now_ns() - start) / kPeriodNs));
+  // A restarted rank starts again from the round its predecessor died in, as
+  // a task runtime re-runs lost work: the readers still waiting for that
+  // round's objects get them (late rounds are only produced, see below).
+  if (b.events[kPlayingAt + me] > 0) i = std::min<int>(i, static_cast<int>(b.events[kPlayingAt + me]));
   for (; i < kRounds; ++i) {
     const int due = static_cast<int>((now_ns() - start) / kPeriodNs);
     if (due - i > kMaxBehind) {
       const int to = std::min(due - kMaxBehind, kRounds);
       b.flag[kSkipped] += to - i;
-      for (int x = i; x < to; ++x) mark_skipped(b, x);
+      for (int x = i; x < to; ++x) {
+        mark_skipped(b, x);
+        player.produce(x);
+      }
       i = to;
       if (i == kRounds) break;
     }
