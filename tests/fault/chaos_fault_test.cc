@@ -2,12 +2,12 @@
 // size (broadcast, reduce and allreduce of any 4 of 8, gather), paced by the
 // clock, while one rank at a time, rank 0 included, is SIGKILLed at a random
 // point and restarted as a new process that rejoins and re-runs the round
-// its predecessor died in. Every result a rank
-// gets is checked byte for byte; an operation may instead fail with a
-// documented error (timeout, peer failure) only if a kill happened shortly
-// before or during it, or a rank was late and skipped that round (a rank
-// that waited out a timeout after a kill catches up by skipping rounds); nothing may take longer than its
-// timeout; and after the final removes every store is empty.
+// its predecessor died in. Every result a rank gets is checked byte for
+// byte; an operation may instead fail with a documented error (timeout, peer
+// failure) only if a kill happened shortly before or during it, or a rank
+// was late and skipped that round (a rank that waited out a timeout catches
+// up by skipping rounds); nothing may take longer than its timeout; and
+// after the final removes every store is empty.
 
 #include <signal.h>
 
