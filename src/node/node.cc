@@ -289,7 +289,8 @@ ObjectFuture Node::get(const ObjectID& id, GetOptions opts) {
   }
   asio::post(impl_->ctx.io, [impl = impl_.get(), st, opts] {
     impl->fetcher->start_get(st, opts.must_exist,
-                             opts.after >= 0 ? static_cast<node::Rank>(opts.after) : msg::kNoRank, opts.direct);
+                             opts.after >= 0 ? static_cast<node::Rank>(opts.after) : msg::kNoRank,
+                             opts.direct);
   });
   return ObjectFuture(st);
 }
@@ -411,6 +412,7 @@ NodeStats Node::stats() const {
   s.rejected_connections = impl_->ctx.rejected.load() + ts.rejected_connections;
   s.protocol_errors = impl_->ctx.protocol_errors.load();
   s.refused_messages = impl_->ctx.refused.load();
+  s.watches = impl_->ctx.watches.load();
   s.reduce_tasks = impl_->ctx.reduce_tasks_started.load();
   return s;
 }
