@@ -429,6 +429,8 @@ class World {
       }
       case msg::LookupResult::kNotFound:
         return fail(id.short_hex() + " not found at rank " + std::to_string(r));
+      case msg::LookupResult::kRefused:
+        return fail(id.short_hex() + " refused at rank " + std::to_string(r) + " (parked-request limit)");
     }
   }
 

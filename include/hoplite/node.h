@@ -68,6 +68,9 @@ struct NodeStats {
   // Messages from authenticated peers refused for naming another rank or
   // answering something nobody asked (docs/security.md).
   std::uint64_t refused_messages = 0;
+  // Readers' watches of this node's copies now (each pins a copy; bounded
+  // per reader rank, docs/security.md).
+  std::uint64_t watches = 0;
   // Reduce tasks this node has started (one per tree-chain position or
   // stripe link it ran); a repaired reduce re-runs only the path above the
   // failure, which this count shows.

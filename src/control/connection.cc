@@ -34,6 +34,17 @@ Connection::Connection(asio::ip::tcp::socket sock, MessageHandler on_message, Cl
 }
 
 void Connection::start() {
+  // An outbound socket made elsewhere (the bootstrap's) dials first.
+  accepted_ = !dialer;
+  read_header();
+}
+
+void Connection::read_more() {
+  if (!open_ || rejected_) return;
+  if (accepted_ && !gated_ && queued_bytes_ > kPauseReadingBytes) {
+    paused_ = true;  // write_next reads on once the queue drained
+    return;
+  }
   read_header();
 }
 
@@ -72,7 +83,7 @@ void Connection::read_header() {
         }
         rend_ += n;
         parse_frames();
-        if (open_ && !rejected_) read_header();
+        read_more();
       });
 }
 
@@ -159,6 +170,10 @@ void Connection::write_next() {
     if (!open_) return;
     if (ec) return close(peer_failure("write to " + name_ + " failed: " + ec.message()));
     inflight_.clear();
+    if (paused_ && queued_bytes_ <= kPauseReadingBytes / 2) {
+      paused_ = false;
+      read_header();
+    }
     write_next();
   });
 }

@@ -6,6 +6,18 @@
 // and the connection is closed: the peer is out of sync with us and nothing
 // it sends afterwards can be trusted. Other connections are unaffected.
 //
+// A peer that does not read what it asks for meets backpressure
+// (docs/security.md). On a connection we accepted, everything we write
+// answers what the peer sent on it (HelloAck, a tool's DiagReply): past
+// kPauseReadingBytes queued we stop reading it until the queue is half
+// drained, so what it costs us stays bounded and an honest reader loses
+// nothing. Our own connections to members carry our messages only (a
+// member's arrive on its own connection to us), so reading less from them
+// would slow nobody down, and pausing a member's connection for our queue
+// to it could deadlock two busy members sending to each other; past
+// kMaxQueuedBytes the peer counts as not reading and the connection is
+// closed.
+//
 // Until the handshake completes (auth/handshake.h) only handshake frames
 // are written: whatever the owner queued waits behind the gate, so nothing
 // reaches a peer that has not proved it holds the token.
@@ -32,7 +44,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Connection(boost::asio::ip::tcp::socket sock, MessageHandler on_message, CloseHandler on_close);
 
-  // Accepted connections: starts reading.
+  // Accepted connections (and outbound sockets already connected, whose
+  // dialer is set first): starts reading.
   void start();
   // Outbound connections: sends queue until connected; then the queue is
   // written and reading starts. A failed connect closes the connection.
@@ -64,14 +77,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void read_header();
+  // Reads on, unless the peer is not reading what we answer (backpressure).
+  void read_more();
   void parse_frames();
   void write_next();
 
   static constexpr std::size_t kReadChunk = 64u << 10;
   static constexpr std::size_t kMaxBatch = 64;  // frames per gathered write
   // Queued and not yet written; past it the peer counts as not reading.
+  // Sized for a member busy for a while behind bursts of inline lookup
+  // answers and task messages, which an honest cluster can queue.
   static constexpr std::size_t kMaxQueuedBytes = 256u << 20;
 
+ public:
+  // Answers queued on an accepted connection past which it is not read:
+  // a few thousand diagnostics answers, far above what a tool that reads
+  // its answers ever has queued.
+  static constexpr std::size_t kPauseReadingBytes = 1u << 20;
+
+ private:
   boost::asio::ip::tcp::socket sock_;
   MessageHandler on_message_;
   CloseHandler on_close_;
@@ -82,6 +106,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closing_ = false;
   bool rejected_ = false;
   bool gated_ = true;
+  bool accepted_ = false;  // start(): our writes answer the peer's frames
+  bool paused_ = false;    // not reading until our answers drain
   Status close_reason_{StatusCode::kCancelled, "closed after flush"};
   // Received bytes [rbegin_, rend_) not yet dispatched.
   std::vector<std::uint8_t> rbuf_;

@@ -532,7 +532,7 @@ Result<Message> read(MsgType type, WireReader& r) {
       LookupReply m;
       TRY(r.id(m.id));
       TRY(r.u64(m.request));
-      TRY(get_enum(r, m.result, 3));
+      TRY(get_enum(r, m.result, 4));
       TRY(r.u64(m.size));
       TRY(r.u32(m.sender));
       TRY(r.bytes(m.inline_data, kMaxInline));

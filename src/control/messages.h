@@ -160,7 +160,15 @@ struct Lookup {
 // kComposite: the object is made of parts held elsewhere (a striped
 // allreduce's result); `parts` says which, and the reader pulls each part
 // from its holder into its place.
-enum class LookupResult : std::uint8_t { kSender = 0, kInline = 1, kNotFound = 2, kComposite = 3 };
+// kRefused: the shard's parked-request limit was hit (docs/security.md);
+// `size` carries the limit.
+enum class LookupResult : std::uint8_t {
+  kSender = 0,
+  kInline = 1,
+  kNotFound = 2,
+  kComposite = 3,
+  kRefused = 4
+};
 struct Part {
   ObjectID id;
   Rank holder = kNoRank;

@@ -86,6 +86,26 @@ std::uint64_t DirectoryShard::inline_of(const ObjectID& id) const {
   return it == records_.end() ? 0 : it->second.inline_data.size();
 }
 
+std::vector<Rank> DirectoryShard::ranks_in(const Record& rec) {
+  std::vector<Rank> out;
+  out.reserve(rec.waiters.size() + rec.locators.size());
+  for (const auto& w : rec.waiters) out.push_back(w.requester);
+  for (const auto& l : rec.locators) out.push_back(l.requester);
+  return out;
+}
+
+void DirectoryShard::count_ranks(const ObjectID& id, int sign) {
+  auto it = records_.find(id);
+  if (it == records_.end()) return;
+  for (Rank r : ranks_in(it->second)) adjust(parked_by_, r, sign);
+}
+
+void DirectoryShard::drop_inline(Record& rec) {
+  if (rec.inline_from != control::kNoRank)
+    adjust(inline_by_, rec.inline_from, -static_cast<std::int64_t>(rec.inline_data.size()));
+  rec.inline_from = control::kNoRank;
+}
+
 std::vector<Reply> DirectoryShard::publish(const control::Publish& p) {
   return tracked(p.id, [&] { return publish_one(p); });
 }
@@ -104,9 +124,17 @@ std::vector<Reply> DirectoryShard::publish_one(const control::Publish& p) {
   rec.size = p.size;
   // Past the budget the bytes stay with their holder, which serves them
   // like any other object's.
-  if (p.has_inline && (rec.is_inline || inline_bytes_ + p.inline_data.size() <= max_inline_bytes_)) {
+  // The bytes count in the budget of the rank that brought them first.
+  const auto n = static_cast<std::int64_t>(p.inline_data.size());
+  if (p.has_inline && rec.is_inline) {
+    adjust(inline_by_, rec.inline_from, n - static_cast<std::int64_t>(rec.inline_data.size()));
+    rec.inline_data = p.inline_data;
+  } else if (p.has_inline && inline_bytes_ + p.inline_data.size() <= limits_.inline_bytes &&
+             inline_bytes_of(p.rank) + p.inline_data.size() <= limits_.inline_bytes_per_rank) {
     rec.is_inline = true;
     rec.inline_data = p.inline_data;
+    rec.inline_from = p.rank;
+    adjust(inline_by_, p.rank, n);
   }
   if (p.state == control::LocationState::kComplete) {
     rec.planner.complete(p.rank);
@@ -213,12 +241,15 @@ std::optional<Reply> DirectoryShard::lookup_one(const control::Lookup& l) {
     *same = l;
     return std::nullopt;
   }
-  if (parked_ >= max_parked_) {
+  if (!may_park(l.requester)) {
     if (rec.waiters.empty() && rec.locators.empty() && !rec.has_size) records_.erase(l.id);
+    refusals_++;
     control::LookupReply r;
     r.id = l.id;
     r.request = l.request;
-    r.result = LookupResult::kNotFound;
+    r.result = LookupResult::kRefused;
+    // The limit that was hit, for the requester's error message.
+    r.size = parked_by(l.requester) >= limits_.parked_per_rank ? limits_.parked_per_rank : limits_.parked;
     return Reply{l.requester, std::move(r)};
   }
   rec.waiters.push_back(l);
@@ -233,6 +264,7 @@ std::vector<Rank> DirectoryShard::remove_one(const ObjectID& id) {
   auto it = records_.find(id);
   if (it == records_.end()) return {};
   std::vector<Rank> holders = it->second.planner.members();
+  drop_inline(it->second);
   auto waiters = std::move(it->second.waiters);
   auto locators = std::move(it->second.locators);
   records_.erase(it);
@@ -263,12 +295,15 @@ std::optional<LocateAnswer> DirectoryShard::locate_one(const control::Locate& l)
   auto same = std::find_if(rec.locators.begin(), rec.locators.end(), [&](const control::Locate& o) {
     return o.requester == l.requester && o.request == l.request;
   });
+  const auto mine = std::count_if(rec.locators.begin(), rec.locators.end(),
+                                  [&](const control::Locate& o) { return o.requester == l.requester; });
   if (same != rec.locators.end()) {
     *same = l;
-  } else if (parked_ < max_parked_) {
+  } else if (may_park(l.requester) && static_cast<std::size_t>(mine) < kMaxLocatesPerObject) {
     rec.locators.push_back(l);
-  } else if (rec.waiters.empty() && rec.locators.empty() && !rec.has_size) {
-    records_.erase(l.id);
+  } else {
+    refusals_++;
+    if (rec.waiters.empty() && rec.locators.empty() && !rec.has_size) records_.erase(l.id);
   }
   return std::nullopt;
 }
@@ -293,6 +328,7 @@ void DirectoryShard::forget_rank(Rank rank) {
   for (auto it = records_.begin(); it != records_.end();) {
     Record& rec = it->second;
     parked_ -= rec.waiters.size() + rec.locators.size();
+    for (Rank r : ranks_in(rec)) adjust(parked_by_, r, -1);
     inline_bytes_ -= rec.inline_data.size();
     // Waiting to read from the dead rank: the shard chooses instead.
     bool freed = false;
@@ -313,6 +349,7 @@ void DirectoryShard::forget_rank(Rank rank) {
       it = records_.erase(it);
     } else {
       parked_ += rec.waiters.size() + rec.locators.size();
+      for (Rank r : ranks_in(rec)) adjust(parked_by_, r, +1);
       inline_bytes_ += rec.inline_data.size();
       ++it;
     }

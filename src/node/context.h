@@ -179,6 +179,8 @@ struct NodeContext {
   std::atomic<std::uint64_t> protocol_errors{0};
   // Messages refused by the sender rules or a component's own check.
   std::atomic<std::uint64_t> refused{0};
+  // Watchers of our copies now (ObjectServer).
+  std::atomic<std::uint64_t> watches{0};
   std::atomic<std::uint64_t> reduce_tasks_started{0};
 
   void send(Rank r, const msg::Message& m) {

@@ -120,8 +120,8 @@ void ControlPlane::dial(const ConnPtr& c, Rank r) {
 ConnPtr ControlPlane::adopt_outbound(Rank r, tcp::socket s) {
   auto c = make_connection(std::move(s));
   if (r < out_.size()) out_[r] = c;
+  dial(c, r);  // before start(): the connection knows it is ours
   c->start();
-  dial(c, r);
   return c;
 }
 

@@ -98,6 +98,12 @@ void Fetcher::handle_lookup_reply(const msg::LookupReply& r) {
                       not_found("object " + r.id.short_hex() + " is not in the directory (shard on rank " +
                                 std::to_string(ctx_.shard_of(r.id)) + ")"));
       return;
+    case msg::LookupResult::kRefused:
+      fulfill_waiters(r.id, Status(StatusCode::kCapacity,
+                                   "get of " + r.id.short_hex() + ": the directory shard on rank " +
+                                       std::to_string(ctx_.shard_of(r.id)) + " refused it at its limit of " +
+                                       std::to_string(r.size) + " waiting requests"));
+      return;
     case msg::LookupResult::kInline: {
       auto e = ctx_.store->create_object(r.id, r.size);
       if (!e.is_ok()) return fulfill_waiters(r.id, e.status());

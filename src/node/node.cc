@@ -421,6 +421,7 @@ NodeStats Node::stats() const {
   s.rejected_connections = impl_->ctx.rejected.load() + ts.rejected_connections;
   s.protocol_errors = impl_->ctx.protocol_errors.load();
   s.refused_messages = impl_->ctx.refused.load();
+  s.watches = impl_->ctx.watches.load();
   s.reduce_tasks = impl_->ctx.reduce_tasks_started.load();
   return s;
 }

@@ -10,23 +10,31 @@ ObjectServer::ObjectServer(NodeContext& ctx, std::function<bool(const ObjectID&)
     if (it == watchers_.end()) return;
     if (it->second.erase({u.requester, u.stream})) watches_of_[u.requester]--;
     if (it->second.empty()) watchers_.erase(it);
+    count_watches();
   });
 }
 
 void ObjectServer::on_watch(const msg::Watch& w) {
   if (w.requester >= ctx_.world) return;
   auto e = ctx_.store->find(w.id);
-  if (!e && copy_coming_(w.id) && parked_count_ < kMaxParked) {
+  const bool coming = !e && copy_coming_(w.id);
+  if (coming) {
     // The directory made us this reader's sender before our own lookup
     // reply arrived: the copy exists in a moment, so hold the watch.
-    parked_[w.id].emplace_back(w.requester, w.stream);
-    parked_count_++;
-    return;
+    if (parked_count_ < kMaxParked && parked_of_[w.requester] < kMaxParkedPerRank) {
+      parked_[w.id].emplace_back(w.requester, w.stream);
+      parked_count_++;
+      parked_of_[w.requester]++;
+      return;
+    }
+    refuse(w, "it has " + std::to_string(parked_of_[w.requester]) + " watches waiting here (limit " +
+                  std::to_string(kMaxParkedPerRank) + "), all ranks " + std::to_string(parked_count_) +
+                  " (limit " + std::to_string(kMaxParked) + ")");
   }
   msg::Progress p;
   p.id = w.id;
   p.stream = w.stream;
-  if (!e) {
+  if (!e && !coming) {
     // The directory thinks we hold it: correct that, or it keeps sending
     // readers here.
     ctx_.send(ctx_.shard_of(w.id), msg::Unpublish{w.id, ctx_.me});
@@ -35,8 +43,8 @@ void ObjectServer::on_watch(const msg::Watch& w) {
   // A repeated Watch of the same stream replaces its pin and costs nothing.
   auto& streams = watchers_[w.id];
   if (e && mine >= kMaxWatchesPerRank && !streams.count({w.requester, w.stream})) {
-    LOG_WARN("rank " << w.requester << " watches " << mine << " objects here; " << w.id.short_hex()
-                     << " is answered as not here");
+    refuse(w, "it watches " + std::to_string(mine) + " streams here (limit " +
+                  std::to_string(kMaxWatchesPerRank) + ")");
     e.reset();
   }
   if (!e && streams.empty()) watchers_.erase(w.id);
@@ -51,7 +59,23 @@ void ObjectServer::on_watch(const msg::Watch& w) {
     p.size = e->size;
     p.ready = wt.sent;
   }
+  count_watches();
   ctx_.send(w.requester, p);
+}
+
+void ObjectServer::refuse(const msg::Watch& w, const std::string& why) {
+  ctx_.refused++;
+  const auto n = ++refusals_of_[w.requester];
+  if ((n & (n - 1)) == 0) {
+    LOG_WARN("refused Watch of " << w.id.short_hex() << " from rank " << w.requester << ": " << why
+                                 << "; answered as not here (refusal " << n << ")");
+  }
+}
+
+void ObjectServer::count_watches() {
+  std::size_t n = 0;
+  for (const auto& [r, k] : watches_of_) n += k;
+  ctx_.watches = n;
 }
 
 void ObjectServer::replay_parked(const ObjectID& id) {
@@ -60,6 +84,9 @@ void ObjectServer::replay_parked(const ObjectID& id) {
   auto ranks = std::move(it->second);
   parked_.erase(it);
   parked_count_ -= ranks.size();
+  for (auto [r, stream] : ranks) {
+    if (--parked_of_[r] == 0) parked_of_.erase(r);
+  }
   for (auto [r, stream] : ranks) on_watch(msg::Watch{id, r, stream});
 }
 
@@ -80,6 +107,7 @@ void ObjectServer::drop(const ObjectID& id, bool withdrawn) {
   auto list = std::move(it->second);
   watchers_.erase(it);
   for (auto& [key, w] : list) watches_of_[key.first]--;
+  count_watches();
   // They re-plan through the directory and find another copy.
   const std::uint64_t size = withdrawn ? msg::kWithdrawn : 0;
   for (auto& [key, w] : list) ctx_.send(key.first, msg::Progress{id, false, 0, size, 0, key.second});
@@ -106,8 +134,10 @@ void ObjectServer::on_peer_lost(Rank f) {
     it = it->second.empty() ? watchers_.erase(it) : std::next(it);
   }
   watches_of_.erase(f);
+  count_watches();
   for (auto& [id, ranks] : parked_)
     parked_count_ -= std::erase_if(ranks, [f](const auto& rs) { return rs.first == f; });
+  parked_of_.erase(f);
 }
 
 }  // namespace hoplite::node

@@ -8,10 +8,13 @@
 // stream. Unwatch unpins. A copy that goes away tells its watchers, who find
 // another through the directory.
 //
-// Bounded: a rank holds at most kMaxWatchesPerRank watches here (each pins
-// an extent, removed or not) and kMaxParked watches wait for copies in all;
-// past either, a Watch is answered "not here" and the reader looks
-// elsewhere.
+// Bounded (docs/security.md): a rank holds at most kMaxWatchesPerRank
+// watches here, and has at most kMaxParkedPerRank waiting for copies
+// (kMaxParked in all). Past a bound a Watch is answered "not here" (the
+// reader looks elsewhere through the directory), counted in
+// NodeStats::refused_messages and logged. Each watch pins its copy's
+// extent; a copy that goes (Delete, an aborted transfer) drops its watchers
+// and with them the pins, so a watch never keeps a removed extent alive.
 //
 // Owns: the watchers of local objects and the watches that arrived before
 // the copy did (parked); Watch and Unwatch.
@@ -51,17 +54,32 @@ class ObjectServer final : public Component {
   void clear() {
     watchers_.clear();
     watches_of_.clear();
+    count_watches();
   }
 
- private:
+  // An honest reader watches each object it reads once per stream, here
+  // only while it reads (a chain member, a reduce task's inputs, a
+  // composite's parts): a rank reading 16384 objects from one holder at
+  // once is far past any collective or task graph we run (a reduce task
+  // reads at most a few inputs at a time); the watchers cost ~100 bytes
+  // each.
   static constexpr std::size_t kMaxWatchesPerRank = 16384;
+  // Watches park only in the moment between the directory naming us a
+  // sender and our own lookup's answer, one per reader stream.
+  static constexpr std::size_t kMaxParkedPerRank = 4096;
   static constexpr std::size_t kMaxParked = 65536;
 
+ private:
   struct Watcher {
     std::shared_ptr<store::ObjectEntry> pin;
     std::uint64_t sent = 0;
   };
   void on_watch(const msg::Watch& w);
+  // A Watch past a bound: counted, and logged at each doubling of the
+  // rank's refusals (a peer hammering the limit must not flood the log).
+  void refuse(const msg::Watch& w, const std::string& why);
+  // Publishes the number of watchers to NodeStats.
+  void count_watches();
 
   NodeContext& ctx_;
   std::function<bool(const ObjectID&)> copy_coming_;
@@ -69,6 +87,8 @@ class ObjectServer final : public Component {
   std::unordered_map<ObjectID, std::map<std::pair<Rank, std::uint64_t>, Watcher>> watchers_;
   std::unordered_map<ObjectID, std::vector<std::pair<Rank, std::uint64_t>>> parked_;
   std::unordered_map<Rank, std::size_t> watches_of_;  // watchers_ entries by rank
+  std::unordered_map<Rank, std::size_t> parked_of_;   // parked_ entries by rank
+  std::unordered_map<Rank, std::uint64_t> refusals_of_;
   std::size_t parked_count_ = 0;
 };
 

@@ -14,9 +14,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -383,6 +385,156 @@ TEST(Limits, ConnectionFloodPastTheDescriptorLimit) {
     CHECK_OK(node.barrier(kWait));
     if (node.rank() == 0) CHECK_TRUE(node.stats().rejected_connections > 0);
     CHECK_OK(node.barrier(kWait));
+    return 0;
+  });
+  EXPECT_EQ(rc, 0);
+}
+
+// An honest transfer held open across an attack: start() has rank 0 write
+// half of a 16 MiB object and rank 1 read that half; finish() has rank 0
+// write the rest and rank 1 check every byte. Every rank calls both (they
+// hold barriers); each returns 0 or a failed check's exit code.
+class HeldTransfer {
+ public:
+  HeldTransfer(const std::string& name, std::uint64_t seed) : id_(ObjectID::from_name(name)), seed_(seed) {}
+  int start(Node& node) {
+    if (node.rank() == 0) {
+      ASSIGN_OR_FAIL(writer_, node.create(id_, kSize));
+      fill_pattern(writer_.data().subspan(0, kHalf), seed_, 0);
+      CHECK_OK(writer_.publish(kHalf));
+    }
+    CHECK_OK(node.barrier(kWait));
+    if (node.rank() == 1) {
+      got_ = node.get(id_);
+      CHECK_TRUE(wait_until([&] { return node.local_progress(id_) >= kHalf; }, kWait));
+    }
+    CHECK_OK(node.barrier(kWait));
+    return 0;
+  }
+  int finish(Node& node) {
+    if (node.rank() == 0) {
+      fill_pattern(writer_.data().subspan(kHalf), seed_, kHalf);
+      CHECK_OK(writer_.seal());
+    }
+    if (node.rank() == 1) {
+      ASSIGN_OR_FAIL(ObjectView view, got_.wait(kWait));
+      CHECK_PATTERN(view.bytes(), kSize, seed_);
+    }
+    CHECK_OK(node.barrier(kWait));
+    return 0;
+  }
+
+ private:
+  static constexpr std::uint64_t kSize = 16 * kMiB;
+  static constexpr std::uint64_t kHalf = kSize / 2;
+  ObjectID id_;
+  std::uint64_t seed_;
+  ObjectWriter writer_;
+  ObjectFuture got_;
+};
+
+// Rank 2 watches one of rank 0's objects on ever more streams, past the
+// per-rank limit, while rank 1 reads another object from rank 0. Each watch
+// pins the copy and costs a watcher. Before: the watches past the limit
+// were answered "not here" silently, nowhere counted; now rank 0 holds no
+// more than the limit, counts and logs each refusal, rank 1's transfer
+// finishes byte-exact, and rank 2's Unwatches free the watchers again.
+TEST(Limits, WatchesPastARanksLimitAreRefused) {
+  const ObjectID pinned = ObjectID::from_name("watch-limit/pinned");
+  constexpr std::size_t kLimit = 16384;  // ObjectServer::kMaxWatchesPerRank
+  constexpr std::size_t kExtra = 500;
+  // Streams no component of rank 2 owns: its node drops their Progress.
+  auto stream = [](std::size_t k) { return (0xeeull << 56) | k; };
+  HeldTransfer held("watch-limit/busy", 61);
+  int rc = run_cluster(3, [&](Node& node) -> int {
+    if (node.rank() == 0) CHECK_OK(node.put(pinned, make_pattern(kMiB, 62)));
+    if (int r = held.start(node)) return r;
+    std::optional<WireClient> c;
+    if (node.rank() == 2) {
+      ASSIGN_OR_FAIL(WireClient w, WireClient::control(node.control_address(0), kToken, 2));
+      for (std::size_t k = 1; k <= kLimit + kExtra; ++k)
+        CHECK_TRUE(w.send(ctl::encode(ctl::Watch{pinned, 2, stream(k)})));
+      c.emplace(std::move(w));
+    }
+    CHECK_OK(node.barrier(kWait));
+    if (node.rank() == 0) {
+      CHECK_TRUE(wait_until([&] { return node.stats().refused_messages >= kExtra; }, kWait));
+      const NodeStats s = node.stats();
+      // Rank 2's, and rank 1's watch of the held transfer.
+      if (s.watches > kLimit + 1) FAIL_BODY("rank 0 holds " + std::to_string(s.watches) + " watches");
+      CHECK_TRUE(s.watches >= kLimit);
+      CHECK_EQ(s.refused_messages, kExtra);
+    }
+    if (int r = held.finish(node)) return r;
+    if (node.rank() == 2) {
+      CHECK_FALSE(c->closed_within(milliseconds(100)));
+      for (std::size_t k = 1; k <= kLimit + kExtra; ++k)
+        CHECK_TRUE(c->send(ctl::encode(ctl::Unwatch{pinned, 2, stream(k)})));
+    }
+    CHECK_OK(node.barrier(kWait));
+    if (node.rank() == 0) CHECK_TRUE(wait_until([&] { return node.stats().watches <= 1; }, kWait));
+    CHECK_OK(node.barrier(kWait));
+    return 0;
+  });
+  EXPECT_EQ(rc, 0);
+}
+
+// Sends `batch` (whole frames) on `fd` again and again, up to `most` bytes,
+// until a whole second passes without room to send. Returns the bytes
+// sent, and whether the sends blocked.
+std::pair<std::size_t, bool> send_until_blocked(int fd, const std::vector<std::uint8_t>& batch,
+                                                std::size_t most) {
+  std::size_t sent = 0;
+  const auto give_up = Clock::now() + std::chrono::seconds(20);
+  while (sent < most && Clock::now() < give_up) {
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 1000) == 0) return {sent, true};
+    const std::size_t at = sent % batch.size();
+    ssize_t n = ::send(fd, batch.data() + at, batch.size() - at, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  return {sent, false};
+}
+
+// A tool asks rank 0 for diagnostics as fast as it can and reads none of
+// the answers, while rank 1 reads an object from rank 0. Before: rank 0
+// read every request and queued every answer (about four bytes of answer
+// per byte asked) until 256 MiB, then dropped the connection. Now it stops
+// reading the tool once 1 MiB of answers wait, so the tool's sends block
+// after a few MiB (socket buffers); once the tool reads, it gets every
+// answer and the connection stays open. Rank 1's transfer finishes.
+TEST(Limits, AToolThatDoesNotReadItsAnswersIsNotRead) {
+  constexpr std::size_t kAsk = 32 * kMiB;        // the most the tool tries to send
+  constexpr std::size_t kBlockedBy = 16 * kMiB;  // sends must block before this
+  constexpr std::size_t kBatch = 4096;           // requests per batch
+  HeldTransfer held("backpressure/busy", 71);
+  int rc = run_cluster(3, [&](Node& node) -> int {
+    if (int r = held.start(node)) return r;
+    if (node.rank() == 2) {
+      ASSIGN_OR_FAIL(WireClient tool, WireClient::control(node.control_address(0), kToken, kNotAMember));
+      int small = 64 << 10;
+      CHECK_TRUE(::setsockopt(tool.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+      std::vector<std::uint8_t> batch;
+      for (std::uint64_t i = 0; i < kBatch; ++i) {
+        auto f = ctl::encode(ctl::DiagRequest{i});
+        batch.insert(batch.end(), f.begin(), f.end());
+      }
+      auto [sent, blocked] = send_until_blocked(tool.fd(), batch, kAsk);
+      if (!blocked || sent >= kBlockedBy)
+        FAIL_BODY("rank 0 read " + std::to_string(sent) + " bytes of requests whose answers nobody read");
+      // Now the tool reads: every whole request is answered.
+      const std::size_t asked = sent / (batch.size() / kBatch);
+      for (std::size_t answers = 0; answers < asked; ++answers) {
+        auto f = tool.next(milliseconds(10000));
+        if (!f) FAIL_BODY("no answer after " + std::to_string(answers) + " of " + std::to_string(asked));
+        CHECK_EQ(static_cast<int>(f->type), static_cast<int>(ctl::MsgType::kDiagReply));
+      }
+      CHECK_FALSE(tool.closed_within(milliseconds(100)));
+    }
+    CHECK_OK(node.barrier(kWait));
+    if (int r = held.finish(node)) return r;
     return 0;
   });
   EXPECT_EQ(rc, 0);

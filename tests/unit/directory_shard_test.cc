@@ -662,16 +662,18 @@ TEST(DirectoryShardBounds, ARepeatedLookupReplacesTheParkedOne) {
   EXPECT_EQ(shard.parked(), 0u);
 }
 
-TEST(DirectoryShardBounds, PastTheParkedLimitALookupIsAnsweredNotFound) {
-  DirectoryShard shard(0, /*max_parked=*/4);
+TEST(DirectoryShardBounds, PastTheParkedLimitALookupIsRefused) {
+  DirectoryShard shard(0, {.parked = 4});
   for (const char* name : {"p0", "p1", "p2", "p3"})
     EXPECT_FALSE(shard.lookup(Look(ObjectID::from_name(name), 2, 1)));
   EXPECT_EQ(shard.parked(), 4u);
   const ObjectID extra = ObjectID::from_name("p-extra");
   auto r = shard.lookup(Look(extra, 2, 9));
   ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->reply.result, LookupResult::kNotFound);
+  EXPECT_EQ(r->reply.result, LookupResult::kRefused);
   EXPECT_EQ(r->reply.request, 9u);
+  EXPECT_EQ(r->reply.size, 4u) << "the answer names the limit";
+  EXPECT_EQ(shard.refusals(), 1u);
   EXPECT_FALSE(shard.knows(extra));
   EXPECT_EQ(shard.size(), 4u) << "a refused lookup must not leave a record behind";
   // Answers free room again.
@@ -683,8 +685,107 @@ TEST(DirectoryShardBounds, PastTheParkedLimitALookupIsAnsweredNotFound) {
   EXPECT_EQ(shard.parked(), 0u);
 }
 
+// One rank parks lookups of ids nobody puts, past its own limit. Before:
+// only the shard's total (2^20) bounded them, so one rank could fill the
+// shard and have everyone else's lookups refused; now that rank alone is
+// refused, and the others' lookups keep waiting and are answered.
+TEST(DirectoryShardBounds, OneRanksParkedLookupsDoNotCrowdOutOthers) {
+  DirectoryShard shard;
+  constexpr std::size_t kLimit = DirectoryShard::kMaxParkedPerRank;
+  for (std::size_t i = 0; i < kLimit; ++i) {
+    ASSERT_FALSE(shard.lookup(Look(ObjectID::from_name("never/" + std::to_string(i)), 2, i + 1)));
+  }
+  EXPECT_EQ(shard.parked_by(2), kLimit);
+  const ObjectID more = ObjectID::from_name("never/more");
+  auto r = shard.lookup(Look(more, 2, 999));
+  ASSERT_TRUE(r.has_value()) << "rank 2 parked past its limit";
+  EXPECT_EQ(r->reply.result, LookupResult::kRefused);
+  EXPECT_EQ(r->reply.size, kLimit);
+  EXPECT_EQ(shard.parked(), kLimit);
+  EXPECT_FALSE(shard.knows(more));
+  EXPECT_EQ(shard.refusals(), 1u);
+  // Everyone else is served as before.
+  const ObjectID honest = ObjectID::from_name("honest");
+  EXPECT_FALSE(shard.lookup(Look(honest, 3, 1)).has_value());
+  EXPECT_EQ(shard.parked_by(3), 1u);
+  auto replies = shard.publish(Pub(honest, 1, 100, LocationState::kComplete));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].to, 3u);
+  EXPECT_EQ(replies[0].reply.result, LookupResult::kSender);
+  EXPECT_EQ(shard.parked_by(3), 0u);
+  // Rank 2's lookups answered or forgotten give it room again.
+  (void)shard.publish(Pub(ObjectID::from_name("never/0"), 1, 10, LocationState::kComplete));
+  EXPECT_EQ(shard.parked_by(2), kLimit - 1);
+  EXPECT_FALSE(shard.lookup(Look(more, 2, 1000)).has_value());
+  shard.forget_rank(2);
+  EXPECT_EQ(shard.parked_by(2), 0u);
+  EXPECT_EQ(shard.parked(), 0u);
+}
+
+// Locates share the per-rank limit: one rank's, past it, are dropped and
+// counted; another rank's still wait and are answered by the publish.
+TEST(DirectoryShardBounds, OneRanksParkedLocatesAreBounded) {
+  DirectoryShard shard;
+  constexpr std::size_t kLimit = DirectoryShard::kMaxParkedPerRank;
+  // Of one object, a rank parks kMaxLocatesPerObject.
+  const ObjectID id = ObjectID::from_name("locate/later");
+  constexpr std::size_t kPerObject = DirectoryShard::kMaxLocatesPerObject;
+  for (std::uint64_t i = 1; i <= kPerObject + 10; ++i)
+    ASSERT_FALSE(shard.locate(control::Locate{id, i, 2, 0}).has_value());
+  EXPECT_EQ(shard.parked_by(2), kPerObject);
+  EXPECT_EQ(shard.refusals(), 10u);
+  // In all, kMaxParkedPerRank.
+  for (std::uint64_t i = 0; i < kLimit; ++i) {
+    ASSERT_FALSE(shard.locate(control::Locate{ObjectID::from_name("locate/" + std::to_string(i)), i, 2, 0})
+                     .has_value());
+  }
+  EXPECT_EQ(shard.parked_by(2), kLimit) << "rank 2 parked past its limit";
+  EXPECT_EQ(shard.refusals(), 10u + kPerObject);
+  EXPECT_FALSE(shard.knows(ObjectID::from_name("locate/" + std::to_string(kLimit - 1))));
+  // Another rank's locate still waits, and is answered.
+  EXPECT_FALSE(shard.locate(control::Locate{id, 1, 3, 0}).has_value());
+  EXPECT_EQ(shard.parked_by(3), 1u);
+  (void)shard.publish(Pub(id, 1, 100, LocationState::kComplete));
+  auto located = shard.take_located();
+  EXPECT_EQ(located.size(), kPerObject + 1);
+  EXPECT_EQ(std::count_if(located.begin(), located.end(), [](const auto& a) { return a.to == 3; }), 1);
+  EXPECT_EQ(shard.parked_by(3), 0u);
+  EXPECT_EQ(shard.parked_by(2), kLimit - kPerObject);
+  shard.forget_rank(2);
+  EXPECT_EQ(shard.parked(), 0u);
+}
+
+// One rank publishes inline objects past its own budget. Before: only the
+// shard's 512 MiB bounded them, so one rank could spend it all and every
+// other rank's small objects lost their one-hop answer; now the first
+// rank's extra objects are kept without their bytes (read from the holder,
+// nothing lost) and others' still go inline.
+TEST(DirectoryShardBounds, OneRanksInlineBytesDoNotCrowdOutOthers) {
+  DirectoryShard shard;
+  constexpr std::size_t kObject = 64u << 10;
+  constexpr std::size_t kFit = DirectoryShard::kMaxInlineBytesPerRank / kObject;
+  const std::vector<std::uint8_t> bytes(kObject, 5);
+  for (std::size_t i = 0; i <= kFit; ++i)
+    (void)shard.publish(InlinePub(ObjectID::from_name("small/" + std::to_string(i)), 1, bytes));
+  EXPECT_EQ(shard.inline_bytes_of(1), DirectoryShard::kMaxInlineBytesPerRank);
+  auto over = shard.lookup(Look(ObjectID::from_name("small/" + std::to_string(kFit)), 2, 1));
+  ASSERT_TRUE(over.has_value());
+  EXPECT_EQ(over->reply.result, LookupResult::kSender) << "rank 1 went past its inline budget";
+  EXPECT_EQ(over->reply.sender, 1u);
+  const ObjectID other = ObjectID::from_name("small/other");
+  (void)shard.publish(InlinePub(other, 3, bytes));
+  auto in = shard.lookup(Look(other, 2, 2));
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(in->reply.result, LookupResult::kInline);
+  EXPECT_EQ(in->reply.inline_data, bytes);
+  // A remove gives the budget back to the rank that spent it.
+  (void)shard.remove(ObjectID::from_name("small/0"));
+  EXPECT_EQ(shard.inline_bytes_of(1), DirectoryShard::kMaxInlineBytesPerRank - kObject);
+  EXPECT_EQ(shard.inline_bytes(), DirectoryShard::kMaxInlineBytesPerRank);
+}
+
 TEST(DirectoryShardBounds, PastTheInlineBudgetObjectsAreServedByTheirHolder) {
-  DirectoryShard shard(0, DirectoryShard::kMaxParked, /*max_inline_bytes=*/1000);
+  DirectoryShard shard(0, {.inline_bytes = 1000});
   auto inline_pub = [](const ObjectID& id, Rank r, std::size_t n) {
     control::Publish p = Pub(id, r, n, LocationState::kComplete);
     p.has_inline = true;

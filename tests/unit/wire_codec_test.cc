@@ -315,6 +315,8 @@ std::vector<Sample> Samples() {
   s.push_back({"LookupReplyInline", MsgType::kLookupReply, inline_reply});
   ctl::LookupReply missing{id, 7, ctl::LookupResult::kNotFound, 0, ctl::kNoRank, {}, {}};
   s.push_back({"LookupReplyNotFound", MsgType::kLookupReply, missing});
+  ctl::LookupReply refused{id, 8, ctl::LookupResult::kRefused, 1u << 17, ctl::kNoRank, {}, {}};
+  s.push_back({"LookupReplyRefused", MsgType::kLookupReply, refused});
 
   s.push_back({"Remove", MsgType::kRemove, ctl::Remove{id, 31, 2}});
   s.push_back({"RemoveAck", MsgType::kRemoveAck, ctl::RemoveAck{id, 32}});
@@ -687,7 +689,8 @@ TEST(ControlCodec, RejectsEnumAndBoolOutOfRange) {
     ExpectRejectedWithByte(ctl::Lookup{id, 1, 2, false, false}, kId + 8 + 4 + 1 + 1 + 4, v, "Lookup.direct");
     ExpectRejectedWithByte(ctl::Progress{id, false, 0, 0, 0}, kId, v, "Progress.present");
   }
-  for (std::uint8_t v : {3, 4, 255}) {
+  // 3 (composite) wants parts after the fields; 4 is kRefused.
+  for (std::uint8_t v : {3, 5, 255}) {
     ExpectRejectedWithByte(ctl::LookupReply{id, 1, ctl::LookupResult::kSender, 5, 0, {}, {}}, kId + 8, v,
                            "LookupReply.result");
   }
