@@ -80,7 +80,8 @@ std::vector<std::pair<std::string, ctl::Message>> messages() {
       1 << 18,
       3,
       1,
-      {{ObjectID::from_name("grad-1"), 1, 0}, {ObjectID::from_name("partial-2"), 5, 1 << 19}}};
+      {{ObjectID::from_name("grad-1"), 1, 0}, {ObjectID::from_name("partial-2"), 5, 1 << 19}},
+      ObjectID::from_name("sum")};
   ctl::LookupReply composite{whole, 78, ctl::LookupResult::kComposite, 128, ctl::kNoRank, {}, parts};
   return {
       {"hello", ctl::Hello{ctl::kControlProtocol, 3, ctl::Channel::kControl, seed_nonce()}},
