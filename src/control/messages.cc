@@ -475,6 +475,9 @@ Result<Message> read(MsgType type, WireReader& r) {
         seen[f] = true;
       }
       TRY(r.u64(m.barrier));
+      // Barrier numbers stay far below 2^48 (BarrierBook::kMaxEpoch); one
+      // above it would wrap a rejoiner's next barrier.
+      if (m.barrier > (1ull << 48)) return protocol_error("table names barrier " + std::to_string(m.barrier));
       return Message{m};
     }
     case MsgType::kBarrier: {

@@ -39,6 +39,10 @@ struct Rule {
   Status operator()(const Table&) const { return only_from("Table", from, roles.bootstrap, "bootstrap"); }
   Status operator()(const PeerUpdate& m) const {
     if (!m.alive) return protocol_error("PeerUpdate of a failure: each member detects failures itself");
+    // A rank below the leader we know may lead already (rank 0 came back
+    // and took a rejoin before we heard of it), and one whose death we saw
+    // may have announced a rejoin just before it died.
+    if (from <= roles.bootstrap) return {};
     return only_from("PeerUpdate", from, roles.bootstrap, "bootstrap");
   }
   Status operator()(const BarrierDone&) const {

@@ -205,6 +205,12 @@ void Membership::install_table(const msg::Table& t) {
 
 void Membership::on_error(const ConnPtr& c, const msg::Error& e) {
   LOG_WARN("peer " << (c ? c->name() : "self") << " reported: " << e.message);
+  if (!joined_set_ && c && c == join_ && ctx_.opts.rejoin) {
+    // A contact that cannot take us (a restarted rank 0 that has not joined
+    // itself yet) is as good as a dead one: watch_join asks the next.
+    c->close(peer_failure(e.message));
+    return;
+  }
   if (!joined_set_ && c && c == join_) {
     fail_join(Status(e.code <= static_cast<std::uint16_t>(StatusCode::kInternal)
                          ? static_cast<StatusCode>(e.code)

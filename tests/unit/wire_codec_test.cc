@@ -795,6 +795,9 @@ TEST(ControlCodec, RejectsTableFailedListsThatCannotBe) {
   ExpectProtocolError(Byte(MsgType::kTable), frame({0, 1, 2}), "every rank failed");
   ExpectProtocolError(Byte(MsgType::kTable), frame({1, 1}), "a rank twice");
   ExpectProtocolError(Byte(MsgType::kTable), frame({3}), "a rank out of range");
+  auto wrapped = frame({});
+  for (int b = 0; b < 8; ++b) wrapped[wrapped.size() - 1 - b] = 0xff;
+  ExpectProtocolError(Byte(MsgType::kTable), wrapped, "a barrier number that would wrap");
 }
 
 TEST(ControlCodec, RejectsTableLargerThanTheWorldCap) {
