@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "auth/token.h"
+#include "common/host_port.h"
 #include "transport/factory.h"
 
 namespace hoplite {
@@ -182,8 +183,8 @@ Status NodeOptions::validate() const {
     return invalid_argument("pipeline depth must be in [1, 256]");
   if (failure_timeout.count() < 20) return invalid_argument("failure timeout must be at least 20 ms");
   for (const auto& c : rejoin_contacts) {
-    if (c.rfind(':') == std::string::npos)
-      return invalid_argument("rejoin contact '" + c + "' is not host:port");
+    if (auto hp = split_host_port(c); !hp.is_ok())
+      return invalid_argument("rejoin contact '" + c + "': " + hp.status().message());
   }
   if (rejoin && rank == 0 && rejoin_contacts.empty()) {
     return invalid_argument(

@@ -452,11 +452,6 @@ int soak(Node& node, Board& b) {
   return 0;
 }
 
-void skip_link_probe(NodeOptions& o) {
-  o.link_bandwidth = 1e9;
-  o.link_latency = 50e-6;
-}
-
 TEST(ChaosSoak, RandomCollectivesWhileRanksDieAndRejoin) {
   SharedBoard board;
   FaultPlan plan;

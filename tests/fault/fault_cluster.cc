@@ -183,6 +183,11 @@ int run_fault_cluster(const FaultPlan& plan, Board& board, const FaultBody& body
       plan.cluster.timeout);
 }
 
+void skip_link_probe(NodeOptions& o) {
+  o.link_bandwidth = 1e9;
+  o.link_latency = 50e-6;
+}
+
 itest::ClusterOptions fault_cluster_options() {
   itest::ClusterOptions o;
   o.store_capacity = 256ull << 20;

@@ -125,6 +125,11 @@ struct FaultPlan {
 // SIGKILL.
 int run_fault_cluster(const FaultPlan& plan, Board& board, const FaultBody& body);
 
+// For FaultPlan::rejoin_options: a fixed link model, so the rejoiner skips
+// the start-up link probe, which needs every member in a barrier (see
+// RejoinTest.DefaultOptionsJoinPromptly).
+void skip_link_probe(NodeOptions& o);
+
 // The cluster options every fault test starts from: stores sized for a few
 // objects of up to 64 MiB, and 1 MiB chunks so progress moves in steps that
 // thresholds can be placed between.

@@ -104,13 +104,6 @@ int rejoiner_start(Node& node, Board& b) {
   return 0;
 }
 
-// Skips the rejoiner's start-up link probe, which needs every member in a
-// barrier (see RejoinTest.DefaultOptionsJoinPromptly).
-void skip_link_probe(NodeOptions& o) {
-  o.link_bandwidth = 1e9;
-  o.link_latency = 50e-6;
-}
-
 // Rank 3 is SIGKILLed after the cluster formed; a new process takes its
 // rank with rejoin = true, puts an object, feeds a reduce coordinated by
 // rank 0 and reads rank 0's next broadcast, and the survivors stop listing

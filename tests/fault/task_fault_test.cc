@@ -145,10 +145,7 @@ TEST(TaskFault, AWorkerKilledMidGraphIsReplacedAndRejoins) {
   plan.n = kN;
   plan.victims = {kVictim};
   plan.cluster = fault_cluster_options();
-  plan.rejoin_options = [](NodeOptions& o) {
-    o.link_bandwidth = 1e9;
-    o.link_latency = 50e-6;
-  };
+  plan.rejoin_options = skip_link_probe;
   plan.rejoin[kVictim] = [](Node& node, Board& b) { return member(node, b, false); };
   int rc = run_fault_cluster(plan, *board, [](Node& node, Board& b) { return member(node, b, true); });
   EXPECT_EQ(rc, 0);
