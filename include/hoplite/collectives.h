@@ -9,11 +9,16 @@
 // target or a broadcast object that everyone gets, so it is chunk-pipelined
 // and survives the death of a participant like any get or reduce. A call
 // ends with a barrier, after which every rank removes the objects it put
-// (nobody can still be reading them).
+// (nobody can still be reading them). An allreduce of 1 MiB or more starts
+// with a barrier instead (it lines the ranks up for the striped form): it
+// removes what the calls before it put, and its own objects wait for the
+// next barrier of this instance, or flush(). So at most one call's objects
+// outlive it.
 //
 // Buffers: `in` is copied into the store (one copy); results are copied
-// from the store into `out` (one copy). Sizes must agree across ranks;
-// a rank whose size differs fails the call with kInvalidArgument.
+// from the store into `out` (one copy; an allreduce's while the result
+// arrives). Sizes must agree across ranks; a rank whose size differs fails
+// the call with kInvalidArgument.
 //
 // Ownership: borrows the Node, which must outlive it. Thread-binding: one
 // thread at a time per instance (calls are ordered); distinct instances
@@ -25,6 +30,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "hoplite/node.h"
 #include "hoplite/reduce.h"
@@ -40,6 +46,10 @@ class Collectives {
   // `prefix` keeps this instance's objects apart from another's (one per
   // process group).
   explicit Collectives(Node& node, std::string prefix = "hoplite/coll");
+  // Drops this rank's copies of what is still waiting for a barrier.
+  ~Collectives();
+  Collectives(const Collectives&) = delete;
+  Collectives& operator=(const Collectives&) = delete;
 
   // `buf` of root goes to every rank's `buf` (same size everywhere).
   [[nodiscard]] Status broadcast(std::span<std::byte> buf, int root, Timeout timeout = kDefaultTimeout);
@@ -69,6 +79,9 @@ class Collectives {
   [[nodiscard]] Status allgather(std::span<const std::byte> in, std::span<std::byte> out,
                                  Timeout timeout = kDefaultTimeout);
   [[nodiscard]] Status barrier(Timeout timeout = kDefaultTimeout);
+  // Removes what the last calls left waiting for a barrier: a barrier
+  // (every rank calls flush too), then the removals.
+  [[nodiscard]] Status flush(Timeout timeout = kDefaultTimeout);
 
   Node& node() { return node_; }
 
@@ -81,12 +94,17 @@ class Collectives {
   // root, or all) get every part into `out`, `ring` ordered for allgather.
   Status gather_parts(std::span<const std::byte> in, std::span<std::byte> out, bool reads, bool ring,
                       const char* what_out, const char* what_part, Timeout timeout);
-  // The barrier that ends a call, then the removal of what this rank put.
+  // The barrier that ends a call, then the removal of what this rank put
+  // (`mine`, and what earlier calls left).
   Status finish(Status st, std::span<const ObjectID> mine, Timeout timeout);
+  // After a barrier: removes deferred_; `st` unless it was ok and a removal failed.
+  Status remove_deferred(Status st);
 
   Node& node_;
   std::string prefix_;
   std::uint64_t calls_ = 0;
+  // Objects this rank put that wait for a barrier to be removed.
+  std::vector<ObjectID> deferred_;
 };
 
 }  // namespace hoplite

@@ -47,6 +47,10 @@ struct GetOptions {
   // (complete or being written); if `after` fails, the get falls back to
   // any copy.
   bool direct = false;
+  // The caller will read the object with ObjectFuture::copy_to: the node
+  // tells it each run of bytes that lands (a part of a composite, chunks
+  // in order), so it copies them out while the rest arrives.
+  bool copy_while_arriving = false;
 };
 
 enum class RemoveScope { kLocal, kGlobal };

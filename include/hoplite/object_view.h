@@ -47,6 +47,15 @@ class ObjectView {
 };
 
 namespace detail {
+// Bytes of a copy still arriving that are final: [offset, offset + size)
+// of the object, at base + offset in the local store, pinned by `pin`.
+struct Landed {
+  std::shared_ptr<const void> pin;
+  const std::byte* base = nullptr;
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+};
+
 // Shared between the caller's future and the node's progress thread.
 struct GetState {
   ObjectID id;
@@ -54,6 +63,27 @@ struct GetState {
   std::condition_variable cv;
   std::optional<Result<ObjectView>> result;     // guarded by mu
   std::vector<std::function<void()>> on_ready;  // guarded by mu
+  // GetOptions::copy_while_arriving: what has landed and not yet been
+  // taken by copy_to (guarded by mu; adjacent runs of one copy merge, so
+  // this stays a few entries long).
+  bool report_landed = false;
+  std::vector<Landed> landed;
+
+  void land(std::shared_ptr<const void> pin, const std::byte* base, std::uint64_t offset,
+            std::uint64_t size) {
+    if (size == 0) return;
+    {
+      std::lock_guard lock(mu);
+      if (result) return;
+      if (!landed.empty() && landed.back().base == base &&
+          landed.back().offset + landed.back().size == offset) {
+        landed.back().size += size;
+      } else {
+        landed.push_back({std::move(pin), base, offset, size});
+      }
+    }
+    cv.notify_all();
+  }
 
   void fulfill(Result<ObjectView> r) {
     std::vector<std::function<void()>> notify;
@@ -104,6 +134,12 @@ class ObjectFuture {
     }
     return *s_->result;
   }
+  // Waits for the object and copies it into `out`, which must be its size
+  // (else kInvalidArgument, and `out` may hold part of it). For a get made
+  // with GetOptions::copy_while_arriving the copying happens on this thread
+  // while the bytes arrive, run by run, so it ends soon after the last
+  // byte lands instead of starting then. One copy_to per future.
+  [[nodiscard]] Status copy_to(std::span<std::byte> out, std::chrono::milliseconds timeout = kForever) const;
 
  private:
   std::shared_ptr<detail::GetState> s_;

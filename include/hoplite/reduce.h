@@ -55,6 +55,12 @@ struct ReduceOptions {
   // holder reduces one stripe and the target becomes the composite of the
   // stripes, which readers fetch around the ring of holders.
   bool allow_stripes = false;
+  // Start on inputs that are still being written (streaming puts through
+  // Node::create, other reduces' targets) instead of waiting until each is
+  // complete: the reduce pulls their bytes as their writers publish them.
+  // Only for a reduce of every input (k = 0 or the count of inputs), where
+  // the order in which inputs arrive changes nothing but the plan's shape.
+  bool partial_inputs = false;
 };
 
 struct ReduceResult {

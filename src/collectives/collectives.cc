@@ -1,6 +1,7 @@
 #include "hoplite/collectives.h"
 
 #include <cstring>
+#include <future>
 #include <vector>
 
 namespace hoplite {
@@ -28,6 +29,20 @@ Status copy_out(const Result<ObjectView>& v, std::span<std::byte> out, const cha
   if (v->size() != out.size()) return wrong_size(what, v->size(), out.size());
   if (!out.empty()) std::memcpy(out.data(), v->data(), out.size());
   return {};
+}
+
+// Gets `id` into `out` (its size), copying while it arrives.
+Status read_into(Node& node, const ObjectID& id, std::span<std::byte> out, const char* what,
+                 std::chrono::milliseconds timeout) {
+  GetOptions g;
+  g.copy_while_arriving = true;
+  ObjectFuture f = node.get(id, g);
+  Status st = f.copy_to(out, timeout);
+  if (st.code() == StatusCode::kInvalidArgument) {
+    if (auto v = f.wait(std::chrono::milliseconds(0)); v.is_ok())
+      return wrong_size(what, v->size(), out.size());
+  }
+  return st;
 }
 
 // Gets objects `ids` all at once (from as many senders), then copies
@@ -64,21 +79,37 @@ ReduceOptions Collectives::every_input(std::uint64_t call, const ObjectID& targe
   return o;
 }
 
-Status Collectives::finish(Status st, std::span<const ObjectID> mine, Timeout timeout) {
-  // Every rank is past its reads once the barrier opens, so the objects
-  // can go; without it a fast rank would remove what a slow one still reads.
-  Status b = node_.barrier(timeout);
-  if (!b.is_ok()) return st.is_ok() ? b : st;
-  for (const auto& id : mine) {
+Collectives::~Collectives() {
+  // Without a barrier we cannot know that nobody reads them any more; only
+  // this rank's copies go (the node may outlive us).
+  for (const auto& id : deferred_) (void)node_.remove(id, RemoveScope::kLocal);
+}
+
+Status Collectives::remove_deferred(Status st) {
+  for (const auto& id : deferred_) {
     Status r = node_.remove(id);
     if (st.is_ok() && !r.is_ok() && r.code() != StatusCode::kNotFound) st = r;
   }
+  deferred_.clear();
   return st;
+}
+
+Status Collectives::finish(Status st, std::span<const ObjectID> mine, Timeout timeout) {
+  // Every rank is past its reads once the barrier opens, so the objects
+  // can go; without it a fast rank would remove what a slow one still reads.
+  deferred_.insert(deferred_.end(), mine.begin(), mine.end());
+  Status b = node_.barrier(timeout);
+  if (!b.is_ok()) return st.is_ok() ? b : st;
+  return remove_deferred(st);
+}
+
+Status Collectives::flush(Timeout timeout) {
+  return finish({}, {}, timeout);
 }
 
 Status Collectives::barrier(Timeout timeout) {
   ++calls_;
-  return node_.barrier(timeout);
+  return finish({}, {}, timeout);
 }
 
 Status Collectives::broadcast(std::span<std::byte> buf, int root, Timeout timeout) {
@@ -89,7 +120,7 @@ Status Collectives::broadcast(std::span<std::byte> buf, int root, Timeout timeou
     Status st = node_.put(obj, buf.data(), buf.size());
     return finish(st, std::span(&obj, 1), timeout);
   }
-  return finish(copy_out(node_.get(obj).wait(timeout), buf, "broadcast"), {}, timeout);
+  return finish(read_into(node_, obj, buf, "broadcast", timeout), {}, timeout);
 }
 
 Status Collectives::reduce(std::span<const std::byte> in, std::span<std::byte> out, int root, ReduceOp op,
@@ -123,21 +154,37 @@ Status Collectives::allreduce(std::span<const std::byte> in, std::span<std::byte
   const int me = node_.rank();
   const ObjectID mine = id(call, "in/" + std::to_string(me));
   const ObjectID target = id(call, "out");
-  Status st = node_.put(mine, in.data(), in.size());
-  std::vector<ObjectID> put{mine};
   // A large object stripes only if every input exists when rank 0 decides
   // (within a few ms), and ranks copying 64 MiB into their stores on busy
   // cores drift further apart than that: a barrier lines them up, for one
-  // round trip.
-  if (in.size() >= kStripeBarrierBytes && st.is_ok()) st = node_.barrier(timeout);
+  // round trip. Everyone is past its previous call once it opens, so what
+  // that call put can go now: a large allreduce needs no closing barrier.
+  const bool lined_up = in.size() >= kStripeBarrierBytes;
+  Status st = node_.put(mine, in.data(), in.size());
+  if (lined_up) {
+    // Every rank takes this barrier, whatever its put did: ranks must agree
+    // on the count of barriers.
+    Status b = node_.barrier(timeout);
+    if (st.is_ok()) st = b;
+  }
+  std::vector<ObjectID> put{mine};
   // Every rank's get is issued before rank 0's reduce returns, so the
   // result streams into broadcast chains (or around the stripes' ring)
-  // while it is being reduced.
-  ObjectFuture got = node_.get(target);
-  if (me == 0) {
+  // while it is being reduced, and is copied out part by part as it lands.
+  GetOptions g;
+  g.copy_while_arriving = true;
+  ObjectFuture got = node_.get(target, g);
+  std::future<Result<ReduceResult>> reducing;
+  if (me == 0 && st.is_ok()) {
     ReduceOptions o = every_input(call, target, op, dtype, timeout);
     o.allow_stripes = true;
-    auto res = st.is_ok() ? node_.reduce(o) : Result<ReduceResult>(st);
+    reducing = node_.reduce_async(o);
+  }
+  // The earlier calls' removals (directory round trips) overlap the reduce.
+  // A failed removal is reported once this call's result is in.
+  Status removed = lined_up && st.is_ok() ? remove_deferred({}) : Status{};
+  if (me == 0) {
+    auto res = reducing.valid() ? reducing.get() : Result<ReduceResult>(st);
     if (!res.is_ok()) {
       st = res.status();
       // The others wait for the target: an empty one tells them it failed
@@ -147,12 +194,19 @@ Status Collectives::allreduce(std::span<const std::byte> in, std::span<std::byte
     put.push_back(target);
   }
   if (st.is_ok()) {
-    auto v = got.wait(timeout);
-    if (v.is_ok() && v->size() == 0 && !out.empty()) {
-      st = Status(StatusCode::kPeerFailure, "allreduce: the reduce failed at rank 0 (its log says why)");
-    } else {
-      st = copy_out(v, out, "allreduce result");
+    st = got.copy_to(out, timeout);
+    if (st.code() == StatusCode::kInvalidArgument) {
+      auto v = got.wait(Timeout(0));
+      if (v.is_ok() && v->size() == 0 && !out.empty()) {
+        st = Status(StatusCode::kPeerFailure, "allreduce: the reduce failed at rank 0 (its log says why)");
+      } else if (v.is_ok()) {
+        st = wrong_size("allreduce result", v->size(), out.size());
+      }
     }
+  }
+  if (lined_up) {
+    deferred_.insert(deferred_.end(), put.begin(), put.end());
+    return st.is_ok() ? removed : st;
   }
   return finish(st, put, timeout);
 }

@@ -253,6 +253,7 @@ MsgType write(WireWriter& w, const Locate& m) {
   w.u64(m.request);
   w.u32(m.requester);
   w.u32(m.inline_max);
+  w.u8(m.partial_ok ? 1 : 0);
   return MsgType::kLocate;
 }
 MsgType write(WireWriter& w, const LocateReply& m) {
@@ -594,6 +595,7 @@ Result<Message> read(MsgType type, WireReader& r) {
       TRY(r.u64(m.request));
       TRY(r.u32(m.requester));
       TRY(r.u32(m.inline_max));
+      TRY(get_bool(r, m.partial_ok));
       return Message{m};
     }
     case MsgType::kLocateReply: {

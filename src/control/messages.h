@@ -30,8 +30,8 @@ inline constexpr std::uint32_t kMaxWorld = 65536;
 // the token in the hello by a challenge-response (auth/handshake.h); 4
 // added AppMessage, Where, WhereReply and Lookup.direct; 5 added Table's
 // failed ranks and last barrier, RejoinAt (any live rank takes rejoins),
-// ReduceTask.target and ReduceRelease.
-inline constexpr std::uint32_t kControlProtocol = 5;
+// ReduceTask.target and ReduceRelease; 6 added Locate.partial_ok.
+inline constexpr std::uint32_t kControlProtocol = 6;
 
 enum class MsgType : std::uint8_t {
   kHello = 1,
@@ -232,6 +232,9 @@ struct Locate {
   // comes back with its bytes (0: never): a small reduce then folds at the
   // coordinator instead of running tasks.
   std::uint32_t inline_max = 0;
+  // A copy still being written by its producer will do (a reduce that
+  // starts on inputs as they are written); else only a complete copy.
+  bool partial_ok = false;
 };
 struct LocateReply {
   ObjectID id;

@@ -141,10 +141,20 @@ std::vector<Reply> DirectoryShard::publish_one(const control::Publish& p) {
     if (std::find(rec.complete.begin(), rec.complete.end(), p.rank) == rec.complete.end()) {
       rec.complete.push_back(p.rank);
     }
+    std::erase(rec.producing, p.rank);
     for (const auto& l : rec.locators) located_.push_back({l.requester, locate_reply(p.id, rec, l)});
     rec.locators.clear();
   } else {
     rec.planner.add_source(p.rank);
+    if (std::find(rec.producing.begin(), rec.producing.end(), p.rank) == rec.producing.end() &&
+        std::find(rec.complete.begin(), rec.complete.end(), p.rank) == rec.complete.end()) {
+      rec.producing.push_back(p.rank);
+    }
+    std::erase_if(rec.locators, [&](const control::Locate& l) {
+      if (!l.partial_ok) return false;
+      located_.push_back({l.requester, locate_reply(p.id, rec, l)});
+      return true;
+    });
   }
   std::vector<Reply> out;
   std::erase_if(rec.waiters, [&](const control::Lookup& w) {
@@ -208,6 +218,7 @@ void DirectoryShard::unpublish_one(const ObjectID& id, Rank rank) {
   if (it == records_.end()) return;
   it->second.planner.remove(rank);
   std::erase(it->second.complete, rank);
+  std::erase(it->second.producing, rank);
   fail_must_exist(id, it->second);
   if (it->second.planner.empty() && it->second.waiters.empty() && it->second.locators.empty() &&
       !it->second.is_inline && !it->second.is_composite) {
@@ -281,8 +292,9 @@ control::LocateReply DirectoryShard::locate_reply(const ObjectID& id, const Reco
   r.id = id;
   r.request = l.request;
   r.size = rec.size;
-  r.holder = rec.complete.front();
-  if (rec.is_inline && rec.size <= l.inline_max) {
+  const bool complete = !rec.complete.empty();
+  r.holder = complete ? rec.complete.front() : rec.producing.front();
+  if (complete && rec.is_inline && rec.size <= l.inline_max) {
     r.has_inline = true;
     r.inline_data = rec.inline_data;
   }
@@ -291,7 +303,8 @@ control::LocateReply DirectoryShard::locate_reply(const ObjectID& id, const Reco
 
 std::optional<LocateAnswer> DirectoryShard::locate_one(const control::Locate& l) {
   Record& rec = records_[l.id];
-  if (!rec.complete.empty()) return LocateAnswer{l.requester, locate_reply(l.id, rec, l)};
+  if (!rec.complete.empty() || (l.partial_ok && !rec.producing.empty()))
+    return LocateAnswer{l.requester, locate_reply(l.id, rec, l)};
   auto same = std::find_if(rec.locators.begin(), rec.locators.end(), [&](const control::Locate& o) {
     return o.requester == l.requester && o.request == l.request;
   });
@@ -340,6 +353,7 @@ void DirectoryShard::forget_rank(Rank rank) {
     }
     rec.planner.remove(rank);
     std::erase(rec.complete, rank);
+    std::erase(rec.producing, rank);
     std::erase_if(rec.waiters, [rank](const auto& w) { return w.requester == rank; });
     std::erase_if(rec.locators, [rank](const auto& l) { return l.requester == rank; });
     if (freed) answer_waiters(it->first, rec);

@@ -157,12 +157,16 @@ class DirectoryShard {
     scheduler::BroadcastPlanner planner;
     std::vector<control::Lookup> waiters;
     std::vector<Rank> complete;  // holders of a complete copy, oldest first
+    // Producers of a copy being written (a streaming put, a reduce output),
+    // oldest first, until they seal it.
+    std::vector<Rank> producing;
     std::vector<control::Locate> locators;
   };
   std::optional<Reply> answer(const ObjectID& id, Record& rec, const control::Lookup& l);
   void answer_waiters(const ObjectID& id, Record& rec);
   void fail_must_exist(const ObjectID& id, Record& rec);
-  // A complete copy's holder, and the bytes too when inline and wanted.
+  // A complete copy's holder (else, for a partial_ok locate, a producer's),
+  // and the bytes too when inline, complete and wanted.
   static control::LocateReply locate_reply(const ObjectID& id, const Record& rec, const control::Locate& l);
 
   std::size_t parked_of(const ObjectID& id) const;

@@ -179,23 +179,24 @@ po::options_description MakeOptionsDescription(Options& opts) {
 }
 
 void PrintHelp(const po::options_description& desc) {
-  std::cout << "Usage: hoplite-run -n N [options] [--] PROGRAM [ARGS...]\n"
-               "\n"
-               "Starts N copies of PROGRAM on this machine with RANK, WORLD_SIZE, LOCAL_RANK,\n"
-               "LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT and HOPLITE_TOKEN set, and prefixes\n"
-               "each line they print with '[rank i] '. Ranks read stdin from /dev/null.\n"
-               "HOPLITE_TOKEN is taken from the environment if set, else generated randomly.\n"
-               "\n"
-               "With --netns, rank i runs as 'ip netns exec PREFIXi PROGRAM ARGS...' and also\n"
-               "gets HOPLITE_LISTEN_HOST=10.78.0.(i+1), plus UCX_TLS=tcp,self and\n"
-               "UCX_NET_DEVICES=eth0 unless already set, so that traffic crosses the shaped\n"
-               "links. --rate finds netns-cluster at $HOPLITE_NETNS_SCRIPT, else at\n"
-               "../scripts/netns-cluster relative to this program. See docs/netns.md.\n"
-               "\n"
-            << desc
-            << "\n"
-               "Exit status: 0 if every rank exits 0; 1 if a rank fails or cannot be started;\n"
-               "2 on a usage error; 124 on timeout; 128+S if hoplite-run gets signal S.\n";
+  std::cout
+      << "Usage: hoplite-run -n N [options] [--] PROGRAM [ARGS...]\n"
+         "\n"
+         "Starts N copies of PROGRAM on this machine with RANK, WORLD_SIZE, LOCAL_RANK,\n"
+         "LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT and HOPLITE_TOKEN set, and prefixes\n"
+         "each line they print with '[rank i] '. Ranks read stdin from /dev/null.\n"
+         "HOPLITE_TOKEN is taken from the environment if set, else generated randomly.\n"
+         "\n"
+         "With --netns, rank i runs as 'ip netns exec PREFIXi PROGRAM ARGS...' and also\n"
+         "gets HOPLITE_LISTEN_HOST=10.78.0.(i+1), plus UCX_TLS=tcp,self,\n"
+         "UCX_NET_DEVICES=eth0 and GLOO_SOCKET_IFNAME=eth0 unless already set, so that\n"
+         "traffic crosses the shaped links. --rate finds netns-cluster at $HOPLITE_NETNS_SCRIPT, else at\n"
+         "../scripts/netns-cluster relative to this program. See docs/netns.md.\n"
+         "\n"
+      << desc
+      << "\n"
+         "Exit status: 0 if every rank exits 0; 1 if a rank fails or cannot be started;\n"
+         "2 on a usage error; 124 on timeout; 128+S if hoplite-run gets signal S.\n";
 }
 
 // Boost would also parse the program's own flags as ours, so split argv at "--" or at the first
@@ -462,8 +463,10 @@ std::vector<std::string> BaseEnvironment(const Options& opts) {
   env.insert(env.end(), extra.begin(), extra.end());
   if (opts.netns) {
     // All namespaces share one kernel and /dev/shm, so UCX would take the ranks for one host and
-    // use shared memory between them, bypassing the shaped links.
-    for (std::string_view kv : {"UCX_TLS=tcp,self", "UCX_NET_DEVICES=eth0"}) {
+    // use shared memory between them, bypassing the shaped links. Gloo (torch's backend beside
+    // ours) would take the address the host name resolves to, 127.0.0.1, which no other
+    // namespace reaches.
+    for (std::string_view kv : {"UCX_TLS=tcp,self", "UCX_NET_DEVICES=eth0", "GLOO_SOCKET_IFNAME=eth0"}) {
       bool set =
           std::any_of(env.begin(), env.end(), [&](const std::string& e) { return EnvKey(e) == EnvKey(kv); });
       if (!set) env.emplace_back(kv);

@@ -56,6 +56,7 @@ void Composites::start(const msg::LookupReply& r) {
     t.id = part.id;
     t.composite = r.id;
     t.dest = a.entry->data + part.offset;
+    t.offset = part.offset;
     t.size = part.size;
     t.producer = part.holder;
     t.sender = part.holder;

@@ -240,16 +240,28 @@ void Fetcher::on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t offs
   }
   ctx_.bytes_received += len;
   in.done[offset] = len;
+  const std::uint64_t before = in.contiguous;
   while (!in.done.empty() && in.done.begin()->first == in.contiguous) {
     in.contiguous += in.done.begin()->second;
     in.done.erase(in.done.begin());
   }
+  if (in.contiguous != before) report_landed(in, id, before, in.contiguous);
   if (in.composite.is_nil() || in.serves) {
     in.entry->advance(in.contiguous);
     server_.notify(id);  // a partial copy serves what it has: chains stream
   }
   if (in.contiguous == in.size) return finish(id);
   pump(id);
+}
+
+void Fetcher::report_landed(const Inbound& in, const ObjectID& id, std::uint64_t from, std::uint64_t to) {
+  const ObjectID& whole = in.composite.is_nil() ? id : in.composite;
+  auto it = waiters_.find(whole);
+  if (it == waiters_.end()) return;
+  const std::byte* base = in.dest - in.part_offset;
+  for (auto& w : it->second) {
+    if (w->report_landed) w->land(in.entry, base, in.part_offset + from, to - from);
+  }
 }
 
 void Fetcher::finish(const ObjectID& id) {
@@ -312,6 +324,7 @@ void Fetcher::add_part(const PartTransfer& p) {
   Inbound in;
   in.entry = p.entry;
   in.dest = p.dest;
+  in.part_offset = p.offset;
   in.size = p.size;
   in.producer = p.producer;
   in.sender = p.sender;

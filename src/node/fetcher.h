@@ -39,6 +39,7 @@ struct PartTransfer {
   ObjectID composite;
   std::shared_ptr<store::ObjectEntry> entry;  // a view peers read, or the composite itself
   std::byte* dest = nullptr;
+  std::uint64_t offset = 0;  // of the part in the composite (dest - offset is the composite's extent)
   std::uint64_t size = 0;
   Rank sender = 0;
   Rank producer = 0;    // where the part is made (the fallback sender)
@@ -98,6 +99,7 @@ class Fetcher final : public Component {
     // the composite's extent, and completion is counted there.
     ObjectID composite;
     std::byte* dest = nullptr;
+    std::uint64_t part_offset = 0;
     std::uint64_t size = 0;
     int watch_retries = 0;
     bool resuming = false;     // the sender died; a new one is being looked up
@@ -114,6 +116,9 @@ class Fetcher final : public Component {
   void end_stream(Inbound& in);
   void pump(const ObjectID& id);
   void on_chunk(const ObjectID& id, std::uint64_t gen, std::uint64_t offset, std::uint64_t len, Status st);
+  // Tells the gets that copy while the object arrives that `in`'s bytes
+  // [from, to) (of the transfer) are in.
+  void report_landed(const Inbound& in, const ObjectID& id, std::uint64_t from, std::uint64_t to);
   void finish(const ObjectID& id);
   void abort(const ObjectID& id, const Status& why, bool retry);
   void resume(const ObjectID& id, const Status& why);

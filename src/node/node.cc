@@ -291,6 +291,7 @@ Result<ObjectWriter> Node::create(const ObjectID& id, std::uint64_t size) {
 ObjectFuture Node::get(const ObjectID& id, GetOptions opts) {
   auto st = std::make_shared<detail::GetState>();
   st->id = id;
+  st->report_landed = opts.copy_while_arriving;
   // Fast path: a complete local copy needs no hop through the progress thread.
   if (auto e = impl_->ctx.store->find(id); e && e->sealed()) {
     st->fulfill(ObjectView(id, e->data, e->size, e, -1));

@@ -91,6 +91,7 @@ void ObjectServer::replay_parked(const ObjectID& id) {
 }
 
 void ObjectServer::notify(const ObjectID& id) {
+  if (local_listener_) local_listener_(id, false);
   auto it = watchers_.find(id);
   if (it == watchers_.end()) return;
   for (auto& [key, w] : it->second) {
@@ -102,6 +103,7 @@ void ObjectServer::notify(const ObjectID& id) {
 }
 
 void ObjectServer::drop(const ObjectID& id, bool withdrawn) {
+  if (local_listener_) local_listener_(id, true);
   auto it = watchers_.find(id);
   if (it == watchers_.end()) return;
   auto list = std::move(it->second);

@@ -42,6 +42,10 @@ class ObjectServer final : public Component {
   void drop(const ObjectID& id, bool withdrawn = false);
   // Our lookup of `id` was answered: serve the watches that waited for it.
   void replay_parked(const ObjectID& id);
+  // Also told of every notify (gone = false) and drop (gone = true): the
+  // reduce executor, whose tasks may read a local input still being written.
+  using LocalListener = std::function<void(const ObjectID& id, bool gone)>;
+  void set_local_listener(LocalListener l) { local_listener_ = std::move(l); }
 
   // The data plane's access check: `peer` may read [offset, +length) of
   // the region for `id` only while it watches our copy of `id` (the
@@ -83,6 +87,7 @@ class ObjectServer final : public Component {
 
   NodeContext& ctx_;
   std::function<bool(const ObjectID&)> copy_coming_;
+  LocalListener local_listener_;
   // Readers of our objects, by (rank, stream).
   std::unordered_map<ObjectID, std::map<std::pair<Rank, std::uint64_t>, Watcher>> watchers_;
   std::unordered_map<ObjectID, std::vector<std::pair<Rank, std::uint64_t>>> parked_;

@@ -145,7 +145,10 @@ void ReduceCoordinator::cancel_open_tasks(Reduction& c) {
 msg::Locate ReduceCoordinator::locate_msg(std::uint64_t req, const ObjectID& id) const {
   msg::Locate l{id, req, ctx_.me, 0};
   if (auto it = locate_to_reduce_.find(req); it != locate_to_reduce_.end()) {
-    if (auto r = reduces_.find(it->second); r != reduces_.end()) l.inline_max = r->second.inline_max;
+    if (auto r = reduces_.find(it->second); r != reduces_.end()) {
+      l.inline_max = r->second.inline_max;
+      l.partial_ok = r->second.opts.partial_inputs && r->second.k == r->second.opts.inputs.size();
+    }
   }
   return l;
 }

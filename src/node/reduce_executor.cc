@@ -22,6 +22,7 @@ ReduceExecutor::ReduceExecutor(NodeContext& ctx, Fetcher& fetcher, ObjectServer&
                                Composites& composites, DirectoryClient& dir)
     : ctx_(ctx), fetcher_(fetcher), server_(server), composites_(composites), dir_(dir) {
   stream_owner_ = ctx_.streams.add_owner([this](const msg::Progress& p, Rank from) { on_progress(p, from); });
+  server_.set_local_listener([this](const ObjectID& id, bool gone) { on_local(id, gone); });
   auto& d = ctx_.dispatch;
   d.on<msg::ReduceTask>([this](const ConnPtr&, const msg::ReduceTask& t) { on_task(t); });
   // Only a task's coordinator may cancel or retarget it.
@@ -81,8 +82,10 @@ void ReduceExecutor::on_task(const msg::ReduceTask& t) {
     ctx_.send(t.coordinator, msg::ReduceDone{t.task, static_cast<std::uint16_t>(st.code()), st.message()});
   };
   auto& store = *ctx_.store;
+  // An input still being written will do: its chunks are read as its
+  // writer publishes them.
   auto input = store.find(t.input);
-  if (!input || !input->sealed())
+  if (!input)
     return reply_error(
         not_found("input " + t.input.short_hex() + " is not on rank " + std::to_string(ctx_.me)));
   if (t.input_offset > input->size || t.size > input->size - t.input_offset) {
@@ -131,6 +134,17 @@ void ReduceExecutor::on_task(const msg::ReduceTask& t) {
     pulls_[up.stream] = {t.task, ex.ups.size()};
     ex.ups.push_back(std::move(up));
   }
+  if ((ex.ups.empty() && !input->sealed() && t.size > 0)) {
+    // k = 1 of an input still being written: copied as it grows.
+    ex.copy_only = true;
+    const std::uint64_t task_id = t.task;
+    auto output = ex.output;
+    execs_[task_id] = std::move(ex);
+    awaiting_input_[t.input].insert(task_id);
+    ctx_.send(ctx_.shard_of(t.output), dir_.publish_msg(*output, msg::LocationState::kPartial));
+    on_local(t.input, false);
+    return;
+  }
   if (ex.ups.empty() || t.size == 0) {
     // k = 1 (or empty objects): the target is a copy of the one input.
     if (t.size) std::memcpy(ex.output->data, input->data + t.input_offset, t.size);
@@ -163,8 +177,55 @@ void ReduceExecutor::on_task(const msg::ReduceTask& t) {
   // Published as a partial copy: the parent task and any get of the target
   // can start pulling the prefix that is already reduced.
   ctx_.send(ctx_.shard_of(t.output), dir_.publish_msg(*output, msg::LocationState::kPartial));
+  if (!input->sealed()) awaiting_input_[t.input].insert(task_id);
   for (const auto& u : execs_.at(task_id).ups) ctx_.send(u.holder, msg::Watch{u.id, ctx_.me, u.stream});
   if (auto pr = pending_retargets_.extract(task_id)) on_retarget(pr.mapped());
+}
+
+std::uint64_t ReduceExecutor::input_ready(const Exec& ex) {
+  const std::uint64_t ready = ex.input->ready();
+  const std::uint64_t from = ex.task.input_offset;
+  return ready <= from ? 0 : std::min(ready - from, ex.task.size);
+}
+
+void ReduceExecutor::on_local(const ObjectID& id, bool gone) {
+  auto it = awaiting_input_.find(id);
+  if (it == awaiting_input_.end()) return;
+  const std::vector<std::uint64_t> tasks(it->second.begin(), it->second.end());
+  for (std::uint64_t task : tasks) {
+    auto eit = execs_.find(task);
+    // (Ended meanwhile, or a new task with another input took the id.)
+    if (eit == execs_.end() || eit->second.task.input != id) {
+      if (auto a = awaiting_input_.find(id); a != awaiting_input_.end()) a->second.erase(task);
+      continue;
+    }
+    Exec& ex = eit->second;
+    const bool sealed = ex.input->sealed();
+    if (gone && !sealed) {
+      fail(task, not_found("input " + id.short_hex() + " went from rank " + std::to_string(ctx_.me) +
+                           " before it was complete"));
+      continue;
+    }
+    if (ex.copy_only) {
+      const std::uint64_t ready = input_ready(ex);
+      if (ready > ex.copied) {
+        std::memcpy(ex.output->data + ex.copied, ex.input->data + ex.task.input_offset + ex.copied,
+                    ready - ex.copied);
+        ex.copied = ready;
+        if (ready < ex.task.size) {
+          ex.output->advance(ready);
+          server_.notify(ex.task.output);
+        }
+      }
+      if (ex.copied == ex.task.size) complete(task);
+      continue;
+    }
+    for (std::size_t ui = 0; ui < ex.ups.size() && execs_.count(task); ++ui) pump(task, ui);
+    if (sealed)
+      if (auto a = awaiting_input_.find(id); a != awaiting_input_.end()) a->second.erase(task);
+  }
+  if (auto a = awaiting_input_.find(id); a != awaiting_input_.end() && a->second.empty())
+    awaiting_input_.erase(a);
 }
 
 void ReduceExecutor::on_progress(const msg::Progress& p, Rank from) {
@@ -214,6 +275,8 @@ void ReduceExecutor::pump(std::uint64_t task, std::size_t ui) {
     std::uint64_t len = std::min(ex.chunk, ex.task.size - off);
     // Whole chunks only: the fold works chunk by chunk.
     if (up.offset + off + len > up.sender_ready) break;
+    // And of our own input, only what its writer has published.
+    if (off + len > input_ready(ex)) break;
     std::uint32_t slot = up.free_slots.back();
     up.free_slots.pop_back();
     std::uint64_t c = up.next_chunk++;

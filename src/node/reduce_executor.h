@@ -18,6 +18,10 @@
 // the reduce as complete (ReduceRelease). Gets of such a reduce's target on
 // this node fail, and the target is removed from the directory.
 //
+// A task's own input may still be written here (a streaming put, another
+// reduce's output; ReduceOptions::partial_inputs): each chunk is pulled from
+// the upstreams only once the input's writer has published it.
+//
 // Owns: running tasks, their upstream streams, retargets and cancels that
 // overtook their task, the outputs finished tasks left until their reduce
 // is released; ReduceTask, ReduceCancel, ReduceRetarget, ReduceRelease and
@@ -74,6 +78,10 @@ class ReduceExecutor final : public Component {
     std::uint64_t chunk = 0;
     std::uint64_t nchunks = 0;
     std::uint64_t contiguous = 0;  // chunks complete from the start
+    // No upstreams (k = 1) and an input still being written: the output
+    // is the input copied as it grows; bytes copied so far.
+    bool copy_only = false;
+    std::uint64_t copied = 0;
   };
 
   void on_task(const msg::ReduceTask& t);
@@ -82,6 +90,11 @@ class ReduceExecutor final : public Component {
   void on_chunk(std::uint64_t task, std::size_t up, std::uint64_t chunk, std::uint32_t slot,
                 std::uint64_t gen, Status st);
   void maybe_finish_up(std::uint64_t task, std::size_t up);
+  // The local copy of `id` grew, or went (`gone`): tasks whose input it is
+  // and that wait for its bytes go on, or fail.
+  void on_local(const ObjectID& id, bool gone);
+  // Bytes [0, n) of the task's range of its input are written here.
+  static std::uint64_t input_ready(const Exec& ex);
   void complete(std::uint64_t task);
   void orphan_upstream(std::uint64_t task, std::size_t up, Rank failed);
   void on_retarget(const msg::ReduceRetarget& m);
@@ -105,6 +118,8 @@ class ReduceExecutor final : public Component {
   std::uint8_t stream_owner_ = 0;
   std::unordered_map<std::uint64_t, Exec> execs_;
   std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::size_t>> pulls_;  // by stream
+  // Tasks whose input is still being written here, by input.
+  std::unordered_map<ObjectID, std::unordered_set<std::uint64_t>> awaiting_input_;
   // Retargets for tasks that have not arrived yet, and tasks cancelled
   // before they arrived (both possible when a task is forwarded).
   // Both bounded by kMaxPending (a peer can send them at will).

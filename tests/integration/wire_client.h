@@ -47,7 +47,7 @@ inline constexpr std::uint8_t kControlError = 3;
 inline constexpr std::uint8_t kControlChallenge = 34;
 inline constexpr std::uint8_t kControlProof = 35;
 inline constexpr std::uint32_t kControlProtocol =
-    5;  // written out: the client speaks the documented wire format
+    6;  // written out: the client speaks the documented wire format
 inline constexpr std::uint8_t kDataHello = 0x40;
 inline constexpr std::uint8_t kDataHelloAck = 0x41;
 inline constexpr std::uint8_t kDataGetRequest = 0x42;

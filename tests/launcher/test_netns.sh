@@ -57,11 +57,11 @@ ranks_in_their_namespaces() {
 
 netns_environment() {
   HOPLITE_NETNS_SCRIPT=$cluster timeout 30 "$launcher" -n 2 --netns --netns-prefix "$prefix" \
-    --rate "$rate" -- sh -c 'echo $MASTER_ADDR $HOPLITE_LISTEN_HOST $UCX_TLS $UCX_NET_DEVICES' \
+    --rate "$rate" -- sh -c 'echo $MASTER_ADDR $HOPLITE_LISTEN_HOST $UCX_TLS $UCX_NET_DEVICES $GLOO_SOCKET_IFNAME' \
     >"$tmp/out"
   cat "$tmp/out"
-  grep -qx '\[rank 0\] 10.78.0.1 10.78.0.1 tcp,self eth0' "$tmp/out" &&
-    grep -qx '\[rank 1\] 10.78.0.1 10.78.0.2 tcp,self eth0' "$tmp/out"
+  grep -qx '\[rank 0\] 10.78.0.1 10.78.0.1 tcp,self eth0 eth0' "$tmp/out" &&
+    grep -qx '\[rank 1\] 10.78.0.1 10.78.0.2 tcp,self eth0 eth0' "$tmp/out"
 }
 
 # One 2 s TCP flow from node 1 to node 0: crosses node 1's egress shaper and node 0's ingress

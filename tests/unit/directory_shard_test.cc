@@ -1013,5 +1013,47 @@ TEST(DirectoryShardDirect, EveryReaderIsSentToTheProducerAlone) {
   EXPECT_EQ(w.holders, (std::vector<Rank>{0, 1}));
 }
 
+// A partial_ok locate (a reduce that starts on inputs still being written)
+// is answered by the object's producer at once, or by its first partial
+// publish; a plain locate still waits for a complete copy. A producer that
+// unpublishes or dies is no longer named.
+TEST(DirectoryShardLocate, PartialOkIsAnsweredByTheProducer) {
+  DirectoryShard shard;
+  const ObjectID id = ObjectID::from_name("locate/partial");
+  control::Locate partial{id, 1, 5, 0, true};
+  control::Locate plain{id, 2, 5, 0, false};
+  EXPECT_FALSE(shard.locate(partial).has_value());
+  EXPECT_FALSE(shard.locate(plain).has_value());
+  (void)shard.publish(Pub(id, 3, 4096, LocationState::kPartial));
+  auto located = shard.take_located();
+  ASSERT_EQ(located.size(), 1u);
+  EXPECT_EQ(located[0].to, 5u);
+  EXPECT_EQ(located[0].reply.request, 1u);
+  EXPECT_EQ(located[0].reply.holder, 3u);
+  EXPECT_EQ(located[0].reply.size, 4096u);
+  // Asked again now: at once.
+  auto now = shard.locate(control::Locate{id, 3, 6, 0, true});
+  ASSERT_TRUE(now.has_value());
+  EXPECT_EQ(now->reply.holder, 3u);
+  // The plain one waits for the seal, and is then answered with the holder.
+  (void)shard.publish(Pub(id, 3, 4096, LocationState::kComplete));
+  located = shard.take_located();
+  ASSERT_EQ(located.size(), 1u);
+  EXPECT_EQ(located[0].reply.request, 2u);
+  EXPECT_EQ(located[0].reply.holder, 3u);
+
+  // A producer that goes is not named.
+  const ObjectID other = ObjectID::from_name("locate/partial/gone");
+  (void)shard.publish(Pub(other, 4, 64, LocationState::kPartial));
+  shard.unpublish(other, 4);
+  EXPECT_FALSE(shard.locate(control::Locate{other, 4, 5, 0, true}).has_value());
+  (void)shard.publish(Pub(other, 7, 64, LocationState::kPartial));
+  located = shard.take_located();
+  ASSERT_EQ(located.size(), 1u);
+  EXPECT_EQ(located[0].reply.holder, 7u);
+  shard.forget_rank(7);
+  EXPECT_FALSE(shard.locate(control::Locate{other, 5, 5, 0, true}).has_value());
+}
+
 }  // namespace
 }  // namespace hoplite::directory

@@ -166,7 +166,7 @@ auto Fields(const ctl::Unwatch& m) {
   return std::tie(m.id, m.requester, m.stream);
 }
 auto Fields(const ctl::Locate& m) {
-  return std::tie(m.id, m.request, m.requester, m.inline_max);
+  return std::tie(m.id, m.request, m.requester, m.inline_max, m.partial_ok);
 }
 auto Fields(const ctl::LocateReply& m) {
   return std::tie(m.id, m.request, m.size, m.holder, m.has_inline, m.inline_data);
@@ -325,7 +325,8 @@ std::vector<Sample> Samples() {
   s.push_back({"Progress", MsgType::kProgress, ctl::Progress{id, true, 4096, 1 << 20, 65536, 17}});
   s.push_back({"ProgressDone", MsgType::kProgress, ctl::Progress{id, true, 64, 1000, 1000}});
   s.push_back({"Unwatch", MsgType::kUnwatch, ctl::Unwatch{id, 6, 99}});
-  s.push_back({"Locate", MsgType::kLocate, ctl::Locate{id, 55, 9, 4096}});
+  s.push_back({"Locate", MsgType::kLocate, ctl::Locate{id, 55, 9, 4096, false}});
+  s.push_back({"LocatePartial", MsgType::kLocate, ctl::Locate{id, 58, 9, 0, true}});
   s.push_back({"LocateReply", MsgType::kLocateReply, ctl::LocateReply{id, 56, 1ULL << 35, 4, false, {}}});
   s.push_back({"LocateReplyInline", MsgType::kLocateReply, ctl::LocateReply{id, 57, 3, 4, true, {7, 8, 9}}});
 
