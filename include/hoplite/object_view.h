@@ -138,7 +138,10 @@ class ObjectFuture {
   // (else kInvalidArgument, and `out` may hold part of it). For a get made
   // with GetOptions::copy_while_arriving the copying happens on this thread
   // while the bytes arrive, run by run, so it ends soon after the last
-  // byte lands instead of starting then. One copy_to per future.
+  // byte lands instead of starting then. A copy_to that times out has
+  // copied what landed meanwhile; a later one on the same future and buffer
+  // goes on (what the first took is copied again at the end). One thread
+  // at a time.
   [[nodiscard]] Status copy_to(std::span<std::byte> out, std::chrono::milliseconds timeout = kForever) const;
 
  private:

@@ -1,7 +1,7 @@
 // ObjectFuture::copy_to, fed by hand the way the node's progress thread
 // feeds it (GetState::land, GetState::fulfill): runs that landed are copied
-// while waiting, the rest at the end; runs of a copy that was given up are
-// copied again from the final one; sizes, errors and timeouts.
+// while waiting; runs of a copy that was given up are copied again from the
+// final one; sizes, errors and timeouts.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -32,22 +32,29 @@ std::shared_ptr<detail::GetState> state() {
   return s;
 }
 
-// Landed runs are final: copy_to takes them while it waits and does not
-// read them again at the end (the later change to the copy's bytes there
-// does not reach `out`, which shows they were not copied twice).
-TEST(ObjectFutureCopyTo, LandedRunsAreCopiedOnceAndTheRestAtTheEnd) {
+// Landed runs are taken while copy_to waits: one that times out has copied
+// them (and only them); a later one on the same buffer ends with the whole
+// object. Runs that land while it waits on another thread are merged and
+// copied too.
+TEST(ObjectFutureCopyTo, LandedRunsAreCopiedWhileWaiting) {
   auto s = state();
   Copy c(1000, 1);
   std::vector<std::byte> out(1000, std::byte{0});
+  s->land(c.bytes, c.base(), 0, 300);
+  s->land(c.bytes, c.base(), 300, 200);  // merges with the first
+  s->land(c.bytes, c.base(), 700, 100);
+  EXPECT_EQ(s->landed.size(), 2u);
+  ObjectFuture f(s);
+  EXPECT_EQ(f.copy_to(out, milliseconds(1)).code(), StatusCode::kTimeout);
+  for (std::size_t i = 0; i < 1000; ++i) {
+    const bool landed = i < 500 || (i >= 700 && i < 800);
+    ASSERT_EQ(out[i], landed ? std::byte{1} : std::byte{0}) << i;
+  }
   std::thread feeder([&] {
-    s->land(c.bytes, c.base(), 0, 300);
-    s->land(c.bytes, c.base(), 300, 200);  // merges with the first
-    s->land(c.bytes, c.base(), 700, 100);
-    std::this_thread::sleep_for(milliseconds(50));
-    std::memset(c.bytes->data(), 9, 500);  // already taken
+    s->land(c.bytes, c.base(), 500, 200);
+    std::this_thread::sleep_for(milliseconds(20));
     s->fulfill(c.view());
   });
-  ObjectFuture f(s);
   EXPECT_TRUE(f.copy_to(out, milliseconds(5000)).is_ok());
   feeder.join();
   for (std::size_t i = 0; i < 1000; ++i) ASSERT_EQ(out[i], std::byte{1}) << i;
