@@ -263,6 +263,7 @@ MsgType write(WireWriter& w, const LocateReply& m) {
   w.u32(m.holder);
   w.u8(m.has_inline ? 1 : 0);
   if (m.has_inline) w.bytes(m.inline_data);
+  w.u8(m.refused ? 1 : 0);
   return MsgType::kLocateReply;
 }
 MsgType write(WireWriter& w, const ReduceTask& m) {
@@ -609,6 +610,8 @@ Result<Message> read(MsgType type, WireReader& r) {
         TRY(r.bytes(m.inline_data, kMaxInline));
         if (m.inline_data.size() != m.size) return protocol_error("inline locate reply size mismatch");
       }
+      TRY(get_bool(r, m.refused));
+      if (m.refused && m.has_inline) return protocol_error("a refused locate reply carries bytes");
       return Message{m};
     }
     case MsgType::kReduceTask: {

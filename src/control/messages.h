@@ -30,7 +30,8 @@ inline constexpr std::uint32_t kMaxWorld = 65536;
 // the token in the hello by a challenge-response (auth/handshake.h); 4
 // added AppMessage, Where, WhereReply and Lookup.direct; 5 added Table's
 // failed ranks and last barrier, RejoinAt (any live rank takes rejoins),
-// ReduceTask.target and ReduceRelease; 6 added Locate.partial_ok.
+// ReduceTask.target and ReduceRelease; 6 added Locate.partial_ok and
+// LocateReply.refused.
 inline constexpr std::uint32_t kControlProtocol = 6;
 
 enum class MsgType : std::uint8_t {
@@ -243,6 +244,10 @@ struct LocateReply {
   Rank holder = kNoRank;
   bool has_inline = false;
   std::vector<std::uint8_t> inline_data;  // size bytes when has_inline
+  // The shard will not wait for this object: it holds as many waiting
+  // requests (of this requester, for this object, or in all) as it may
+  // (size: that limit; holder: kNoRank).
+  bool refused = false;
 };
 struct Upstream {
   ObjectID id;

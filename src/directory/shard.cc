@@ -317,6 +317,16 @@ std::optional<LocateAnswer> DirectoryShard::locate_one(const control::Locate& l)
   } else {
     refusals_++;
     if (rec.waiters.empty() && rec.locators.empty() && !rec.has_size) records_.erase(l.id);
+    // Told, so that its reduce fails now with the reason instead of at
+    // its deadline.
+    control::LocateReply r;
+    r.id = l.id;
+    r.request = l.request;
+    r.refused = true;
+    r.size = static_cast<std::size_t>(mine) >= kMaxLocatesPerObject ? kMaxLocatesPerObject
+             : parked_by(l.requester) >= limits_.parked_per_rank    ? limits_.parked_per_rank
+                                                                    : limits_.parked;
+    return LocateAnswer{l.requester, std::move(r)};
   }
   return std::nullopt;
 }

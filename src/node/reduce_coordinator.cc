@@ -156,6 +156,17 @@ msg::Locate ReduceCoordinator::locate_msg(std::uint64_t req, const ObjectID& id)
 void ReduceCoordinator::on_locate_reply(const msg::LocateReply& r) {
   auto lit = locate_to_reduce_.find(r.request);
   if (lit == locate_to_reduce_.end()) return;
+  if (r.refused) {
+    const std::uint64_t rid = lit->second;
+    locate_to_reduce_.erase(lit);
+    locate_ids_.erase(r.request);
+    if (!reduces_.count(rid)) return;
+    return finish_reduce(
+        rid, capacity_error("reduce into " + reduces_.at(rid).opts.target.short_hex() +
+                            ": the directory shard on rank " + std::to_string(ctx_.shard_of(r.id)) +
+                            " refused to locate input " + r.id.short_hex() + " at its limit of " +
+                            std::to_string(r.size) + " waiting requests"));
+  }
   // (With the bytes in hand, the holder's fate does not matter.)
   if (!r.has_inline && (r.holder >= ctx_.world || (!ctx_.alive.empty() && !ctx_.alive[r.holder]))) {
     // A shard that has not yet noticed the failure named a dead holder:

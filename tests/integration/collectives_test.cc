@@ -547,6 +547,62 @@ TEST(ReducePartialInputsTest, AnAbortedInputFailsTheReduce) {
   EXPECT_EQ(rc, 0);
 }
 
+// ------------------------------------------------ refused locates
+
+// One rank runs more reduces of one input that does not exist yet than the
+// input's shard parks locates for (DirectoryShard::kMaxLocatesPerObject):
+// the one past the limit fails at once with kCapacity saying so, instead of
+// at its deadline, and the others complete once the input is put.
+TEST(ReduceRefusedLocateTest, ThePastTheLimitReduceFailsAtOnce) {
+  constexpr int kRanks = 2;
+  constexpr int kReduces = 65;  // kMaxLocatesPerObject + 1
+  int rc = run_cluster(
+      kRanks,
+      [&](Node& node) -> int {
+        Case c;
+        c.tag = "refused/input";
+        c.op = ReduceOp::kSum;
+        c.dtype = DataType::kInt32;
+        c.size = 4096;
+        const ObjectID input = input_id(c.tag, 1);
+        if (node.rank() == 0) {
+          std::vector<std::future<Result<ReduceResult>>> futs;
+          for (int i = 0; i < kReduces; ++i) {
+            ReduceOptions o = reduce_options(c, {input});
+            o.target = target_id(c.tag + "/" + std::to_string(i));
+            o.timeout = milliseconds(30000);
+            futs.push_back(node.reduce_async(o));
+          }
+          // The refused one ends within a few round trips; the rest wait.
+          const auto deadline = Clock::now() + milliseconds(10000);
+          int failed = -1;
+          while (failed < 0 && Clock::now() < deadline) {
+            for (int i = 0; i < kReduces && failed < 0; ++i) {
+              if (futs[i].wait_for(milliseconds(0)) == std::future_status::ready) failed = i;
+            }
+            std::this_thread::sleep_for(milliseconds(5));
+          }
+          CHECK_TRUE(failed >= 0);
+          auto res = futs[failed].get();
+          CHECK_CODE(res, StatusCode::kCapacity);
+          CHECK_TRUE(res.status().message().find("refused to locate input") != std::string::npos);
+          CHECK_OK(node.barrier(kWait));  // rank 1 puts the input now
+          for (int i = 0; i < kReduces; ++i) {
+            if (i == failed) continue;
+            ASSIGN_OR_FAIL(ReduceResult r, futs[i].get());
+            CHECK_EQ(r.used.size(), std::size_t{1});
+          }
+        } else {
+          CHECK_OK(node.barrier(kWait));
+          CHECK_OK(node.put(input, make_input(c.size, c.dtype, 1)));
+        }
+        CHECK_OK(node.barrier(kWait));
+        return 0;
+      },
+      cluster_options());
+  EXPECT_EQ(rc, 0);
+}
+
 // ------------------------------------------------ Collectives
 
 // Large allreduces leave their objects for the next call's opening barrier

@@ -722,22 +722,42 @@ TEST(DirectoryShardBounds, OneRanksParkedLookupsDoNotCrowdOutOthers) {
   EXPECT_EQ(shard.parked(), 0u);
 }
 
-// Locates share the per-rank limit: one rank's, past it, are dropped and
-// counted; another rank's still wait and are answered by the publish.
+// Locates share the per-rank limit: one rank's, past it, are refused (the
+// requester is told, with the limit) and counted; another rank's still wait
+// and are answered by the publish.
 TEST(DirectoryShardBounds, OneRanksParkedLocatesAreBounded) {
   DirectoryShard shard;
   constexpr std::size_t kLimit = DirectoryShard::kMaxParkedPerRank;
   // Of one object, a rank parks kMaxLocatesPerObject.
   const ObjectID id = ObjectID::from_name("locate/later");
   constexpr std::size_t kPerObject = DirectoryShard::kMaxLocatesPerObject;
-  for (std::uint64_t i = 1; i <= kPerObject + 10; ++i)
-    ASSERT_FALSE(shard.locate(control::Locate{id, i, 2, 0}).has_value());
+  auto expect_refused = [&](const std::optional<directory::LocateAnswer>& a, std::uint64_t request,
+                            std::uint64_t limit) {
+    ASSERT_TRUE(a.has_value());
+    EXPECT_EQ(a->to, 2u);
+    EXPECT_TRUE(a->reply.refused);
+    EXPECT_FALSE(a->reply.has_inline);
+    EXPECT_EQ(a->reply.request, request);
+    EXPECT_EQ(a->reply.size, limit);
+  };
+  for (std::uint64_t i = 1; i <= kPerObject + 10; ++i) {
+    auto a = shard.locate(control::Locate{id, i, 2, 0});
+    if (i <= kPerObject) {
+      ASSERT_FALSE(a.has_value());
+    } else {
+      expect_refused(a, i, kPerObject);
+    }
+  }
   EXPECT_EQ(shard.parked_by(2), kPerObject);
   EXPECT_EQ(shard.refusals(), 10u);
   // In all, kMaxParkedPerRank.
   for (std::uint64_t i = 0; i < kLimit; ++i) {
-    ASSERT_FALSE(shard.locate(control::Locate{ObjectID::from_name("locate/" + std::to_string(i)), i, 2, 0})
-                     .has_value());
+    auto a = shard.locate(control::Locate{ObjectID::from_name("locate/" + std::to_string(i)), i, 2, 0});
+    if (i < kLimit - kPerObject) {
+      ASSERT_FALSE(a.has_value()) << i;
+    } else {
+      expect_refused(a, i, kLimit);
+    }
   }
   EXPECT_EQ(shard.parked_by(2), kLimit) << "rank 2 parked past its limit";
   EXPECT_EQ(shard.refusals(), 10u + kPerObject);

@@ -169,7 +169,7 @@ auto Fields(const ctl::Locate& m) {
   return std::tie(m.id, m.request, m.requester, m.inline_max, m.partial_ok);
 }
 auto Fields(const ctl::LocateReply& m) {
-  return std::tie(m.id, m.request, m.size, m.holder, m.has_inline, m.inline_data);
+  return std::tie(m.id, m.request, m.size, m.holder, m.has_inline, m.inline_data, m.refused);
 }
 auto Fields(const ctl::Upstream& u) {
   return std::tie(u.id, u.holder, u.offset);
@@ -329,6 +329,8 @@ std::vector<Sample> Samples() {
   s.push_back({"LocatePartial", MsgType::kLocate, ctl::Locate{id, 58, 9, 0, true}});
   s.push_back({"LocateReply", MsgType::kLocateReply, ctl::LocateReply{id, 56, 1ULL << 35, 4, false, {}}});
   s.push_back({"LocateReplyInline", MsgType::kLocateReply, ctl::LocateReply{id, 57, 3, 4, true, {7, 8, 9}}});
+  s.push_back({"LocateReplyRefused", MsgType::kLocateReply,
+               ctl::LocateReply{id, 59, 64, ctl::kNoRank, false, {}, true}});
 
   ctl::ReduceTask task;
   task.task = 0x1122334455667788ULL;
