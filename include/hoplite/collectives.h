@@ -12,8 +12,8 @@
 // (nobody can still be reading them). An allreduce of 1 MiB or more starts
 // with a barrier instead (it lines the ranks up for the striped form): it
 // removes what the calls before it put, and its own objects wait for the
-// next barrier of this instance, or flush(). So at most one call's objects
-// outlive it.
+// next call that ends or opens with a barrier (barrier() itself removes
+// nothing), or flush(). So at most one call's objects outlive it.
 //
 // Buffers: `in` is copied into the store (one copy); results are copied
 // from the store into `out` (one copy; an allreduce's while the result

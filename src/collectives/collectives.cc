@@ -88,7 +88,12 @@ Collectives::~Collectives() {
 Status Collectives::remove_deferred(Status st) {
   for (const auto& id : deferred_) {
     Status r = node_.remove(id);
-    if (st.is_ok() && !r.is_ok() && r.code() != StatusCode::kNotFound) st = r;
+    // The local copy is gone either way. A shard that died since the
+    // barrier took its record with it (every rank was past its reads), so
+    // that is not this call's failure: a rank may leave right after a
+    // barrier while the others still clean up.
+    const bool gone = r.code() == StatusCode::kNotFound || r.code() == StatusCode::kPeerFailure;
+    if (st.is_ok() && !r.is_ok() && !gone) st = r;
   }
   deferred_.clear();
   return st;
@@ -109,7 +114,10 @@ Status Collectives::flush(Timeout timeout) {
 
 Status Collectives::barrier(Timeout timeout) {
   ++calls_;
-  return finish({}, {}, timeout);
+  // Nothing removed here: a rank may leave as soon as its barrier returns,
+  // and a removal would then wait for its shard's death to be noticed
+  // (torch's barrier Work would fail with it).
+  return node_.barrier(timeout);
 }
 
 Status Collectives::broadcast(std::span<std::byte> buf, int root, Timeout timeout) {

@@ -68,7 +68,10 @@ out=$("$launcher" -n 3 --timeout 60 -- "$tmp/hello_cc" 2>&1) || { echo "$out"; e
 echo "$out"
 grep -q 'c++ rank 1: sum 6' <<<"$out" || { echo "FAIL: hello_cc printed something else"; exit 1; }
 # They ran against the installed library, not the build tree's.
-ldd "$tmp/hello_c" | grep -q "$libdir/libhoplite.so.0" || { ldd "$tmp/hello_c"; echo "FAIL: not the installed copy"; exit 1; }
+# (grep reads all of ldd's output: with -q it could exit first, and under
+# pipefail ldd's SIGPIPE would fail the check.)
+ldd "$tmp/hello_c" | grep "$libdir/libhoplite.so.0" >/dev/null ||
+  { ldd "$tmp/hello_c"; echo "FAIL: not the installed copy"; exit 1; }
 echo "PASS: both ran under the installed hoplite-run against the installed libhoplite"
 
 # The Python module, when it was built: imported from the installed
