@@ -23,26 +23,24 @@ Status check_rank(const Node& node, int root) {
   return {};
 }
 
-// The view's bytes into `out`, which must be its size.
-Status copy_out(const Result<ObjectView>& v, std::span<std::byte> out, const char* what) {
-  if (!v.is_ok()) return v.status();
-  if (v->size() != out.size()) return wrong_size(what, v->size(), out.size());
-  if (!out.empty()) std::memcpy(out.data(), v->data(), out.size());
-  return {};
-}
-
-// Gets `id` into `out` (its size), copying while it arrives.
-Status read_into(Node& node, const ObjectID& id, std::span<std::byte> out, const char* what,
+// `f`'s object into `out`, which must be its size (else reported as
+// `what`'s). A get made with copy_while_arriving copies while it arrives.
+Status copy_into(const ObjectFuture& f, std::span<std::byte> out, const char* what,
                  std::chrono::milliseconds timeout) {
-  GetOptions g;
-  g.copy_while_arriving = true;
-  ObjectFuture f = node.get(id, g);
   Status st = f.copy_to(out, timeout);
   if (st.code() == StatusCode::kInvalidArgument) {
     if (auto v = f.wait(std::chrono::milliseconds(0)); v.is_ok())
       return wrong_size(what, v->size(), out.size());
   }
   return st;
+}
+
+// Gets `id` into `out`, copying while it arrives.
+Status read_into(Node& node, const ObjectID& id, std::span<std::byte> out, const char* what,
+                 std::chrono::milliseconds timeout) {
+  GetOptions g;
+  g.copy_while_arriving = true;
+  return copy_into(node.get(id, g), out, what, timeout);
 }
 
 // Gets objects `ids` all at once (from as many senders), then copies
@@ -54,7 +52,7 @@ Status get_parts(Node& node, const std::vector<ObjectID>& ids, std::span<std::by
   for (const auto& id : ids) parts.push_back(node.get(id, g));
   std::uint64_t at = 0;
   for (std::size_t r = 0; r < parts.size(); ++r) {
-    HOPLITE_RETURN_IF_ERROR(copy_out(parts[r].wait(timeout), out.subspan(at, counts[r]), what));
+    HOPLITE_RETURN_IF_ERROR(copy_into(parts[r], out.subspan(at, counts[r]), what, timeout));
     at += counts[r];
   }
   return {};
@@ -148,7 +146,7 @@ Status Collectives::reduce(std::span<const std::byte> in, std::span<std::byte> o
       st = res.status();
     } else {
       // Complete here already: the reduce returns once it is.
-      st = copy_out(node_.get(target).wait(timeout), out, "reduce result");
+      st = copy_into(node_.get(target), out, "reduce result", timeout);
     }
     put.push_back(target);
   }
@@ -202,15 +200,10 @@ Status Collectives::allreduce(std::span<const std::byte> in, std::span<std::byte
     put.push_back(target);
   }
   if (st.is_ok()) {
-    st = got.copy_to(out, timeout);
-    if (st.code() == StatusCode::kInvalidArgument) {
-      auto v = got.wait(Timeout(0));
-      if (v.is_ok() && v->size() == 0 && !out.empty()) {
-        st = Status(StatusCode::kPeerFailure, "allreduce: the reduce failed at rank 0 (its log says why)");
-      } else if (v.is_ok()) {
-        st = wrong_size("allreduce result", v->size(), out.size());
-      }
-    }
+    st = copy_into(got, out, "allreduce result", timeout);
+    // An empty target is rank 0's word that the reduce failed.
+    if (auto v = got.wait(Timeout(0)); !st.is_ok() && v.is_ok() && v->size() == 0 && !out.empty())
+      st = Status(StatusCode::kPeerFailure, "allreduce: the reduce failed at rank 0 (its log says why)");
   }
   if (lined_up) {
     deferred_.insert(deferred_.end(), put.begin(), put.end());
@@ -262,8 +255,7 @@ Status Collectives::scatter(std::span<const std::byte> in, std::span<std::byte> 
     put.push_back(id(call, "scatter/" + std::to_string(r)));
     st = node_.put(put.back(), in.data() + static_cast<std::size_t>(r) * out.size(), out.size());
   }
-  if (st.is_ok())
-    st = copy_out(node_.get(id(call, "scatter/" + std::to_string(me))).wait(timeout), out, "scatter");
+  if (st.is_ok()) st = read_into(node_, id(call, "scatter/" + std::to_string(me)), out, "scatter", timeout);
   return finish(st, put, timeout);
 }
 
